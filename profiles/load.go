@@ -1,0 +1,195 @@
+package profiles
+
+import (
+	"bytes"
+	"embed"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+//go:embed builtin/*.yaml seccomp/*.json
+var embedded embed.FS
+
+// DefaultName is the profile `clawguard run` uses when given none.
+const DefaultName = "openclaw"
+
+// Builtins lists the embedded profiles by name.
+func Builtins() []string {
+	entries, _ := embedded.ReadDir("builtin")
+	var names []string
+	for _, e := range entries {
+		names = append(names, strings.TrimSuffix(e.Name(), ".yaml"))
+	}
+	return names
+}
+
+// LoadBuiltin parses an embedded profile. Its relative paths (./workspace,
+// ./secrets, ...) are relative to dir, normally the working directory.
+func LoadBuiltin(name, dir string) (*Profile, error) {
+	data, err := embedded.ReadFile("builtin/" + name + ".yaml")
+	if err != nil {
+		return nil, fmt.Errorf("no built-in profile %q (built-in: %s)", name, strings.Join(Builtins(), ", "))
+	}
+	return Parse(data, name+" (built-in)", dir)
+}
+
+// BuiltinYAML returns the text of an embedded profile, for users to copy.
+func BuiltinYAML(name string) ([]byte, error) {
+	return embedded.ReadFile("builtin/" + name + ".yaml")
+}
+
+// DefaultSeccompJSON is the built-in seccomp profile as shipped.
+func DefaultSeccompJSON() []byte {
+	b, err := embedded.ReadFile("seccomp/default.json")
+	if err != nil {
+		// The file is embedded at build time; its absence is a broken build.
+		panic("profiles: embedded seccomp/default.json missing: " + err.Error())
+	}
+	return b
+}
+
+// Load reads and parses a profile file. Relative paths inside it are relative
+// to the file's directory.
+func Load(path string) (*Profile, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("profile %s: %w", path, err)
+	}
+	data, err := os.ReadFile(abs)
+	if err != nil {
+		return nil, &Error{Source: path, Fields: []FieldError{{Problem: fmt.Sprintf("cannot read the file: %v", unwrapPathError(err)), Fix: "check the path passed to --profile"}}}
+	}
+	return Parse(data, path, filepath.Dir(abs))
+}
+
+// Parse decodes a profile strictly (unknown keys, wrong types and several
+// documents are errors), applies defaults and returns it. It does not
+// validate: call Validate before acting on it.
+func Parse(data []byte, source, dir string) (*Profile, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var p Profile
+	if err := dec.Decode(&p); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, &Error{Source: source, Fields: []FieldError{{Problem: "the profile is empty", Fix: "start from `clawguard profile show openclaw`"}}}
+		}
+		return nil, &Error{Source: source, Fields: decodeErrors(err)}
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, &Error{Source: source, Fields: []FieldError{{Problem: "the file holds more than one YAML document", Fix: "keep one profile per file (remove the '---' separator)"}}}
+	}
+	p.Source, p.Dir = source, dir
+	p.applyDefaults()
+	return &p, nil
+}
+
+func (p *Profile) applyDefaults() {
+	t := true
+	if p.User == "" {
+		p.User = "1000:1000"
+	}
+	if p.ReadOnlyRootfs == nil {
+		p.ReadOnlyRootfs = &t
+	}
+	if p.Seccomp == "" {
+		p.Seccomp = "default"
+	}
+	if !p.Resources.Memory.given {
+		p.Resources.Memory = Size{Bytes: 1 << 30, given: true}
+	}
+	if p.Resources.CPUs == nil {
+		cpus := 1.0
+		p.Resources.CPUs = &cpus
+	}
+	if p.Resources.Pids == nil {
+		pids := int64(100)
+		p.Resources.Pids = &pids
+	}
+	if p.Tmpfs == nil {
+		p.Tmpfs = []Tmpfs{{Path: "/tmp", Size: Size{Bytes: 100 << 20}, Options: []string{"noexec", "nosuid", "nodev"}}}
+	}
+	if p.Egress.DNS.MinTTL.Duration == 0 {
+		p.Egress.DNS.MinTTL.Duration = 30 * time.Second
+	}
+	if p.Egress.DNS.MaxTTL.Duration == 0 {
+		p.Egress.DNS.MaxTTL.Duration = time.Hour
+	}
+	if p.Egress.LogDenied == nil {
+		p.Egress.LogDenied = &t
+	}
+	if p.StopTimeout.Duration == 0 {
+		p.StopTimeout.Duration = 10 * time.Second
+	}
+}
+
+var (
+	reUnknownField = regexp.MustCompile(`line (\d+): field (\S+) not found in type profiles\.(\w+)`)
+	reWrongType    = regexp.MustCompile("line (\\d+): cannot unmarshal !!(\\w+) `([^`]*)` into (\\S+)")
+	reLine         = regexp.MustCompile(`^line (\d+): (.*)$`)
+)
+
+// sections maps the Go type a YAML mapping decodes into to the keys it takes,
+// so an unknown key can be answered with the ones that are allowed.
+var sections = map[string]string{
+	"Profile":    "name, image, image_archive, args, env, user, read_only_rootfs, capabilities, seccomp, resources, tmpfs, mounts, secrets, egress, publish, stop_timeout",
+	"Resources":  "memory, cpus, pids",
+	"Tmpfs":      "path, size, options",
+	"Mount":      "source, target, read_only",
+	"Secrets":    "dir",
+	"Egress":     "allow, dns, log_denied",
+	"AllowEntry": "host, cidr, ports",
+	"DNS":        "min_ttl, max_ttl",
+}
+
+var typeWords = map[string]string{
+	"int": "a whole number", "int64": "a whole number", "float64": "a number", "string": "a string",
+	"bool": "true or false", "[]string": "a list", "[]int": "a list of numbers", "map[string]string": "a mapping of NAME: value",
+}
+
+// decodeErrors turns yaml.v3's messages into ones that say what to write.
+func decodeErrors(err error) []FieldError {
+	var te *yaml.TypeError
+	msgs := []string{err.Error()}
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	}
+	var out []FieldError
+	for _, m := range msgs {
+		m = strings.TrimPrefix(m, "yaml: ")
+		if s := reUnknownField.FindStringSubmatch(m); s != nil {
+			out = append(out, FieldError{Line: s[1], Field: s[2], Problem: "unknown key", Fix: "allowed here: " + sections[s[3]]})
+			continue
+		}
+		if s := reWrongType.FindStringSubmatch(m); s != nil {
+			want := typeWords[strings.TrimPrefix(s[4], "profiles.")]
+			if want == "" {
+				want = "a " + strings.ToLower(strings.TrimPrefix(s[4], "[]profiles.")) + " section"
+			}
+			out = append(out, FieldError{Line: s[1], Problem: fmt.Sprintf("got %s %q", s[2], s[3]), Fix: "expected " + want})
+			continue
+		}
+		if s := reLine.FindStringSubmatch(m); s != nil {
+			out = append(out, FieldError{Line: s[1], Problem: s[2]})
+			continue
+		}
+		out = append(out, FieldError{Problem: m})
+	}
+	return out
+}
+
+func unwrapPathError(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}

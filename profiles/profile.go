@@ -1,0 +1,96 @@
+// Package profiles defines the sandbox profile: its YAML format, strict
+// loading, defaults, whole-profile validation (including where mounts may come
+// from) and the embedded built-in profiles and seccomp JSON.
+package profiles
+
+import (
+	"time"
+)
+
+// Profile is one sandbox's declaration. Paths are as written; Resolve* helpers
+// interpret them relative to the profile's directory.
+type Profile struct {
+	Name           string            `yaml:"name" json:"name"`
+	Image          string            `yaml:"image" json:"image"`
+	ImageArchive   string            `yaml:"image_archive" json:"image_archive,omitempty"`
+	Args           []string          `yaml:"args" json:"args,omitempty"`
+	Env            map[string]string `yaml:"env" json:"env,omitempty"`
+	User           string            `yaml:"user" json:"user"`
+	ReadOnlyRootfs *bool             `yaml:"read_only_rootfs" json:"read_only_rootfs"`
+	Capabilities   []string          `yaml:"capabilities" json:"capabilities,omitempty"`
+	Seccomp        string            `yaml:"seccomp" json:"seccomp"`
+	Resources      Resources         `yaml:"resources" json:"resources"`
+	Tmpfs          []Tmpfs           `yaml:"tmpfs" json:"tmpfs"`
+	Mounts         []Mount           `yaml:"mounts" json:"mounts,omitempty"`
+	Secrets        Secrets           `yaml:"secrets" json:"secrets"`
+	Egress         Egress            `yaml:"egress" json:"egress"`
+	Publish        []string          `yaml:"publish" json:"publish,omitempty"`
+	StopTimeout    Duration          `yaml:"stop_timeout" json:"stop_timeout"`
+
+	// Source names where the profile came from ("openclaw (built-in)" or a
+	// path) for messages; Dir is what relative paths are relative to.
+	Source string `yaml:"-" json:"source"`
+	Dir    string `yaml:"-" json:"dir"`
+}
+
+// Resources are the cgroup limits.
+// CPUs and Pids are pointers so that an explicit 0 is an error rather than a
+// request for the default; after Parse they are never nil.
+type Resources struct {
+	Memory Size     `yaml:"memory" json:"memory"`
+	CPUs   *float64 `yaml:"cpus" json:"cpus"`
+	Pids   *int64   `yaml:"pids" json:"pids"`
+}
+
+// Tmpfs is a size-limited in-memory mount. noexec, nosuid and nodev are
+// always applied, whatever the options say.
+type Tmpfs struct {
+	Path    string   `yaml:"path" json:"path"`
+	Size    Size     `yaml:"size" json:"size"`
+	Options []string `yaml:"options" json:"options,omitempty"`
+}
+
+// Mount is a bind mount from the host.
+type Mount struct {
+	Source   string `yaml:"source" json:"source"`
+	Target   string `yaml:"target" json:"target"`
+	ReadOnly *bool  `yaml:"read_only" json:"read_only"`
+}
+
+// Writable reports whether the mount is read-write. Mounts are read-only
+// unless they say otherwise.
+func (m Mount) Writable() bool { return m.ReadOnly != nil && !*m.ReadOnly }
+
+// Secrets names the directory whose files are copied into the sandbox.
+type Secrets struct {
+	Dir string `yaml:"dir" json:"dir,omitempty"`
+}
+
+// Egress is the network allowlist (enforced by netrules).
+type Egress struct {
+	Allow     []AllowEntry `yaml:"allow" json:"allow"`
+	DNS       DNS          `yaml:"dns" json:"dns"`
+	LogDenied *bool        `yaml:"log_denied" json:"log_denied"`
+}
+
+// AllowEntry is one allowed destination: a host name (or *.suffix) or a CIDR.
+type AllowEntry struct {
+	Host  string `yaml:"host" json:"host,omitempty"`
+	CIDR  string `yaml:"cidr" json:"cidr,omitempty"`
+	Ports []int  `yaml:"ports" json:"ports"`
+}
+
+// DNS clamps the TTLs of allowlisted answers.
+type DNS struct {
+	MinTTL Duration `yaml:"min_ttl" json:"min_ttl"`
+	MaxTTL Duration `yaml:"max_ttl" json:"max_ttl"`
+}
+
+// Duration is a time.Duration written as "10s" in YAML and JSON.
+type Duration struct{ time.Duration }
+
+// Size is a byte count written as "100m" or "1G" (binary units).
+type Size struct {
+	Bytes int64
+	given bool
+}

@@ -1,0 +1,427 @@
+package profiles
+
+import (
+	"fmt"
+	"io/fs"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/distribution/reference"
+
+	"github.com/clawguard/clawguard/seccomp"
+)
+
+var (
+	reName    = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
+	reEnvName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	reUser    = regexp.MustCompile(`^(\d+):(\d+)$`)
+	reSecret  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	reHost    = regexp.MustCompile(`^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$`)
+	reMode    = regexp.MustCompile(`^mode=[0-7]{3,4}$`)
+)
+
+const (
+	minMemory      = 16 << 20
+	maxSecretSize  = 1 << 20
+	maxSecretFiles = 64
+)
+
+// AllowedCapabilities may be added back by a profile; everything else stays
+// dropped. Binding a port below 1024 is the only privilege an agent
+// plausibly needs.
+var allowedCapabilities = map[string]bool{"CAP_NET_BIND_SERVICE": true}
+
+// secretWords mark an environment variable as a secret: its value would be
+// visible in the container spec and in /proc/<pid>/environ.
+var secretWords = []string{"KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "CREDENTIALS"}
+
+// Validate checks the whole profile and reports every problem at once. It
+// reads the host (mount sources, the secrets directory, a seccomp file) but
+// changes nothing.
+func Validate(p *Profile, pol SourcePolicy) error {
+	c := &collector{}
+	v := validator{p: p, pol: pol, c: c}
+	v.identity()
+	v.process()
+	v.resources()
+	v.filesystems()
+	v.secrets()
+	v.egress()
+	v.publish()
+	if len(c.errs) == 0 {
+		return nil
+	}
+	return &Error{Source: p.Source, Fields: c.errs}
+}
+
+// Warnings are legal choices that weaken the sandbox; `run` prints them.
+func Warnings(p *Profile) []string {
+	var w []string
+	if p.ReadOnlyRootfs != nil && !*p.ReadOnlyRootfs {
+		w = append(w, "read_only_rootfs is false: the agent can change its own image files")
+	}
+	var writable []string
+	for _, m := range p.Mounts {
+		if m.Writable() {
+			writable = append(writable, m.Target)
+		}
+	}
+	if len(writable) > 1 {
+		w = append(w, fmt.Sprintf("%d writable mounts (%s): the workspace should be the only one", len(writable), strings.Join(writable, ", ")))
+	}
+	if len(p.Capabilities) > 0 {
+		w = append(w, fmt.Sprintf("capabilities added: %s", strings.Join(p.Capabilities, ", ")))
+	}
+	return w
+}
+
+type validator struct {
+	p   *Profile
+	pol SourcePolicy
+	c   *collector
+}
+
+// Path resolves a profile-relative path.
+func (p *Profile) Path(rel string) string {
+	if filepath.IsAbs(rel) || rel == "" {
+		return rel
+	}
+	return filepath.Join(p.Dir, rel)
+}
+
+func (v validator) identity() {
+	p, c := v.p, v.c
+	switch {
+	case p.Name == "":
+		c.add("name", "is missing", "name the sandbox, e.g. name: openclaw")
+	case !reName.MatchString(p.Name):
+		c.add("name", fmt.Sprintf("%q is not a valid name", p.Name), "use 1-63 characters: lowercase letters, digits, '_', '.', '-', starting with a letter or digit")
+	}
+	if p.Image == "" {
+		c.add("image", "is missing", "name the image, e.g. image: ghcr.io/openclaw/openclaw:latest")
+	} else if _, err := reference.ParseDockerRef(p.Image); err != nil {
+		c.add("image", fmt.Sprintf("%q is not an image reference: %v", p.Image, err), "write it as registry/repository:tag")
+	}
+	if p.ImageArchive != "" {
+		path := p.Path(p.ImageArchive)
+		if fi, err := os.Stat(path); err != nil {
+			c.add("image_archive", fmt.Sprintf("cannot use %s: %v", path, unwrapPathError(err)), "point it at an OCI or docker image archive (tar)")
+		} else if !fi.Mode().IsRegular() {
+			c.add("image_archive", fmt.Sprintf("%s is not a regular file", path), "point it at an OCI or docker image archive (tar)")
+		}
+	}
+	if p.StopTimeout.Duration <= 0 || p.StopTimeout.Duration.Minutes() > 10 {
+		c.add("stop_timeout", fmt.Sprintf("%s is out of range", p.StopTimeout.Duration), "use a value from 1s to 10m")
+	}
+}
+
+func (v validator) process() {
+	p, c := v.p, v.c
+	keys := make([]string, 0, len(p.Env))
+	for k := range p.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if !reEnvName.MatchString(k) {
+			c.add("env."+k, "is not a valid variable name", "use letters, digits and '_', not starting with a digit")
+			continue
+		}
+		if looksSecret(k) {
+			c.add("env."+k, "looks like a secret; environment variables are visible in the container spec and /proc", "put the value in a file in secrets.dir and read it from /run/secrets/")
+		}
+	}
+	if m := reUser.FindStringSubmatch(p.User); m == nil {
+		c.add("user", fmt.Sprintf("%q is not UID:GID", p.User), `write numeric ids, e.g. user: "1000:1000"`)
+	} else {
+		uid, errU := strconv.ParseUint(m[1], 10, 32)
+		gid, errG := strconv.ParseUint(m[2], 10, 32)
+		switch {
+		case errU != nil || errG != nil:
+			c.add("user", fmt.Sprintf("%q is out of range", p.User), "ids must fit in 32 bits")
+		case uid == 0:
+			c.add("user", "uid 0 (root) is refused", `run the agent as an unprivileged user, e.g. user: "1000:1000"`)
+		case gid == 0:
+			c.add("user", "gid 0 (the root group) is refused", `use an unprivileged group, e.g. user: "1000:1000"`)
+		}
+	}
+	for i, capName := range p.Capabilities {
+		field := fmt.Sprintf("capabilities[%d]", i)
+		norm := NormalizeCapability(capName)
+		switch {
+		case !knownCapabilities[norm]:
+			c.add(field, fmt.Sprintf("%q is not a Linux capability", capName), "see capabilities(7); only NET_BIND_SERVICE may be added")
+		case !allowedCapabilities[norm]:
+			c.add(field, fmt.Sprintf("%s may not be added: every capability is dropped", capName), "only NET_BIND_SERVICE may be added")
+		}
+	}
+	switch p.Seccomp {
+	case "default":
+	case "unconfined":
+		c.add("seccomp", "unconfined is refused: the agent would reach every syscall", "use seccomp: default, or a path to an OCI seccomp JSON file")
+	default:
+		path := p.Path(p.Seccomp)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			c.add("seccomp", fmt.Sprintf("cannot read %s: %v", path, unwrapPathError(err)), "use default, or a path to an OCI seccomp JSON file")
+			break
+		}
+		if _, err := seccomp.Parse(data); err != nil {
+			c.add("seccomp", fmt.Sprintf("%s: %v", path, strings.ReplaceAll(err.Error(), "\n", "; ")), "fix the file or use seccomp: default")
+		}
+	}
+}
+
+func (v validator) resources() {
+	r, c := v.p.Resources, v.c
+	if r.Memory.Bytes < minMemory {
+		c.add("resources.memory", fmt.Sprintf("%s is below the minimum of 16M", FormatSize(r.Memory.Bytes)), "set e.g. memory: 1G")
+	}
+	if r.CPUs == nil || *r.CPUs <= 0 || *r.CPUs > 1024 {
+		c.add("resources.cpus", "must be more than 0 and at most 1024", "set e.g. cpus: 1.0 (one core)")
+	}
+	if r.Pids == nil || *r.Pids < 8 || *r.Pids > 1<<22 {
+		c.add("resources.pids", "must be from 8 to 4194304 (there is no unlimited)", "set e.g. pids: 100")
+	}
+}
+
+// reservedTargets are mount points the sandbox's own layout owns.
+var reservedTargets = []string{"/proc", "/sys", "/dev", "/run/secrets"}
+
+func (v validator) target(field, t string, seen map[string]string) {
+	c := v.c
+	if !filepath.IsAbs(t) || filepath.Clean(t) != t {
+		c.add(field, fmt.Sprintf("%q must be an absolute, clean path", t), "e.g. /workspace")
+		return
+	}
+	if t == "/" {
+		c.add(field, "cannot mount over /", "pick a directory such as /workspace")
+		return
+	}
+	for _, r := range reservedTargets {
+		if within(t, r) && t != "/dev/shm" {
+			c.add(field, fmt.Sprintf("%s is under %s, which the sandbox layout owns", t, r), "pick another directory")
+			return
+		}
+	}
+	if prev, dup := seen[t]; dup {
+		c.add(field, fmt.Sprintf("%s is also the target of %s", t, prev), "give each mount its own target")
+		return
+	}
+	seen[t] = field
+}
+
+func (v validator) filesystems() {
+	p, c := v.p, v.c
+	seen := map[string]string{}
+	for i, t := range p.Tmpfs {
+		field := fmt.Sprintf("tmpfs[%d]", i)
+		v.target(field+".path", t.Path, seen)
+		if t.Size.Bytes <= 0 {
+			c.add(field+".size", "is missing or zero", "set e.g. size: 100m")
+		} else if t.Size.Bytes > p.Resources.Memory.Bytes {
+			c.add(field+".size", fmt.Sprintf("%s is larger than resources.memory (%s); tmpfs lives in the sandbox's memory", t.Size, p.Resources.Memory), "make it smaller")
+		}
+		for _, o := range t.Options {
+			switch {
+			case o == "noexec" || o == "nosuid" || o == "nodev" || o == "ro" || o == "rw" || reMode.MatchString(o):
+			case o == "exec" || o == "suid" || o == "dev":
+				c.add(field+".options", fmt.Sprintf("%q is refused: writable space must not hold executables or devices", o), "remove it; noexec,nosuid,nodev are always applied")
+			default:
+				c.add(field+".options", fmt.Sprintf("%q is not supported", o), "use noexec, nosuid, nodev, ro, rw or mode=NNNN")
+			}
+		}
+	}
+	for i, m := range p.Mounts {
+		field := fmt.Sprintf("mounts[%d]", i)
+		v.target(field+".target", m.Target, seen)
+		if m.Source == "" {
+			c.add(field+".source", "is missing", "name a host directory, relative to the profile, e.g. ./workspace")
+			continue
+		}
+		if _, err := v.pol.Check(p.Path(m.Source)); err != nil {
+			c.add(field+".source", err.Error(), "mount a project directory such as ./workspace (create it with mkdir -p if it is missing)")
+		}
+	}
+}
+
+func (v validator) secrets() {
+	p, c := v.p, v.c
+	if p.Secrets.Dir == "" {
+		return
+	}
+	dir := p.Path(p.Secrets.Dir)
+	if fi, err := os.Lstat(dir); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		c.add("secrets.dir", fmt.Sprintf("%s is a symlink", dir), "point at the real directory")
+		return
+	}
+	if _, err := v.pol.Check(dir); err != nil {
+		c.add("secrets.dir", err.Error(), "keep secrets in their own directory, e.g. ./secrets with mode 0700")
+		return
+	}
+	files, err := SecretFiles(dir)
+	if err != nil {
+		c.add("secrets.dir", err.Error(), "chmod 700 the directory and 600 each file; keep only regular files in it")
+		return
+	}
+	_ = files
+}
+
+// SecretFiles lists the secret files of dir after checking that the directory
+// is private (0700), holds only regular files that are 0600 or 0400, with
+// plain names, no symlinks, at most 64 files of at most 1 MiB each.
+func SecretFiles(dir string) ([]string, error) {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", dir, unwrapPathError(err))
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("%s is not a directory", dir)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("%s has mode %04o; others can read it", dir, perm)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %v", dir, unwrapPathError(err))
+	}
+	if len(entries) > maxSecretFiles {
+		return nil, fmt.Errorf("%s holds %d files; at most %d", dir, len(entries), maxSecretFiles)
+	}
+	var names []string
+	for _, e := range entries {
+		path := filepath.Join(dir, e.Name())
+		info, err := os.Lstat(path)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %v", path, unwrapPathError(err))
+		}
+		switch {
+		case info.Mode()&fs.ModeSymlink != 0:
+			return nil, fmt.Errorf("%s is a symlink; secrets must be regular files", path)
+		case !info.Mode().IsRegular():
+			return nil, fmt.Errorf("%s is not a regular file", path)
+		case info.Mode().Perm() != 0o600 && info.Mode().Perm() != 0o400:
+			return nil, fmt.Errorf("%s has mode %04o; want 0600 or 0400", path, info.Mode().Perm())
+		case !reSecret.MatchString(e.Name()):
+			return nil, fmt.Errorf("%s: secret file names use letters, digits, '.', '_', '-' and do not start with '.'", path)
+		case info.Size() > maxSecretSize:
+			return nil, fmt.Errorf("%s is larger than 1 MiB", path)
+		}
+		names = append(names, e.Name())
+	}
+	return names, nil
+}
+
+func (v validator) egress() {
+	e, c := v.p.Egress, v.c
+	for i, a := range e.Allow {
+		field := fmt.Sprintf("egress.allow[%d]", i)
+		switch {
+		case a.Host != "" && a.CIDR != "":
+			c.add(field, "has both host and cidr", "write one entry per destination")
+		case a.Host == "" && a.CIDR == "":
+			c.add(field, "needs host or cidr", "e.g. {host: api.anthropic.com, ports: [443]}")
+		case a.Host != "" && !reHost.MatchString(strings.ToLower(strings.TrimSuffix(a.Host, "."))):
+			c.add(field+".host", fmt.Sprintf("%q is not a domain name", a.Host), `write a name such as api.example.com, or "*.example.com" for its subdomains`)
+		case a.CIDR != "":
+			if _, err := netip.ParsePrefix(a.CIDR); err != nil {
+				c.add(field+".cidr", fmt.Sprintf("%q is not a CIDR", a.CIDR), "write e.g. 203.0.113.0/24")
+			}
+		}
+		if len(a.Ports) == 0 {
+			c.add(field+".ports", "is empty", "list the ports, e.g. ports: [443]")
+		}
+		for _, port := range a.Ports {
+			if port < 1 || port > 65535 {
+				c.add(field+".ports", fmt.Sprintf("%d is not a port", port), "use 1-65535")
+			}
+		}
+	}
+	if e.DNS.MinTTL.Seconds() < 1 {
+		c.add("egress.dns.min_ttl", "must be at least 1s", "e.g. min_ttl: 30s")
+	}
+	if e.DNS.MaxTTL.Duration < e.DNS.MinTTL.Duration || e.DNS.MaxTTL.Hours() > 24 {
+		c.add("egress.dns.max_ttl", "must be at least min_ttl and at most 24h", "e.g. max_ttl: 1h")
+	}
+}
+
+func (v validator) publish() {
+	for i, spec := range v.p.Publish {
+		if _, err := ParsePublish(spec); err != nil {
+			v.c.add(fmt.Sprintf("publish[%d]", i), err.Error(), `write HOST_IP:HOST_PORT:CONTAINER_PORT with a loopback address, e.g. "127.0.0.1:18789:18789"`)
+		}
+	}
+}
+
+// Publish is a host port forwarded to a sandbox port.
+type Publish struct {
+	HostIP        netip.Addr
+	HostPort      int
+	ContainerPort int
+}
+
+// ParsePublish reads HOST_IP:HOST_PORT:CONTAINER_PORT[/tcp]; the host address
+// must be loopback so nothing outside the host reaches the agent.
+func ParsePublish(s string) (Publish, error) {
+	s = strings.TrimSuffix(s, "/tcp")
+	i := strings.LastIndex(s, ":")
+	if i < 0 {
+		return Publish{}, fmt.Errorf("%q is not HOST_IP:HOST_PORT:CONTAINER_PORT", s)
+	}
+	hostPart, cport := s[:i], s[i+1:]
+	host, hport, err := net.SplitHostPort(hostPart)
+	if err != nil {
+		return Publish{}, fmt.Errorf("%q has no host address; publishing on every address is refused", s)
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return Publish{}, fmt.Errorf("%q: %q is not an IP address", s, host)
+	}
+	if !ip.IsLoopback() {
+		return Publish{}, fmt.Errorf("%q: host address %s is not loopback; the agent would be reachable from the network", s, ip)
+	}
+	hp, err1 := strconv.Atoi(hport)
+	cp, err2 := strconv.Atoi(cport)
+	if err1 != nil || err2 != nil || hp < 1 || hp > 65535 || cp < 1 || cp > 65535 {
+		return Publish{}, fmt.Errorf("%q: ports must be 1-65535", s)
+	}
+	return Publish{HostIP: ip, HostPort: hp, ContainerPort: cp}, nil
+}
+
+func looksSecret(name string) bool {
+	for _, part := range strings.FieldsFunc(strings.ToUpper(name), func(r rune) bool { return r == '_' }) {
+		for _, w := range secretWords {
+			if strings.HasSuffix(part, w) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// NormalizeCapability writes a capability the way OCI specs do (CAP_X).
+func NormalizeCapability(s string) string {
+	s = strings.ToUpper(strings.TrimSpace(s))
+	if !strings.HasPrefix(s, "CAP_") {
+		s = "CAP_" + s
+	}
+	return s
+}
+
+var knownCapabilities = func() map[string]bool {
+	m := map[string]bool{}
+	for _, n := range strings.Fields(`CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP
+		LINUX_IMMUTABLE NET_BIND_SERVICE NET_BROADCAST NET_ADMIN NET_RAW IPC_LOCK IPC_OWNER SYS_MODULE SYS_RAWIO
+		SYS_CHROOT SYS_PTRACE SYS_PACCT SYS_ADMIN SYS_BOOT SYS_NICE SYS_RESOURCE SYS_TIME SYS_TTY_CONFIG MKNOD LEASE
+		AUDIT_WRITE AUDIT_CONTROL SETFCAP MAC_OVERRIDE MAC_ADMIN SYSLOG WAKE_ALARM BLOCK_SUSPEND AUDIT_READ PERFMON
+		BPF CHECKPOINT_RESTORE`) {
+		m["CAP_"+n] = true
+	}
+	return m
+}()
