@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/distribution/reference"
+	"golang.org/x/sys/unix"
 
 	"github.com/clawguard/clawguard/seccomp"
 )
@@ -78,7 +79,38 @@ func Warnings(p *Profile) []string {
 	if len(p.Capabilities) > 0 {
 		w = append(w, fmt.Sprintf("capabilities added: %s", strings.Join(p.Capabilities, ", ")))
 	}
+	uid, gid, _ := p.IDs()
+	for i, m := range p.Mounts {
+		if !m.Writable() {
+			continue
+		}
+		src := p.Path(m.Source)
+		var st unix.Stat_t
+		if err := unix.Stat(src, &st); err != nil {
+			continue
+		}
+		perm := st.Mode & 0o777
+		if (st.Uid == uid && perm&0o200 != 0) || (st.Gid == gid && perm&0o020 != 0) || perm&0o002 != 0 {
+			continue
+		}
+		w = append(w, fmt.Sprintf("mounts[%d] (%s): %s is owned by %d:%d with mode %04o, so the sandbox user %d cannot write to it; fix: chown %d:%d %s",
+			i, m.Target, src, st.Uid, st.Gid, perm, uid, uid, gid, src))
+	}
 	return w
+}
+
+// IDs returns the numeric uid and gid of the user field.
+func (p *Profile) IDs() (uint32, uint32, error) {
+	m := reUser.FindStringSubmatch(p.User)
+	if m == nil {
+		return 0, 0, fmt.Errorf("user %q is not UID:GID", p.User)
+	}
+	uid, err1 := strconv.ParseUint(m[1], 10, 32)
+	gid, err2 := strconv.ParseUint(m[2], 10, 32)
+	if err1 != nil || err2 != nil {
+		return 0, 0, fmt.Errorf("user %q is out of range", p.User)
+	}
+	return uint32(uid), uint32(gid), nil
 }
 
 type validator struct {
@@ -137,19 +169,12 @@ func (v validator) process() {
 			c.add("env."+k, "looks like a secret; environment variables are visible in the container spec and /proc", "put the value in a file in secrets.dir and read it from /run/secrets/")
 		}
 	}
-	if m := reUser.FindStringSubmatch(p.User); m == nil {
-		c.add("user", fmt.Sprintf("%q is not UID:GID", p.User), `write numeric ids, e.g. user: "1000:1000"`)
-	} else {
-		uid, errU := strconv.ParseUint(m[1], 10, 32)
-		gid, errG := strconv.ParseUint(m[2], 10, 32)
-		switch {
-		case errU != nil || errG != nil:
-			c.add("user", fmt.Sprintf("%q is out of range", p.User), "ids must fit in 32 bits")
-		case uid == 0:
-			c.add("user", "uid 0 (root) is refused", `run the agent as an unprivileged user, e.g. user: "1000:1000"`)
-		case gid == 0:
-			c.add("user", "gid 0 (the root group) is refused", `use an unprivileged group, e.g. user: "1000:1000"`)
-		}
+	if uid, gid, err := p.IDs(); err != nil {
+		c.add("user", err.Error(), `write numeric ids, e.g. user: "1000:1000"`)
+	} else if uid == 0 {
+		c.add("user", "uid 0 (root) is refused", `run the agent as an unprivileged user, e.g. user: "1000:1000"`)
+	} else if gid == 0 {
+		c.add("user", "gid 0 (the root group) is refused", `use an unprivileged group, e.g. user: "1000:1000"`)
 	}
 	for i, capName := range p.Capabilities {
 		field := fmt.Sprintf("capabilities[%d]", i)

@@ -1,0 +1,136 @@
+// Command clawguard runs untrusted AI agents in hardened containerd sandboxes.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/clawguard/clawguard/enforce"
+	"github.com/clawguard/clawguard/profiles"
+	"github.com/clawguard/clawguard/runtime"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit codes of the CLI contract.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// usageError marks errors that mean "the command line or the profile is
+// wrong" (exit 2) rather than "something failed" (exit 1).
+type usageError struct{ err error }
+
+func (u usageError) Error() string { return u.err.Error() }
+func (u usageError) Unwrap() error { return u.err }
+
+func usage(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// globals are the flags every command accepts.
+type globals struct {
+	containerdAddress string
+	stateDir          string
+	debug             bool
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:   "clawguard",
+		Short: "Run untrusted AI agents in a hardened containerd sandbox",
+		Long: `clawguard runs an AI agent (OpenClaw first) in a containerd sandbox with every
+control of its threat model in force: non-root user, no capabilities, no new
+privileges, a tightened seccomp profile, read-only root, noexec scratch space,
+memory/CPU/pids limits, file-based secrets and a network namespace of its own.
+
+Start with:
+  clawguard profile show openclaw > openclaw.yaml   # the built-in profile, to edit
+  clawguard profile validate openclaw.yaml
+  clawguard run --profile openclaw.yaml`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.containerdAddress, "containerd-address", "/run/containerd/containerd.sock", "containerd socket")
+	pf.StringVar(&g.stateDir, "state-dir", "/var/lib/clawguard", "where sandbox state and logs are kept")
+	pf.BoolVar(&g.debug, "debug", false, "log debug detail to stderr")
+
+	root.AddCommand(
+		runCmd(g), stopCmd(g), statusCmd(g), execCmd(g), logsCmd(g), profileCmd(g), versionCmd(),
+	)
+	root.SetArgs(args)
+	err := root.Execute()
+	if err == nil {
+		return exitOK
+	}
+	var ee exitCodeError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	fmt.Fprintln(os.Stderr, "clawguard: "+strings.TrimPrefix(err.Error(), "clawguard: "))
+	var ue usageError
+	var pe *profiles.Error
+	if errors.As(err, &ue) || errors.As(err, &pe) || isArgError(err) {
+		return exitUsage
+	}
+	return exitFailure
+}
+
+// exitCodeError ends the process with a code and nothing more to print.
+type exitCodeError struct{ code int }
+
+func (e exitCodeError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+func isArgError(err error) bool {
+	m := err.Error()
+	return strings.HasPrefix(m, "unknown command") || strings.HasPrefix(m, "accepts ") ||
+		strings.HasPrefix(m, "requires at least") || strings.HasPrefix(m, "unknown flag") ||
+		strings.HasPrefix(m, "unknown shorthand flag")
+}
+
+func (g *globals) logger() *slog.Logger {
+	level := slog.LevelWarn
+	if g.debug {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// supervisor connects to containerd and returns a supervisor over it.
+func (g *globals) supervisor(ctx context.Context, step func(string, time.Duration)) (*enforce.Supervisor, func(), error) {
+	log := g.logger()
+	rt, err := runtime.Connect(ctx, g.containerdAddress, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	sup := enforce.New(enforce.Config{StateDir: g.stateDir, Log: log, Step: step}, rt, enforce.Namespaces{})
+	return sup, func() { rt.Close() }, nil
+}
+
+func versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the clawguard version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintf(cmd.OutOrStdout(), "clawguard %s\n", version)
+			return nil
+		},
+	}
+}

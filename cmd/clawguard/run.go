@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/clawguard/clawguard/enforce"
+	"github.com/clawguard/clawguard/profiles"
+)
+
+func runCmd(g *globals) *cobra.Command {
+	var profilePath, name, image string
+	cmd := &cobra.Command{
+		Use:   "run [--profile FILE] [--name NAME] [--image REF]",
+		Short: "Start a sandbox in the foreground; Ctrl-C stops it and removes everything it created",
+		Long: `Start a sandbox from a profile and supervise it in the foreground.
+
+With no --profile the built-in "openclaw" profile is used; its relative paths
+(./workspace, ./config, ./secrets) are taken from the current directory, so run
+it from the agent's project folder. The whole profile is validated before
+anything is created; if a later step fails, everything created so far is
+removed again. The agent's output is shown here and kept in the state
+directory (see 'clawguard logs'). Ctrl-C or SIGTERM stops the sandbox
+(SIGTERM, then SIGKILL after stop_timeout) and removes its container,
+snapshot, network namespace and secrets.
+
+Exit status: 0 when the sandbox was stopped or exited 0; 1 when it failed or
+exited non-zero; 2 for a bad command line or an invalid profile.`,
+		Example: `  clawguard run                                  # built-in openclaw profile
+  clawguard run --profile agent.yaml --name agent-2
+  clawguard run --image docker.io/library/busybox:latest --name try`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := loadProfile(profilePath)
+			if err != nil {
+				return err
+			}
+			if name != "" {
+				p.Name = name
+			}
+			if image != "" {
+				p.Image, p.ImageArchive = image, ""
+			}
+			return runForeground(cmd, g, p)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&profilePath, "profile", "", "profile file (default: the built-in openclaw profile)")
+	f.StringVar(&name, "name", "", "sandbox name (default: the profile's name)")
+	f.StringVar(&image, "image", "", "image reference to run instead of the profile's")
+	return cmd
+}
+
+func loadProfile(path string) (*profiles.Profile, error) {
+	if path != "" {
+		return profiles.Load(path)
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	return profiles.LoadBuiltin(profiles.DefaultName, wd)
+}
+
+func runForeground(cmd *cobra.Command, g *globals, p *profiles.Profile) error {
+	out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
+	ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+
+	step := func(s string, d time.Duration) { fmt.Fprintf(errOut, "  ✓ %-18s %s\n", s, d.Round(time.Millisecond)) }
+	sup, closeFn, err := g.supervisor(ctx, step)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+
+	// Validate first, on its own, so a bad profile is reported as such
+	// (exit 2) before anything is touched.
+	if err := sup.Validate(p); err != nil {
+		return err
+	}
+	fmt.Fprintf(errOut, "clawguard: starting sandbox %s (profile %s)\n", p.Name, p.Source)
+	for _, w := range profiles.Warnings(p) {
+		fmt.Fprintf(errOut, "  ! warning: %s\n", w)
+	}
+	progress := func(format string, args ...any) { fmt.Fprintf(errOut, "    "+format+"\n", args...) }
+	started, err := sup.Start(ctx, p, progress)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(errOut, "clawguard: sandbox %s running (pid %d, started in %s); network: loopback only; Ctrl-C stops it\n",
+		started.Name, started.Pid, started.Took.Round(time.Millisecond))
+	fmt.Fprintf(errOut, "clawguard: output follows (also in %s)\n", started.LogPath)
+
+	exited := make(chan struct{})
+	logDone := make(chan error, 1)
+	go func() { logDone <- enforce.FollowLog(context.WithoutCancel(ctx), started.LogPath, out, true, exited) }()
+
+	cleanup := context.WithoutCancel(ctx)
+	select {
+	case st := <-started.Exit:
+		close(exited)
+		<-logDone
+		code, _, werr := st.Result()
+		if err := sup.Teardown(cleanup, p.Name); err != nil {
+			return err
+		}
+		if werr != nil {
+			return fmt.Errorf("sandbox %s: %w", p.Name, werr)
+		}
+		fmt.Fprintf(errOut, "clawguard: sandbox %s exited with code %d; removed\n", p.Name, code)
+		if code != 0 {
+			return exitCodeError{exitFailure}
+		}
+		return nil
+	case <-ctx.Done():
+		fmt.Fprintf(errOut, "\nclawguard: stopping %s (SIGTERM, then SIGKILL after %s)\n", p.Name, p.StopTimeout.Duration)
+		err := sup.Stop(cleanup, p.Name, p.StopTimeout.Duration)
+		close(exited)
+		<-logDone
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		fmt.Fprintf(errOut, "clawguard: sandbox %s stopped and removed\n", p.Name)
+		return nil
+	}
+}

@@ -1,0 +1,85 @@
+package enforce
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// stageSecrets copies each secret file into a fresh tmpfs at dst (so secret
+// values never touch a disk clawguard writes), owned by uid:gid with mode
+// 0400. Sources are opened without following symlinks and re-checked, since
+// the directory may have changed since validation.
+func stageSecrets(srcDir, dst string, names []string, uid, gid uint32) error {
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", dst, err)
+	}
+	size := int64(1 << 20)
+	for _, n := range names {
+		if fi, err := os.Lstat(filepath.Join(srcDir, n)); err == nil {
+			size += fi.Size() + 4096
+		}
+	}
+	opts := "mode=0700,size=" + strconv.FormatInt(size, 10)
+	if err := unix.Mount("tmpfs", dst, "tmpfs", unix.MS_NOEXEC|unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+		return fmt.Errorf("mount secrets tmpfs at %s: %w", dst, err)
+	}
+	for _, n := range names {
+		if err := copySecret(filepath.Join(srcDir, n), filepath.Join(dst, n), uid, gid); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func copySecret(src, dst string, uid, gid uint32) error {
+	in, err := os.OpenFile(src, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return fmt.Errorf("open secret %s: %w", src, err)
+	}
+	defer in.Close()
+	fi, err := in.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		return fmt.Errorf("secret %s is not a regular file", src)
+	}
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o400)
+	if err != nil {
+		return fmt.Errorf("stage secret %s: %w", filepath.Base(dst), err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("copy secret %s: %w", filepath.Base(dst), err)
+	}
+	if err := out.Chown(int(uid), int(gid)); err != nil {
+		out.Close()
+		return fmt.Errorf("chown secret %s: %w", filepath.Base(dst), err)
+	}
+	if err := out.Chmod(0o400); err != nil {
+		out.Close()
+		return fmt.Errorf("chmod secret %s: %w", filepath.Base(dst), err)
+	}
+	return out.Close()
+}
+
+// unstageSecrets unmounts the tmpfs (its contents vanish with it) and removes
+// the mount point. Missing is fine.
+func unstageSecrets(dst string) error {
+	for {
+		err := unix.Unmount(dst, unix.MNT_DETACH)
+		if err != nil {
+			if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+				break
+			}
+			return fmt.Errorf("unmount secrets %s: %w", dst, err)
+		}
+	}
+	if err := os.Remove(dst); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", dst, err)
+	}
+	return nil
+}

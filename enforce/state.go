@@ -1,0 +1,137 @@
+package enforce
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// stateVersion is bumped whenever State changes incompatibly.
+const stateVersion = 1
+
+// State is what clawguard remembers about one sandbox between commands. It
+// never holds a secret value: only the names of the secret files.
+type State struct {
+	Version     int       `json:"version"`
+	Name        string    `json:"name"`
+	Image       string    `json:"image"`
+	Profile     string    `json:"profile"`
+	Status      string    `json:"status"` // starting, running
+	CreatedAt   time.Time `json:"created_at"`
+	StartedAt   time.Time `json:"started_at,omitzero"`
+	Pid         uint32    `json:"pid,omitempty"`
+	Supervisor  int       `json:"supervisor_pid"`
+	NetNS       string    `json:"netns"`
+	Secrets     []string  `json:"secrets,omitempty"`
+	LogPath     string    `json:"log_path"`
+	StopTimeout string    `json:"stop_timeout"`
+	Memory      int64     `json:"memory_bytes"`
+	CPUs        float64   `json:"cpus"`
+	Pids        int64     `json:"pids"`
+}
+
+// layout names the files under the state directory.
+type layout struct{ root string }
+
+func (l layout) sandboxes() string            { return filepath.Join(l.root, "sandboxes") }
+func (l layout) dir(name string) string       { return filepath.Join(l.sandboxes(), name) }
+func (l layout) stateFile(name string) string { return filepath.Join(l.dir(name), "state.json") }
+func (l layout) secretsDir(name string) string {
+	return filepath.Join(l.dir(name), "secrets")
+}
+func (l layout) logFile(name string) string { return filepath.Join(l.root, "logs", name+".log") }
+func (l layout) lockFile() string           { return filepath.Join(l.root, "clawguard.lock") }
+
+// claim creates the sandbox's directory; it fails if the name is taken.
+func (l layout) claim(name string) error {
+	if err := os.MkdirAll(l.sandboxes(), 0o700); err != nil {
+		return fmt.Errorf("create state directory: %w", err)
+	}
+	if err := os.Mkdir(l.dir(name), 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("sandbox %q already exists: stop it first with `clawguard stop %s`, or choose another --name: %w", name, name, ErrExists)
+		}
+		return fmt.Errorf("claim sandbox %s: %w", name, err)
+	}
+	return nil
+}
+
+// ErrExists is returned when a sandbox name is already in use.
+var ErrExists = errors.New("sandbox exists")
+
+func (l layout) write(st *State) error {
+	st.Version = stateVersion
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode state of %s: %w", st.Name, err)
+	}
+	tmp := l.stateFile(st.Name) + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("write state of %s: %w", st.Name, err)
+	}
+	if err := os.Rename(tmp, l.stateFile(st.Name)); err != nil {
+		return fmt.Errorf("write state of %s: %w", st.Name, err)
+	}
+	return nil
+}
+
+func (l layout) read(name string) (*State, error) {
+	b, err := os.ReadFile(l.stateFile(name))
+	if err != nil {
+		return nil, err
+	}
+	var st State
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("state of %s: %w", name, err)
+	}
+	if st.Version != stateVersion {
+		return nil, fmt.Errorf("state of %s: version %d, this clawguard reads %d", name, st.Version, stateVersion)
+	}
+	return &st, nil
+}
+
+// names lists the sandboxes that have a state directory.
+func (l layout) names() ([]string, error) {
+	entries, err := os.ReadDir(l.sandboxes())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// lock serialises claims and teardowns between clawguard processes (a
+// foreground `run` and a `stop` from another terminal tear down the same
+// sandbox at the same moment).
+func (l layout) lock() (func(), error) {
+	if err := os.MkdirAll(l.root, 0o700); err != nil {
+		return nil, fmt.Errorf("create state directory %s: %w", l.root, err)
+	}
+	f, err := os.OpenFile(l.lockFile(), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock %s: %w", l.lockFile(), err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", l.lockFile(), err)
+	}
+	return func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
+}
+
+// LogPathIn is where the log of sandbox name is kept under stateDir.
+func LogPathIn(stateDir, name string) string { return layout{root: stateDir}.logFile(name) }

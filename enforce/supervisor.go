@@ -1,0 +1,342 @@
+// Package enforce ties profiles, the seccomp profile, host networking and the
+// container runtime together per sandbox, in the right order, and undoes
+// everything when a step fails or the sandbox stops.
+package enforce
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/clawguard/clawguard/netrules"
+	"github.com/clawguard/clawguard/profiles"
+	"github.com/clawguard/clawguard/runtime"
+	"github.com/clawguard/clawguard/seccomp"
+)
+
+// Containers is the part of the container runtime the supervisor uses.
+type Containers interface {
+	EnsureImage(ctx context.Context, ref, archive string, progress runtime.Progress) (string, error)
+	Create(ctx context.Context, s runtime.Sandbox) error
+	Start(ctx context.Context, name, logPath string) (<-chan containerd.ExitStatus, uint32, error)
+	Wait(ctx context.Context, name string) (<-chan containerd.ExitStatus, error)
+	Stop(ctx context.Context, name string, timeout time.Duration) error
+	Delete(ctx context.Context, name string) error
+	Inspect(ctx context.Context, name string) (runtime.Info, error)
+	List(ctx context.Context) ([]runtime.Info, error)
+	Exec(ctx context.Context, name string, args []string, o runtime.ExecOptions) (int, error)
+	Limits(ctx context.Context, name string) (runtime.Limits, error)
+}
+
+// Network is the part of host networking the supervisor uses.
+type Network interface {
+	Setup(sandbox string) (netnsPath string, err error)
+	Teardown(sandbox string) error
+}
+
+// Namespaces is the Network of this stage: an isolated namespace with only
+// loopback per sandbox.
+type Namespaces struct{}
+
+func (Namespaces) Setup(sandbox string) (string, error) { return netrules.EnsureNetNS(sandbox) }
+func (Namespaces) Teardown(sandbox string) error        { return netrules.DeleteNetNS(sandbox) }
+
+// Config is what a Supervisor needs besides its collaborators.
+type Config struct {
+	StateDir string
+	Log      *slog.Logger
+	// Step is told about each finished step of a start, for progress output.
+	Step func(step string, took time.Duration)
+}
+
+// Supervisor starts, stops and inspects sandboxes. The foreground `run` and
+// the daemon use the same one.
+type Supervisor struct {
+	cfg    Config
+	rt     Containers
+	net    Network
+	layout layout
+}
+
+// New returns a supervisor over the given collaborators.
+func New(cfg Config, rt Containers, net Network) *Supervisor {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Step == nil {
+		cfg.Step = func(string, time.Duration) {}
+	}
+	return &Supervisor{cfg: cfg, rt: rt, net: net, layout: layout{root: cfg.StateDir}}
+}
+
+// Policy is the mount-source policy for a host whose clawguard state lives
+// in stateDir.
+func Policy(stateDir string) profiles.SourcePolicy {
+	return profiles.SourcePolicy{StateDir: stateDir, Homes: profiles.HostHomes()}
+}
+
+// Policy is the mount-source policy this supervisor applies.
+func (s *Supervisor) Policy() profiles.SourcePolicy { return Policy(s.cfg.StateDir) }
+
+// Validate checks a profile completely, touching nothing.
+func (s *Supervisor) Validate(p *profiles.Profile) error {
+	return profiles.Validate(p, s.Policy())
+}
+
+// Started describes a sandbox whose task is running.
+type Started struct {
+	Name    string
+	Pid     uint32
+	Exit    <-chan containerd.ExitStatus
+	LogPath string
+	Took    time.Duration
+}
+
+// Start validates p and brings its sandbox up: name claimed, image ready,
+// network namespace, secrets staged, container created, task started, in
+// that order. The task starts last, so every control is in place before any
+// agent code runs. If any step fails, everything done so far is undone.
+func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress runtime.Progress) (_ *Started, retErr error) {
+	began := time.Now()
+	if err := s.Validate(p); err != nil {
+		return nil, err
+	}
+	sb, secretNames, err := s.sandboxSpec(p)
+	if err != nil {
+		return nil, err
+	}
+	unlock, err := s.layout.lock()
+	if err != nil {
+		return nil, err
+	}
+	if err := s.layout.claim(p.Name); err != nil {
+		unlock()
+		return nil, err
+	}
+	unlock()
+	defer func() {
+		if retErr == nil {
+			return
+		}
+		s.cfg.Log.Warn("start failed; rolling back", "sandbox", p.Name, "error", retErr)
+		if err := s.Teardown(context.WithoutCancel(ctx), p.Name); err != nil {
+			retErr = fmt.Errorf("%w (and the rollback failed: %v)", retErr, err)
+		}
+	}()
+
+	st := &State{
+		Name: p.Name, Image: sb.Image, Profile: p.Source, Status: "starting", CreatedAt: time.Now().UTC(),
+		Supervisor: os.Getpid(), LogPath: sb.LogPath, Secrets: secretNames, StopTimeout: p.StopTimeout.String(),
+		Memory: sb.MemoryBytes, CPUs: sb.CPUs, Pids: sb.Pids,
+	}
+	if err := s.layout.write(st); err != nil {
+		return nil, err
+	}
+
+	step := func(name string, fn func() error) error {
+		t := time.Now()
+		if err := fn(); err != nil {
+			return err
+		}
+		s.cfg.Step(name, time.Since(t))
+		return nil
+	}
+	err = step("image", func() error {
+		how, err := s.rt.EnsureImage(ctx, sb.Image, p.Path(p.ImageArchive), progress)
+		if err == nil {
+			s.cfg.Log.Debug("image ready", "sandbox", p.Name, "image", sb.Image, "how", how)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := step("network namespace", func() error {
+		path, err := s.net.Setup(p.Name)
+		sb.NetNSPath, st.NetNS = path, path
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	if len(secretNames) > 0 {
+		if err := step("secrets", func() error {
+			return stageSecrets(p.Path(p.Secrets.Dir), s.layout.secretsDir(p.Name), secretNames, sb.UID, sb.GID)
+		}); err != nil {
+			return nil, err
+		}
+	}
+	if err := step("container", func() error { return s.rt.Create(ctx, sb) }); err != nil {
+		return nil, err
+	}
+	var exitC <-chan containerd.ExitStatus
+	if err := step("task", func() error {
+		var err error
+		exitC, st.Pid, err = s.rt.Start(ctx, p.Name, sb.LogPath)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	st.Status, st.StartedAt = "running", time.Now().UTC()
+	if err := s.layout.write(st); err != nil {
+		return nil, err
+	}
+	took := time.Since(began)
+	s.cfg.Log.Info("sandbox started", "sandbox", p.Name, "pid", st.Pid, "took", took)
+	return &Started{Name: p.Name, Pid: st.Pid, Exit: exitC, LogPath: sb.LogPath, Took: took}, nil
+}
+
+// sandboxSpec translates a validated profile into the runtime's description.
+func (s *Supervisor) sandboxSpec(p *profiles.Profile) (runtime.Sandbox, []string, error) {
+	ref, err := runtime.NormalizeRef(p.Image)
+	if err != nil {
+		return runtime.Sandbox{}, nil, err
+	}
+	uid, gid, err := p.IDs()
+	if err != nil {
+		return runtime.Sandbox{}, nil, err
+	}
+	sc, err := seccompProfile(p)
+	if err != nil {
+		return runtime.Sandbox{}, nil, err
+	}
+	sb := runtime.Sandbox{
+		Name: p.Name, Image: ref, Args: p.Args, UID: uid, GID: gid,
+		ReadOnlyRoot: *p.ReadOnlyRootfs, Seccomp: sc,
+		MemoryBytes: p.Resources.Memory.Bytes, CPUs: *p.Resources.CPUs, Pids: *p.Resources.Pids,
+		LogPath: s.layout.logFile(p.Name),
+	}
+	for _, c := range p.Capabilities {
+		sb.Capabilities = append(sb.Capabilities, profiles.NormalizeCapability(c))
+	}
+	keys := make([]string, 0, len(p.Env))
+	for k := range p.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		sb.Env = append(sb.Env, k+"="+p.Env[k])
+	}
+	for _, t := range p.Tmpfs {
+		sb.Tmpfs = append(sb.Tmpfs, runtime.Tmpfs{Path: t.Path, SizeBytes: t.Size.Bytes, Options: t.Options})
+	}
+	pol := s.Policy()
+	for _, m := range p.Mounts {
+		real, err := pol.Check(p.Path(m.Source))
+		if err != nil {
+			return runtime.Sandbox{}, nil, fmt.Errorf("mount %s: %w", m.Target, err)
+		}
+		sb.Binds = append(sb.Binds, runtime.Bind{Source: real, Target: m.Target, ReadOnly: !m.Writable()})
+	}
+	var names []string
+	if p.Secrets.Dir != "" {
+		names, err = profiles.SecretFiles(p.Path(p.Secrets.Dir))
+		if err != nil {
+			return runtime.Sandbox{}, nil, fmt.Errorf("secrets: %w", err)
+		}
+		for _, n := range names {
+			sb.Binds = append(sb.Binds, runtime.Bind{
+				Source: filepath.Join(s.layout.secretsDir(p.Name), n), Target: "/run/secrets/" + n, ReadOnly: true, NoExec: true,
+			})
+		}
+	}
+	return sb, names, nil
+}
+
+func seccompProfile(p *profiles.Profile) (*specs.LinuxSeccomp, error) {
+	data := profiles.DefaultSeccompJSON()
+	if p.Seccomp != "default" {
+		var err error
+		if data, err = os.ReadFile(p.Path(p.Seccomp)); err != nil {
+			return nil, fmt.Errorf("seccomp profile: %w", err)
+		}
+	}
+	sc, err := seccomp.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("seccomp profile %s: %w", p.Seccomp, err)
+	}
+	return sc, nil
+}
+
+// Stop asks the sandbox to end (SIGTERM, then SIGKILL after its stop timeout)
+// and removes everything it had. timeout <= 0 uses the profile's.
+func (s *Supervisor) Stop(ctx context.Context, name string, timeout time.Duration) error {
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+		if st, err := s.layout.read(name); err == nil {
+			if d, err := time.ParseDuration(st.StopTimeout); err == nil {
+				timeout = d
+			}
+		}
+	}
+	if !s.Exists(ctx, name) {
+		return fmt.Errorf("stop %s: %w", name, runtime.ErrNotFound)
+	}
+	if err := s.rt.Stop(ctx, name, timeout); err != nil {
+		return err
+	}
+	return s.Teardown(ctx, name)
+}
+
+// Exists reports whether anything of the sandbox remains: state or container.
+func (s *Supervisor) Exists(ctx context.Context, name string) bool {
+	if _, err := os.Stat(s.layout.dir(name)); err == nil {
+		return true
+	}
+	_, err := s.rt.Inspect(ctx, name)
+	return err == nil
+}
+
+// Teardown removes every object of a sandbox, whatever state it is in:
+// task, container, snapshot, secrets tmpfs, network namespace and state. Each
+// step tolerates its object being gone already, so Teardown may run twice,
+// concurrently from two processes, or after a half-finished start. The log
+// file stays for `clawguard logs`.
+func (s *Supervisor) Teardown(ctx context.Context, name string) error {
+	unlock, err := s.layout.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	var errs []error
+	if err := s.rt.Delete(ctx, name); err != nil {
+		errs = append(errs, err)
+	}
+	if err := unstageSecrets(s.layout.secretsDir(name)); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.net.Teardown(name); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		if err := os.RemoveAll(s.layout.dir(name)); err != nil {
+			errs = append(errs, fmt.Errorf("remove state of %s: %w", name, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("tear down %s: %w", name, err)
+	}
+	s.cfg.Log.Info("sandbox removed", "sandbox", name)
+	return nil
+}
+
+// Wait returns the exit channel of a running sandbox.
+func (s *Supervisor) Wait(ctx context.Context, name string) (<-chan containerd.ExitStatus, error) {
+	return s.rt.Wait(ctx, name)
+}
+
+// Exec runs a command inside a running sandbox.
+func (s *Supervisor) Exec(ctx context.Context, name string, args []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	return s.rt.Exec(ctx, name, args, runtime.ExecOptions{Stdin: stdin, Stdout: stdout, Stderr: stderr})
+}
+
+// LogPath is where a sandbox's output is kept.
+func (s *Supervisor) LogPath(name string) string { return s.layout.logFile(name) }
