@@ -271,7 +271,7 @@ func (v validator) filesystems() {
 			continue
 		}
 		if _, err := v.pol.Check(p.Path(m.Source)); err != nil {
-			c.add(field+".source", err.Error(), "mount a project directory such as ./workspace (create it with mkdir -p if it is missing)")
+			c.add(field+".source", err.Error(), "mount a project directory such as ./workspace; create it with mkdir -p if it is missing")
 		}
 	}
 }

@@ -1,0 +1,257 @@
+package profiles
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// fixture is a profile directory with a workspace, config and a private
+// secrets directory, like a user's project folder.
+func fixture(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range []string{"workspace", "config"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, "secrets"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "secrets", "api_key"), []byte("value"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+const validProfile = `
+name: agent
+image: docker.io/library/busybox:latest
+mounts:
+  - {source: ./workspace, target: /workspace, read_only: false}
+  - {source: ./config, target: /home/node/.openclaw, read_only: true}
+secrets: {dir: ./secrets}
+`
+
+func testPolicy(dir string) SourcePolicy {
+	return SourcePolicy{StateDir: filepath.Join(dir, "state"), Homes: []string{"/root", "/home/alice"}}
+}
+
+func TestValidProfileGetsTheThreatModelDefaults(t *testing.T) {
+	dir := fixture(t)
+	p, err := Parse([]byte(validProfile), "p.yaml", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Validate(p, testPolicy(dir)); err != nil {
+		t.Fatal(err)
+	}
+	if p.User != "1000:1000" || !*p.ReadOnlyRootfs || p.Seccomp != "default" {
+		t.Errorf("identity defaults: user %q ro %v seccomp %q", p.User, *p.ReadOnlyRootfs, p.Seccomp)
+	}
+	if p.Resources.Memory.Bytes != 1<<30 || *p.Resources.CPUs != 1.0 || *p.Resources.Pids != 100 {
+		t.Errorf("resource defaults: %+v", p.Resources)
+	}
+	if len(p.Tmpfs) != 1 || p.Tmpfs[0].Path != "/tmp" || p.Tmpfs[0].Size.Bytes != 100<<20 {
+		t.Errorf("tmpfs default: %+v", p.Tmpfs)
+	}
+	if p.StopTimeout.Seconds() != 10 {
+		t.Errorf("stop_timeout default %v", p.StopTimeout)
+	}
+}
+
+func TestBuiltinOpenclawProfileIsValid(t *testing.T) {
+	dir := fixture(t)
+	p, err := LoadBuiltin("openclaw", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Validate(p, testPolicy(dir)); err != nil {
+		t.Fatal(err)
+	}
+	if p.Name != "openclaw" || *p.Resources.Pids != 100 || p.Resources.Memory.Bytes != 1<<30 || len(p.Capabilities) != 0 {
+		t.Fatalf("built-in profile lost a control: %+v", p)
+	}
+}
+
+// TestInvalidProfilesNameTheirField feeds one broken field at a time and
+// checks that validation refuses it and says which field.
+func TestInvalidProfilesNameTheirField(t *testing.T) {
+	dir := fixture(t)
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.Symlink("/etc", filepath.Join(dir, "etc-link")))
+	must(os.Mkdir(filepath.Join(dir, "open-secrets"), 0o755))
+	must(os.Mkdir(filepath.Join(dir, "linked-secrets"), 0o700))
+	must(os.Symlink("/etc/hostname", filepath.Join(dir, "linked-secrets", "k")))
+	must(os.Mkdir(filepath.Join(dir, "loose-secrets"), 0o700))
+	must(os.WriteFile(filepath.Join(dir, "loose-secrets", "k"), []byte("v"), 0o644))
+
+	tests := []struct {
+		name, yaml, field string
+	}{
+		{"unknown key", "name: a\nimage: busybox\nprivileged: true\n", "privileged"},
+		{"unknown nested key", "name: a\nimage: busybox\nresources: {memory: 1G, swap: 2G}\n", "swap"},
+		{"bad name", "name: Bad_Name!\nimage: busybox\n", "name"},
+		{"missing name", "image: busybox\n", "name"},
+		{"missing image", "name: a\n", "image"},
+		{"malformed image", "name: a\nimage: 'UPPER/Case::x'\n", "image"},
+		{"uid 0", "name: a\nimage: busybox\nuser: \"0:0\"\n", "user"},
+		{"gid 0", "name: a\nimage: busybox\nuser: \"1000:0\"\n", "user"},
+		{"user by name", "name: a\nimage: busybox\nuser: node\n", "user"},
+		{"seccomp unconfined", "name: a\nimage: busybox\nseccomp: unconfined\n", "seccomp"},
+		{"seccomp file missing", "name: a\nimage: busybox\nseccomp: ./nope.json\n", "seccomp"},
+		{"capability SYS_ADMIN", "name: a\nimage: busybox\ncapabilities: [SYS_ADMIN]\n", "capabilities[0]"},
+		{"unknown capability", "name: a\nimage: busybox\ncapabilities: [FLY]\n", "capabilities[0]"},
+		{"mount /", "name: a\nimage: busybox\nmounts: [{source: /, target: /host}]\n", "mounts[0].source"},
+		{"mount /etc", "name: a\nimage: busybox\nmounts: [{source: /etc, target: /x}]\n", "mounts[0].source"},
+		{"mount docker.sock", "name: a\nimage: busybox\nmounts: [{source: /var/run/docker.sock, target: /x}]\n", "mounts[0].source"},
+		{"mount /var contains containerd state", "name: a\nimage: busybox\nmounts: [{source: /var, target: /x}]\n", "mounts[0].source"},
+		{"mount symlink to /etc", "name: a\nimage: busybox\nmounts: [{source: ./etc-link, target: /x}]\n", "mounts[0].source"},
+		{"mount missing source", "name: a\nimage: busybox\nmounts: [{source: ./missing, target: /x}]\n", "mounts[0].source"},
+		{"mount relative target", "name: a\nimage: busybox\nmounts: [{source: ./workspace, target: workspace}]\n", "mounts[0].target"},
+		{"mount over /proc", "name: a\nimage: busybox\nmounts: [{source: ./workspace, target: /proc/x}]\n", "mounts[0].target"},
+		{"duplicate target", "name: a\nimage: busybox\nmounts: [{source: ./workspace, target: /tmp}]\n", "mounts[0].target"},
+		{"secrets dir 0755", "name: a\nimage: busybox\nsecrets: {dir: ./open-secrets}\n", "secrets.dir"},
+		{"secret is a symlink", "name: a\nimage: busybox\nsecrets: {dir: ./linked-secrets}\n", "secrets.dir"},
+		{"secret file 0644", "name: a\nimage: busybox\nsecrets: {dir: ./loose-secrets}\n", "secrets.dir"},
+		{"secret-looking env", "name: a\nimage: busybox\nenv: {ANTHROPIC_API_KEY: sk-123}\n", "env.ANTHROPIC_API_KEY"},
+		{"token env", "name: a\nimage: busybox\nenv: {GITHUB_TOKEN: x}\n", "env.GITHUB_TOKEN"},
+		{"non-loopback publish", "name: a\nimage: busybox\npublish: [\"0.0.0.0:18789:18789\"]\n", "publish[0]"},
+		{"publish without address", "name: a\nimage: busybox\npublish: [\"18789:18789\"]\n", "publish[0]"},
+		{"memory 0", "name: a\nimage: busybox\nresources: {memory: 0}\n", "resources.memory"},
+		{"pids -1", "name: a\nimage: busybox\nresources: {pids: -1}\n", "resources.pids"},
+		{"cpus 0", "name: a\nimage: busybox\nresources: {cpus: 0}\n", "resources.cpus"},
+		{"tmpfs exec", "name: a\nimage: busybox\ntmpfs: [{path: /tmp, size: 10m, options: [exec]}]\n", "tmpfs[0].options"},
+		{"tmpfs larger than memory", "name: a\nimage: busybox\nresources: {memory: 64m}\ntmpfs: [{path: /tmp, size: 1G}]\n", "tmpfs[0].size"},
+		{"egress host and cidr", "name: a\nimage: busybox\negress: {allow: [{host: a.example.com, cidr: 198.51.100.0/24, ports: [443]}]}\n", "egress.allow[0]"},
+		{"egress bad port", "name: a\nimage: busybox\negress: {allow: [{host: a.example.com, ports: [0]}]}\n", "egress.allow[0].ports"},
+		{"egress bad host", "name: a\nimage: busybox\negress: {allow: [{host: 'exa mple', ports: [443]}]}\n", "egress.allow[0].host"},
+		{"stop_timeout zero", "name: a\nimage: busybox\nstop_timeout: -1s\n", "stop_timeout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := Parse([]byte(tt.yaml), "p.yaml", dir)
+			if err == nil {
+				err = Validate(p, testPolicy(dir))
+			}
+			var pe *Error
+			if !errors.As(err, &pe) {
+				t.Fatalf("err = %v, want a profile error", err)
+			}
+			if !pe.HasField(tt.field) {
+				t.Fatalf("error does not name %s:\n%v", tt.field, err)
+			}
+			if !strings.Contains(err.Error(), "p.yaml") {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+		})
+	}
+}
+
+func TestWrongTypeSaysWhatWasExpected(t *testing.T) {
+	_, err := Parse([]byte("name: a\nimage: busybox\nresources: {pids: lots}\n"), "p.yaml", t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "line 3") || !strings.Contains(err.Error(), "whole number") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestUnknownKeyListsTheAllowedOnes(t *testing.T) {
+	_, err := Parse([]byte("name: a\nimage: busybox\nresources: {memroy: 1G}\n"), "p.yaml", t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "memory, cpus, pids") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestSeveralProblemsAreAllReported(t *testing.T) {
+	dir := fixture(t)
+	p, err := Parse([]byte("name: A\nimage: busybox\nuser: \"0:0\"\nseccomp: unconfined\n"), "p.yaml", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pe *Error
+	if err := Validate(p, testPolicy(dir)); !errors.As(err, &pe) || len(pe.Fields) != 3 {
+		t.Fatalf("want 3 problems, got %v", err)
+	}
+}
+
+func TestSourcePolicy(t *testing.T) {
+	dir := t.TempDir()
+	home := filepath.Join(dir, "home", "alice")
+	for _, d := range []string{"project/workspace", ".ssh", ".config/gh", "state"} {
+		if err := os.MkdirAll(filepath.Join(home, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(filepath.Join(home, ".ssh"), filepath.Join(home, "project", "keys")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/", filepath.Join(home, "project", "root")); err != nil {
+		t.Fatal(err)
+	}
+	pol := SourcePolicy{StateDir: filepath.Join(home, "state"), Homes: []string{home}}
+	tests := []struct {
+		path    string
+		allowed bool
+	}{
+		{filepath.Join(home, "project", "workspace"), true},
+		{filepath.Join(home, "project"), true},
+		{home, false},
+		{filepath.Dir(home), false}, // contains a home
+		{filepath.Join(home, ".ssh"), false},
+		{filepath.Join(home, ".config", "gh"), false},
+		{filepath.Join(home, "project", "keys"), false}, // symlink into .ssh
+		{filepath.Join(home, "project", "root"), false}, // symlink to /
+		{filepath.Join(home, "state"), false},
+		{"/etc/hostname", false},
+		{"/run", false},
+		{"/var/lib/containerd", false},
+		{"/proc/self", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			_, err := pol.Check(tt.path)
+			if (err == nil) != tt.allowed {
+				t.Fatalf("allowed = %v (err %v), want %v", err == nil, err, tt.allowed)
+			}
+		})
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"100m", 100 << 20, true}, {"1G", 1 << 30, true}, {"1Gi", 1 << 30, true}, {"512MB", 512 << 20, true},
+		{"4096", 4096, true}, {"1.5g", 3 << 29, true}, {"", 0, false}, {"lots", 0, false}, {"-1m", 0, false},
+	}
+	for _, tt := range tests {
+		got, err := ParseSize(tt.in)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d ok=%v", tt.in, got, err, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestPublishMustBeLoopback(t *testing.T) {
+	tests := []struct {
+		in string
+		ok bool
+	}{
+		{"127.0.0.1:18789:18789", true}, {"[::1]:8080:80/tcp", true},
+		{"0.0.0.0:1:1", false}, {"192.0.2.1:1:1", false}, {"1:1", false}, {"127.0.0.1:0:1", false},
+	}
+	for _, tt := range tests {
+		if _, err := ParsePublish(tt.in); (err == nil) != tt.ok {
+			t.Errorf("ParsePublish(%q) err = %v, want ok=%v", tt.in, err, tt.ok)
+		}
+	}
+}
