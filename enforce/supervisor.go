@@ -141,6 +141,9 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 	if err := s.layout.write(st); err != nil {
 		return nil, err
 	}
+	if err := rotateLog(sb.LogPath); err != nil {
+		return nil, err
+	}
 
 	step := func(name string, fn func() error) error {
 		t := time.Now()
@@ -264,6 +267,18 @@ func seccompProfile(p *profiles.Profile) (*specs.LinuxSeccomp, error) {
 		return nil, fmt.Errorf("seccomp profile %s: %w", p.Seccomp, err)
 	}
 	return sc, nil
+}
+
+// rotateLog keeps the previous run's log as NAME.log.1 so that a new run of
+// the same name starts with an empty log.
+func rotateLog(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("create log directory: %w", err)
+	}
+	if err := os.Rename(path, path+".1"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("rotate log %s: %w", path, err)
+	}
+	return nil
 }
 
 // Stop asks the sandbox to end (SIGTERM, then SIGKILL after its stop timeout)

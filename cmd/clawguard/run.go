@@ -90,6 +90,13 @@ func runForeground(cmd *cobra.Command, g *globals, p *profiles.Profile) error {
 	for _, w := range profiles.Warnings(p) {
 		fmt.Fprintf(errOut, "  ! warning: %s\n", w)
 	}
+	// Said plainly so nobody mistakes a validated field for an enforced one.
+	if n := len(p.Egress.Allow); n > 0 {
+		fmt.Fprintf(errOut, "  ! note: egress allowlist (%d entries) is validated but not yet enforced: the sandbox has loopback only, so nothing outside is reachable\n", n)
+	}
+	if len(p.Publish) > 0 {
+		fmt.Fprintf(errOut, "  ! note: publish %v is validated but not yet forwarded (needs the clawguard daemon)\n", p.Publish)
+	}
 	progress := func(format string, args ...any) { fmt.Fprintf(errOut, "    "+format+"\n", args...) }
 	started, err := sup.Start(ctx, p, progress)
 	if err != nil {
