@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 
 	ctrdseccomp "github.com/containerd/containerd/v2/contrib/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -256,4 +257,35 @@ var knownActions = map[specs.LinuxSeccompAction]struct{}{
 var knownOps = map[specs.LinuxSeccompOperator]struct{}{
 	specs.OpNotEqual: {}, specs.OpLessThan: {}, specs.OpLessEqual: {}, specs.OpEqualTo: {},
 	specs.OpGreaterEqual: {}, specs.OpGreaterThan: {}, specs.OpMaskedEqual: {},
+}
+
+// Document renders the rule list as Markdown: what the built-in profile
+// starts from, what it removes and why, and the resulting counts.
+func Document(p *specs.LinuxSeccomp) (string, error) {
+	var b strings.Builder
+	b.WriteString("# The built-in seccomp profile\n\n")
+	b.WriteString("Generated from `seccomp/rules.go` by `go test ./seccomp -run Shipped -update`; do not edit by hand.\n\n")
+	b.WriteString("clawguard starts from Docker's default profile as it applies to a container with no capabilities (containerd ships\n")
+	b.WriteString("the same list) and removes the calls below. Removed calls are left out of every allow rule, so the default action\n")
+	b.WriteString("answers them with EPERM; clone3 answers ENOSYS so that libc and Node fall back to clone(2), whose flags can be\n")
+	b.WriteString("checked. Only the native 64-bit ABIs (x86_64, aarch64) are listed: 32-bit x86 reaches sockets through socketcall(2),\n")
+	b.WriteString("where the address family cannot be filtered, so that ABI is refused as a whole.\n\n")
+	for _, arch := range supportedArches {
+		allowed, err := Allowed(p, arch)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, "- syscalls allowed on %s: **%d**\n", arch, len(allowed))
+	}
+	b.WriteString("\n## Removed\n\n| syscalls | why |\n|---|---|\n")
+	for _, d := range denials() {
+		fmt.Fprintf(&b, "| %s | %s |\n", strings.Join(d.names, ", "), d.why)
+	}
+	b.WriteString("\n## Narrowed\n\n| syscall | allowed only when |\n|---|---|\n")
+	b.WriteString("| socket | the family is AF_UNIX, AF_INET, AF_INET6 or AF_NETLINK (no packet, vsock, alg, bluetooth, ...) |\n")
+	b.WriteString("| ioctl | the request is not TIOCSTI (no typing into a shared terminal) |\n")
+	b.WriteString("| clone | no CLONE_NEW* flag is set (no new namespaces) |\n")
+	b.WriteString("| personality | the value is one of Docker's safe ones (no disabling ASLR) |\n")
+	b.WriteString("| clone3 | never: answers ENOSYS |\n")
+	return b.String(), nil
 }

@@ -16,7 +16,10 @@ import (
 
 var update = flag.Bool("update", false, "rewrite profiles/seccomp/default.json from seccomp.Build()")
 
-const shipped = "../profiles/seccomp/default.json"
+const (
+	shipped    = "../profiles/seccomp/default.json"
+	shippedDoc = "../docs/seccomp.md"
+)
 
 // maxAllowedX86_64 is the issue's goal; Docker's default allows 300.
 const maxAllowedX86_64 = 270
@@ -33,6 +36,18 @@ func TestShippedProfileIsBuildOutput(t *testing.T) {
 	}
 	if !bytes.Equal(got, profiles.DefaultSeccompJSON()) {
 		t.Fatalf("%s differs from seccomp.Build(); run `go test ./seccomp -run Shipped -update` and rebuild", shipped)
+	}
+	doc, err := seccomp.Document(seccomp.Build())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *update {
+		if err := os.WriteFile(shippedDoc, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if onDisk, err := os.ReadFile(shippedDoc); err != nil || string(onDisk) != doc {
+		t.Fatalf("%s is out of date (%v); run `go test ./seccomp -run Shipped -update`", shippedDoc, err)
 	}
 }
 

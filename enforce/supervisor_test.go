@@ -1,0 +1,242 @@
+package enforce
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+
+	"github.com/clawguard/clawguard/profiles"
+	"github.com/clawguard/clawguard/runtime"
+)
+
+// fakeWorld records what exists, so a test can check that a failed start
+// leaves nothing. It fails the step named in failAt.
+type fakeWorld struct {
+	failAt     string
+	containers map[string]bool
+	tasks      map[string]bool
+	netns      map[string]bool
+	calls      []string
+}
+
+func newFakeWorld(failAt string) *fakeWorld {
+	return &fakeWorld{failAt: failAt, containers: map[string]bool{}, tasks: map[string]bool{}, netns: map[string]bool{}}
+}
+
+var errInjected = errors.New("injected failure")
+
+func (f *fakeWorld) step(name string) error {
+	f.calls = append(f.calls, name)
+	if f.failAt == name {
+		return errInjected
+	}
+	return nil
+}
+
+func (f *fakeWorld) EnsureImage(context.Context, string, string, runtime.Progress) (string, error) {
+	return "present", f.step("image")
+}
+
+func (f *fakeWorld) Create(_ context.Context, s runtime.Sandbox) error {
+	if err := f.step("create"); err != nil {
+		return err
+	}
+	f.containers[s.Name] = true
+	return nil
+}
+
+func (f *fakeWorld) Start(_ context.Context, name, _ string) (<-chan containerd.ExitStatus, uint32, error) {
+	if err := f.step("start"); err != nil {
+		return nil, 0, err
+	}
+	f.tasks[name] = true
+	return make(chan containerd.ExitStatus), 42, nil
+}
+
+func (f *fakeWorld) Wait(context.Context, string) (<-chan containerd.ExitStatus, error) {
+	return make(chan containerd.ExitStatus), nil
+}
+
+func (f *fakeWorld) Stop(_ context.Context, name string, _ time.Duration) error {
+	f.calls = append(f.calls, "stop")
+	delete(f.tasks, name)
+	return nil
+}
+
+func (f *fakeWorld) Delete(_ context.Context, name string) error {
+	f.calls = append(f.calls, "delete")
+	delete(f.tasks, name)
+	delete(f.containers, name)
+	return nil
+}
+
+func (f *fakeWorld) Inspect(_ context.Context, name string) (runtime.Info, error) {
+	if !f.containers[name] {
+		return runtime.Info{}, runtime.ErrNotFound
+	}
+	return runtime.Info{Name: name, State: "running"}, nil
+}
+
+func (f *fakeWorld) List(context.Context) ([]runtime.Info, error) {
+	var out []runtime.Info
+	for n := range f.containers {
+		out = append(out, runtime.Info{Name: n, State: "running"})
+	}
+	return out, nil
+}
+
+func (f *fakeWorld) Exec(context.Context, string, []string, runtime.ExecOptions) (int, error) {
+	return 0, nil
+}
+
+func (f *fakeWorld) Limits(context.Context, string) (runtime.Limits, error) { return runtime.Limits{}, nil }
+
+func (f *fakeWorld) Setup(sandbox string) (string, error) {
+	if err := f.step("netns"); err != nil {
+		return "", err
+	}
+	f.netns[sandbox] = true
+	return "/var/run/netns/cg-" + sandbox, nil
+}
+
+func (f *fakeWorld) Teardown(sandbox string) error {
+	f.calls = append(f.calls, "netns-teardown")
+	delete(f.netns, sandbox)
+	return nil
+}
+
+func testProfile(t *testing.T, name string) *profiles.Profile {
+	t.Helper()
+	p, err := profiles.Parse([]byte("name: "+name+"\nimage: docker.io/library/busybox:latest\n"), "test.yaml", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestStartRunsStepsInOrderWithTheTaskLast(t *testing.T) {
+	w := newFakeWorld("")
+	sup := New(Config{StateDir: t.TempDir()}, w, w)
+	st, err := sup.Start(context.Background(), testProfile(t, "a"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Pid != 42 {
+		t.Fatalf("pid %d", st.Pid)
+	}
+	if want := []string{"image", "netns", "create", "start"}; !slices.Equal(w.calls, want) {
+		t.Fatalf("steps %v, want %v", w.calls, want)
+	}
+	state, err := sup.layout.read("a")
+	if err != nil || state.Status != "running" || state.Pid != 42 {
+		t.Fatalf("state %+v, %v", state, err)
+	}
+}
+
+func TestFailedStartUndoesEveryStep(t *testing.T) {
+	for _, failAt := range []string{"image", "netns", "create", "start"} {
+		t.Run("fail at "+failAt, func(t *testing.T) {
+			w := newFakeWorld(failAt)
+			stateDir := t.TempDir()
+			sup := New(Config{StateDir: stateDir}, w, w)
+			_, err := sup.Start(context.Background(), testProfile(t, "a"), nil)
+			if !errors.Is(err, errInjected) {
+				t.Fatalf("err = %v", err)
+			}
+			if len(w.containers) != 0 || len(w.tasks) != 0 || len(w.netns) != 0 {
+				t.Fatalf("left behind: containers %v tasks %v netns %v", w.containers, w.tasks, w.netns)
+			}
+			if _, err := os.Stat(filepath.Join(stateDir, "sandboxes", "a")); !os.IsNotExist(err) {
+				t.Fatalf("state directory remains: %v", err)
+			}
+			if !slices.Contains(w.calls, "delete") || !slices.Contains(w.calls, "netns-teardown") {
+				t.Fatalf("rollback skipped a step: %v", w.calls)
+			}
+		})
+	}
+}
+
+func TestInvalidProfileTouchesNothing(t *testing.T) {
+	w := newFakeWorld("")
+	stateDir := t.TempDir()
+	sup := New(Config{StateDir: stateDir}, w, w)
+	p := testProfile(t, "a")
+	p.User = "0:0"
+	_, err := sup.Start(context.Background(), p, nil)
+	var pe *profiles.Error
+	if !errors.As(err, &pe) || !pe.HasField("user") {
+		t.Fatalf("err = %v", err)
+	}
+	if len(w.calls) != 0 {
+		t.Fatalf("steps ran for an invalid profile: %v", w.calls)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(stateDir, "sandboxes")); len(entries) != 0 {
+		t.Fatalf("state created: %v", entries)
+	}
+}
+
+func TestNameInUseDoesNotTouchTheExistingSandbox(t *testing.T) {
+	w := newFakeWorld("")
+	sup := New(Config{StateDir: t.TempDir()}, w, w)
+	if _, err := sup.Start(context.Background(), testProfile(t, "a"), nil); err != nil {
+		t.Fatal(err)
+	}
+	w.calls = nil
+	_, err := sup.Start(context.Background(), testProfile(t, "a"), nil)
+	if !errors.Is(err, ErrExists) {
+		t.Fatalf("err = %v", err)
+	}
+	if len(w.calls) != 0 || !w.containers["a"] || !w.tasks["a"] {
+		t.Fatalf("existing sandbox disturbed: calls %v", w.calls)
+	}
+}
+
+func TestTeardownIsIdempotent(t *testing.T) {
+	w := newFakeWorld("")
+	sup := New(Config{StateDir: t.TempDir()}, w, w)
+	if _, err := sup.Start(context.Background(), testProfile(t, "a"), nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if err := sup.Teardown(context.Background(), "a"); err != nil {
+			t.Fatalf("teardown %d: %v", i, err)
+		}
+	}
+	if sup.Exists(context.Background(), "a") {
+		t.Fatal("sandbox still exists")
+	}
+}
+
+func TestStatusShowsLeftoversOfEitherKind(t *testing.T) {
+	w := newFakeWorld("")
+	stateDir := t.TempDir()
+	sup := New(Config{StateDir: stateDir}, w, w)
+	w.containers["stray"] = true // a container of ours with no state
+	if err := os.MkdirAll(filepath.Join(stateDir, "sandboxes", "ghost"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := sup.layout.write(&State{Name: "ghost", Status: "running"}); err != nil {
+		t.Fatal(err)
+	}
+	list, err := sup.Status(context.Background(), "", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]Status{}
+	for _, s := range list {
+		got[s.Name] = s
+	}
+	if got["ghost"].State != "missing" || !strings.Contains(got["ghost"].Problem, "clawguard stop ghost") {
+		t.Errorf("ghost: %+v", got["ghost"])
+	}
+	if got["stray"].Problem == "" {
+		t.Errorf("stray: %+v", got["stray"])
+	}
+}
