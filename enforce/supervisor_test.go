@@ -96,7 +96,9 @@ func (f *fakeWorld) Exec(context.Context, string, []string, runtime.ExecOptions)
 	return 0, nil
 }
 
-func (f *fakeWorld) Limits(context.Context, string) (runtime.Limits, error) { return runtime.Limits{}, nil }
+func (f *fakeWorld) Limits(context.Context, string) (runtime.Limits, error) {
+	return runtime.Limits{}, nil
+}
 
 func (f *fakeWorld) Setup(sandbox string) (string, error) {
 	if err := f.step("netns"); err != nil {
