@@ -275,7 +275,7 @@ type profile struct {
 
 // project lays out a user's project folder for a profile: a workspace the
 // sandbox user owns, a read-only config dir and a private secrets dir.
-func (h *harness) project(t *testing.T, p profile) (dir, file string) {
+func (h *harness) project(t testing.TB, p profile) (dir, file string) {
 	t.Helper()
 	dir = t.TempDir()
 	if err := os.Chmod(dir, 0o755); err != nil {
