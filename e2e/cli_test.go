@@ -1,0 +1,87 @@
+package e2e
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// TestLogsKeepOneRunEach: a sandbox's output is kept after it stops, and a
+// new run of the same name starts with a fresh log (the old one is .1).
+func TestLogsKeepOneRunEach(t *testing.T) {
+	h := env
+	for i, word := range []string{"first-run", "second-run"} {
+		sb := h.start(t, profile{Name: "logs", Args: []string{"sh", "-c", "echo " + word + "; trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done"}})
+		h.stopSandbox(t, sb)
+		out, stderr, code := h.cg("logs", "logs")
+		if code != 0 {
+			t.Fatalf("run %d: logs: %s", i, stderr)
+		}
+		if !strings.Contains(out, word) {
+			t.Fatalf("run %d: log lacks %q:\n%s", i, word, out)
+		}
+		if i == 1 && strings.Contains(out, "first-run") {
+			t.Fatalf("second run's log still holds the first run's output:\n%s", out)
+		}
+		if !strings.Contains(sb.out.String(), word) {
+			t.Fatalf("run %d: foreground output lacks %q:\n%s", i, word, sb.out.String())
+		}
+	}
+	if _, _, code := h.cg("logs", "never-ran"); code != 1 {
+		t.Fatalf("logs of an unknown sandbox: exit %d, want 1", code)
+	}
+}
+
+// TestExecPassesTheExitCodeThrough and reports a missing sandbox clearly.
+func TestExecPassesTheExitCodeThrough(t *testing.T) {
+	h := env
+	sb := h.start(t, profile{Name: "exitcode"})
+	if _, _, code := h.exec(t, sb.name, "sh", "-c", "exit 7"); code != 7 {
+		t.Fatalf("exit code %d, want 7", code)
+	}
+	_, stderr, code := h.exec(t, "no-such-sandbox", "true")
+	if code != 1 || !strings.Contains(stderr, "no-such-sandbox") {
+		t.Fatalf("exec in a missing sandbox: exit %d: %s", code, stderr)
+	}
+	if _, stderr, code := h.cg("exec", sb.name, "true"); code != 2 || !strings.Contains(stderr, "--") {
+		t.Fatalf("exec without --: exit %d: %s", code, stderr)
+	}
+}
+
+// TestStatusJSONIsStable checks the machine-readable fields of a running sandbox.
+func TestStatusJSONIsStable(t *testing.T) {
+	h := env
+	sb := h.start(t, profile{Name: "status-json"})
+	out, stderr, code := h.cg("status", "--json")
+	if code != 0 {
+		t.Fatalf("status: %s", stderr)
+	}
+	var list []map[string]any
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		t.Fatal(err)
+	}
+	var mine map[string]any
+	for _, s := range list {
+		if s["name"] == sb.name {
+			mine = s
+		}
+	}
+	if mine == nil {
+		t.Fatalf("%s missing from %s", sb.name, out)
+	}
+	for _, k := range []string{"name", "state", "image", "pid", "started_at", "uptime_seconds", "memory_limit_bytes", "cpus", "pids_limit", "secrets", "network"} {
+		if _, ok := mine[k]; !ok {
+			t.Errorf("status JSON lacks %q: %v", k, mine)
+		}
+	}
+	if mine["state"] != "running" || mine["memory_limit_bytes"] != float64(1<<30) {
+		t.Errorf("status %v", mine)
+	}
+	if secrets, _ := mine["secrets"].([]any); len(secrets) != 1 || secrets[0] != "anthropic_api_key" {
+		t.Errorf("secrets %v", mine["secrets"])
+	}
+	table, _, _ := h.cg("status", sb.name)
+	if !strings.Contains(table, "NAME") || !strings.Contains(table, sb.name) || !strings.Contains(table, "running") {
+		t.Errorf("table:\n%s", table)
+	}
+}
