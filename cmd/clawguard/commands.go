@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,13 +29,7 @@ timeout (default: the profile's stop_timeout), then remove its task, container,
 snapshot, secrets and network namespace. Also cleans up what a crashed
 'clawguard run' left behind. The log stays (see 'clawguard logs').`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			sup, closeFn, err := g.supervisor(ctx, nil)
-			if err != nil {
-				return err
-			}
-			defer closeFn()
+		RunE: g.withSupervisor(func(ctx context.Context, sup *enforce.Supervisor, cmd *cobra.Command, args []string) error {
 			start := time.Now()
 			if err := sup.Stop(ctx, args[0], timeout); err != nil {
 				if errors.Is(err, runtime.ErrNotFound) {
@@ -44,7 +39,7 @@ snapshot, secrets and network namespace. Also cleans up what a crashed
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "clawguard: sandbox %s stopped and removed (%s)\n", args[0], time.Since(start).Round(time.Millisecond))
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, "time between SIGTERM and SIGKILL (default: the profile's stop_timeout)")
 	return cmd
@@ -60,13 +55,7 @@ pid, uptime and limits. Leftovers are shown, not hidden: state with no
 container ("missing") and containers labelled as ours that this state
 directory does not know. --json prints the same data for machines.`,
 		Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			sup, closeFn, err := g.supervisor(ctx, nil)
-			if err != nil {
-				return err
-			}
-			defer closeFn()
+		RunE: g.withSupervisor(func(ctx context.Context, sup *enforce.Supervisor, cmd *cobra.Command, args []string) error {
 			name := ""
 			if len(args) == 1 {
 				name = args[0]
@@ -91,7 +80,7 @@ directory does not know. --json prints the same data for machines.`,
 				fmt.Fprintln(cmd.OutOrStdout(), "\nrules: no egress rules exist yet; each sandbox has a network namespace with loopback only, so nothing outside it is reachable")
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.Flags().BoolVar(&rules, "rules", false, "also show the rules that enforce egress")
@@ -140,32 +129,31 @@ is the command's. -i passes standard input through.`,
 			if cmd.ArgsLenAtDash() != 1 {
 				return usage("write the command after --, e.g. clawguard exec %s -- id", args[0])
 			}
-			ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer cancel()
-			sup, closeFn, err := g.supervisor(ctx, nil)
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			var stdin io.Reader
-			if interactive {
-				stdin = cmd.InOrStdin()
-			}
-			code, err := sup.Exec(ctx, args[0], args[1:], stdin, cmd.OutOrStdout(), cmd.ErrOrStderr())
-			if err != nil {
-				if errors.Is(err, runtime.ErrNotFound) {
-					return fmt.Errorf("no running sandbox named %q (see `clawguard status`)", args[0])
-				}
-				return err
-			}
-			if code != 0 {
-				return exitCodeError{code}
-			}
-			return nil
+			return g.withSupervisor(func(ctx context.Context, sup *enforce.Supervisor, cmd *cobra.Command, args []string) error {
+				return execIn(ctx, sup, cmd, args, interactive)
+			})(cmd, args)
 		},
 	}
 	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "pass standard input to the command")
 	return cmd
+}
+
+func execIn(ctx context.Context, sup *enforce.Supervisor, cmd *cobra.Command, args []string, interactive bool) error {
+	var stdin io.Reader
+	if interactive {
+		stdin = cmd.InOrStdin()
+	}
+	code, err := sup.Exec(ctx, args[0], args[1:], stdin, cmd.OutOrStdout(), cmd.ErrOrStderr())
+	if err != nil {
+		if errors.Is(err, runtime.ErrNotFound) {
+			return fmt.Errorf("no running sandbox named %q (see `clawguard status`)", args[0])
+		}
+		return err
+	}
+	if code != 0 {
+		return exitCodeError{code}
+	}
+	return nil
 }
 
 func logsCmd(g *globals) *cobra.Command {
@@ -273,4 +261,19 @@ Exit status 0 when valid, 2 when not.`,
 	}
 	cmd.AddCommand(validate, show)
 	return cmd
+}
+
+// withSupervisor gives a command a supervisor connected to containerd and a
+// context that Ctrl-C cancels, and closes the connection afterwards.
+func (g *globals) withSupervisor(fn func(ctx context.Context, sup *enforce.Supervisor, cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+		defer cancel()
+		sup, closeFn, err := g.supervisor(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer closeFn()
+		return fn(ctx, sup, cmd, args)
+	}
 }
