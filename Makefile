@@ -10,7 +10,7 @@ LDFLAGS := -X main.version=$(VERSION)
 
 # Host packages clawguard and its tests use (Debian names). nodejs only when
 # no node is on the PATH: the tests copy the host's node into an image.
-DEB_PKGS := containerd runc iptables ipset libseccomp-dev iproute2 busybox-static gcc
+DEB_PKGS := containerd runc iptables ipset libseccomp-dev iproute2 busybox-static gcc systemd
 
 .PHONY: all deps build test unit e2e demo demo-stop bench lint install clean
 
@@ -57,8 +57,12 @@ demo: deps build
 bench: deps build
 	CLAWGUARD_BENCH_OUT=$(CURDIR)/docs/benchmarks.md $(GO) test -count=1 -run '^$$' -bench . -benchtime 1x ./e2e
 
+## install: the binary, the systemd unit template and /etc/clawguard/profiles
 install: build
 	install -m 0755 $(BIN)/clawguard /usr/local/bin/clawguard
+	install -m 0644 deploy/systemd/clawguard@.service /etc/systemd/system/clawguard@.service
+	install -d -m 0755 /etc/clawguard/profiles
+	@echo "installed; put a profile at /etc/clawguard/profiles/NAME.yaml and run: systemctl enable --now clawguard@NAME"
 
 clean:
 	rm -rf $(BIN)

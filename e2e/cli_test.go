@@ -1,7 +1,11 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -83,5 +87,27 @@ func TestStatusJSONIsStable(t *testing.T) {
 	table, _, _ := h.cg("status", sb.name)
 	if !strings.Contains(table, "NAME") || !strings.Contains(table, sb.name) || !strings.Contains(table, "running") {
 		t.Errorf("table:\n%s", table)
+	}
+}
+
+// TestSystemdUnitVerifies runs systemd-analyze verify on the shipped unit,
+// pointed at the binary under test.
+func TestSystemdUnitVerifies(t *testing.T) {
+	h := env
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	unit, err := os.ReadFile(filepath.Join(root, "deploy", "systemd", "clawguard@.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "clawguard@openclaw.service")
+	if err := os.WriteFile(path, bytes.ReplaceAll(unit, []byte("/usr/local/bin/clawguard"), []byte(h.bin)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("systemd-analyze", "verify", path).CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
 	}
 }
