@@ -69,13 +69,18 @@ func copySecret(src, dst string, uid, gid uint32) error {
 // unstageSecrets unmounts the tmpfs (its contents vanish with it) and removes
 // the mount point. Missing is fine.
 func unstageSecrets(dst string) error {
-	for {
+	// A start that was retried by hand may have stacked mounts; peel them
+	// off until the directory is a plain directory again.
+	for i := 0; ; i++ {
 		err := unix.Unmount(dst, unix.MNT_DETACH)
+		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+			break
+		}
 		if err != nil {
-			if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
-				break
-			}
 			return fmt.Errorf("unmount secrets %s: %w", dst, err)
+		}
+		if i == 16 {
+			return fmt.Errorf("unmount secrets %s: still mounted after %d unmounts", dst, i+1)
 		}
 	}
 	if err := os.Remove(dst); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -54,8 +54,9 @@ func (Namespaces) Teardown(sandbox string) error        { return netrules.Delete
 type Config struct {
 	StateDir string
 	Log      *slog.Logger
-	// Step is told about each finished step of a start, for progress output.
-	Step func(step string, took time.Duration)
+	// Step is told about each step of a start as it ends (err is nil when it
+	// succeeded), for progress output.
+	Step func(step string, took time.Duration, err error)
 }
 
 // Supervisor starts, stops and inspects sandboxes. The foreground `run` and
@@ -73,7 +74,7 @@ func New(cfg Config, rt Containers, net Network) *Supervisor {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Step == nil {
-		cfg.Step = func(string, time.Duration) {}
+		cfg.Step = func(string, time.Duration, error) {}
 	}
 	return &Supervisor{cfg: cfg, rt: rt, net: net, layout: layout{root: cfg.StateDir}}
 }
@@ -127,10 +128,12 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 		if retErr == nil {
 			return
 		}
-		s.cfg.Log.Warn("start failed; rolling back", "sandbox", p.Name, "error", retErr)
+		s.cfg.Log.Debug("start failed; rolling back", "sandbox", p.Name, "error", retErr)
 		if err := s.Teardown(context.WithoutCancel(ctx), p.Name); err != nil {
 			retErr = fmt.Errorf("%w (and the rollback failed: %v)", retErr, err)
+			return
 		}
+		retErr = fmt.Errorf("%w; everything created for %s was removed again", retErr, p.Name)
 	}()
 
 	st := &State{
@@ -147,11 +150,9 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 
 	step := func(name string, fn func() error) error {
 		t := time.Now()
-		if err := fn(); err != nil {
-			return err
-		}
-		s.cfg.Step(name, time.Since(t))
-		return nil
+		err := fn()
+		s.cfg.Step(name, time.Since(t), err)
+		return err
 	}
 	err = step("image", func() error {
 		how, err := s.rt.EnsureImage(ctx, sb.Image, p.Path(p.ImageArchive), progress)

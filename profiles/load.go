@@ -15,8 +15,14 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-//go:embed builtin/*.yaml seccomp/*.json
+//go:embed builtin/*.yaml
 var embedded embed.FS
+
+// defaultSeccomp is embedded by exact name, so a missing file fails the
+// build rather than a run.
+//
+//go:embed seccomp/default.json
+var defaultSeccomp []byte
 
 // DefaultName is the profile `clawguard run` uses when given none.
 const DefaultName = "openclaw"
@@ -47,14 +53,7 @@ func BuiltinYAML(name string) ([]byte, error) {
 }
 
 // DefaultSeccompJSON is the built-in seccomp profile as shipped.
-func DefaultSeccompJSON() []byte {
-	b, err := embedded.ReadFile("seccomp/default.json")
-	if err != nil {
-		// The file is embedded at build time; its absence is a broken build.
-		panic("profiles: embedded seccomp/default.json missing: " + err.Error())
-	}
-	return b
-}
+func DefaultSeccompJSON() []byte { return bytes.Clone(defaultSeccomp) }
 
 // Load reads and parses a profile file. Relative paths inside it are relative
 // to the file's directory.

@@ -268,8 +268,8 @@ func (r *Runtime) Exec(ctx context.Context, name string, args []string, o ExecOp
 			return -1, fmt.Errorf("exec in %s: %w", name, err)
 		}
 		// Let the shim flush the last output before the fifos close.
-		if io := p.IO(); io != nil {
-			io.Wait()
+		if pio := p.IO(); pio != nil {
+			pio.Wait()
 		}
 		return int(code), nil
 	case <-ctx.Done():

@@ -113,7 +113,7 @@ func (g *globals) logger() *slog.Logger {
 }
 
 // supervisor connects to containerd and returns a supervisor over it.
-func (g *globals) supervisor(ctx context.Context, step func(string, time.Duration)) (*enforce.Supervisor, func(), error) {
+func (g *globals) supervisor(ctx context.Context, step func(string, time.Duration, error)) (*enforce.Supervisor, func(), error) {
 	log := g.logger()
 	rt, err := runtime.Connect(ctx, g.containerdAddress, log)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/clawguard/clawguard/enforce"
 	"github.com/clawguard/clawguard/profiles"
+	"github.com/clawguard/clawguard/runtime"
 )
 
 func runCmd(g *globals) *cobra.Command {
@@ -74,7 +75,13 @@ func runForeground(cmd *cobra.Command, g *globals, p *profiles.Profile) error {
 	ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 
-	step := func(s string, d time.Duration) { fmt.Fprintf(errOut, "  ✓ %-18s %s\n", s, d.Round(time.Millisecond)) }
+	step := func(s string, d time.Duration, err error) {
+		mark := "✓"
+		if err != nil {
+			mark = "✗"
+		}
+		fmt.Fprintf(errOut, "  %s %-18s %s\n", mark, s, d.Round(time.Millisecond))
+	}
 	sup, closeFn, err := g.supervisor(ctx, step)
 	if err != nil {
 		return err
@@ -132,7 +139,8 @@ func runForeground(cmd *cobra.Command, g *globals, p *profiles.Profile) error {
 		err := sup.Stop(cleanup, p.Name, p.StopTimeout.Duration)
 		close(exited)
 		<-logDone
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
+		// Someone ran `clawguard stop` at the same moment: already gone is fine.
+		if err != nil && !errors.Is(err, runtime.ErrNotFound) {
 			return err
 		}
 		fmt.Fprintf(errOut, "clawguard: sandbox %s stopped and removed\n", p.Name)
