@@ -1,0 +1,289 @@
+package netrules
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Config is the host-wide network of clawguard.
+type Config struct {
+	Bridge   string       // clawguard0
+	Subnet   netip.Prefix // 10.89.0.0/24
+	StateDir string       // where the address leases live
+}
+
+// Host installs and removes the kernel state of enforcement: the bridge and
+// base chains shared by all sandboxes, and each sandbox's namespace, veth,
+// address, set, chain and rules.
+type Host struct {
+	cfg  Config
+	t    tables
+	ipam ipam
+}
+
+// NewHost checks the configuration and prepares iptables runners.
+func NewHost(cfg Config) (*Host, error) {
+	if !cfg.Subnet.Addr().Is4() || cfg.Subnet.Bits() > 29 || cfg.Subnet.Bits() < 8 {
+		return nil, fmt.Errorf("subnet %s: need an IPv4 prefix from /8 to /29", cfg.Subnet)
+	}
+	if cfg.Bridge == "" || len(cfg.Bridge) > 15 {
+		return nil, fmt.Errorf("bridge name %q: need 1-15 characters", cfg.Bridge)
+	}
+	t, err := newTables()
+	if err != nil {
+		return nil, err
+	}
+	cfg.Subnet = cfg.Subnet.Masked()
+	return &Host{cfg: cfg, t: t, ipam: ipam{path: filepath.Join(cfg.StateDir, "network", "leases.json"), subnet: cfg.Subnet}}, nil
+}
+
+// Gateway is the bridge's address: the sandboxes' router and DNS server.
+func (h *Host) Gateway() netip.Addr { return Gateway(h.cfg.Subnet) }
+
+// Bridge is the bridge's name.
+func (h *Host) Bridge() string { return h.cfg.Bridge }
+
+// lock serialises changes to host-wide state between clawguard processes:
+// one run must not remove the base chains while another attaches.
+func (h *Host) lock() (func(), error) {
+	dir := filepath.Join(h.cfg.StateDir, "network")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "host.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
+}
+
+// ensureBase makes the host ready: bridged traffic through iptables, IPv4
+// forwarding, the bridge, and the base chains with their default-deny rules
+// before the hooks that send traffic into them.
+func (h *Host) ensureBase() error {
+	for path, v := range map[string]string{
+		"/proc/sys/net/bridge/bridge-nf-call-iptables":  "1",
+		"/proc/sys/net/bridge/bridge-nf-call-ip6tables": "1",
+		"/proc/sys/net/ipv4/ip_forward":                 "1",
+	} {
+		if err := sysctl(path, v); err != nil {
+			return err
+		}
+	}
+	if err := ensureBridge(h.cfg.Bridge, netip.PrefixFrom(h.Gateway(), h.cfg.Subnet.Bits())); err != nil {
+		return err
+	}
+	if err := h.t.ensureChains(baseChains()); err != nil {
+		return err
+	}
+	if err := h.t.ensureRules(baseRules(h.cfg.Bridge, h.cfg.Subnet)); err != nil {
+		return err
+	}
+	return h.t.ensureRules(hookRules())
+}
+
+// removeBase undoes ensureBase for this bridge. The base chains are shared
+// by name with any other bridge clawguard manages on this host, so they and
+// their hooks go only once no rule is left in them.
+func (h *Host) removeBase() error {
+	if err := h.t.deleteRules(baseRules(h.cfg.Bridge, h.cfg.Subnet)); err != nil {
+		return err
+	}
+	if err := deleteBridge(h.cfg.Bridge); err != nil {
+		return err
+	}
+	for _, c := range baseChains() {
+		ok, err := h.t.of(c.fam).ChainExists(c.table, c.chain)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		rules, err := h.t.of(c.fam).List(c.table, c.chain)
+		if err != nil {
+			return fmt.Errorf("%s: list %s/%s: %w", c.fam, c.table, c.chain, err)
+		}
+		if len(rules) > 1 { // the first line is the chain's own -N
+			return nil
+		}
+	}
+	if err := h.t.deleteRules(hookRules()); err != nil {
+		return err
+	}
+	return h.t.deleteChains(baseChains())
+}
+
+// Attachment is a sandbox's place on the network.
+type Attachment struct {
+	IP        netip.Addr
+	Gateway   netip.Addr
+	NetNSPath string
+}
+
+// Attach gives a sandbox its network: an address, a namespace joined to the
+// bridge, an empty allowlist set, and its chain and rules, all in force when
+// Attach returns. Static entries (cidr allowlist entries) are added at once.
+// It is idempotent; on error, Detach removes whatever was made.
+func (h *Host) Attach(sb Sandbox, static []Entry) (Attachment, error) {
+	unlock, err := h.lock()
+	if err != nil {
+		return Attachment{}, fmt.Errorf("network lock: %w", err)
+	}
+	defer unlock()
+	if err := h.ensureBase(); err != nil {
+		return Attachment{}, err
+	}
+	ip, err := h.ipam.allocate(sb.Name)
+	if err != nil {
+		return Attachment{}, err
+	}
+	sb.IP, sb.Gateway = ip, h.Gateway()
+	nsPath, err := EnsureNetNS(sb.Name)
+	if err != nil {
+		return Attachment{}, err
+	}
+	if err := ensureVeth(sb.Name, h.cfg.Bridge, nsPath, netip.PrefixFrom(ip, h.cfg.Subnet.Bits()), sb.Gateway); err != nil {
+		return Attachment{}, err
+	}
+	if err := ensureSet(SetName(sb.Name), comment(sb.Name)); err != nil {
+		return Attachment{}, err
+	}
+	if err := addEntries(SetName(sb.Name), static); err != nil {
+		return Attachment{}, err
+	}
+	if err := h.t.ensureChains(sandboxChains(sb)); err != nil {
+		return Attachment{}, err
+	}
+	// Remove rules of an earlier attachment first (another DNS port after a
+	// restart), so exactly one set of rules leads into the chain.
+	if err := h.deleteSandboxRules(sb.Name); err != nil {
+		return Attachment{}, err
+	}
+	if err := h.t.ensureRules(sandboxRules(h.cfg.Bridge, sb)); err != nil {
+		return Attachment{}, err
+	}
+	return Attachment{IP: ip, Gateway: sb.Gateway, NetNSPath: nsPath}, nil
+}
+
+// Detach removes everything Attach made for the sandbox, in reverse, and the
+// base chains and bridge when no sandbox is left. Missing pieces are skipped.
+func (h *Host) Detach(sandbox string) error {
+	unlock, err := h.lock()
+	if err != nil {
+		return fmt.Errorf("network lock: %w", err)
+	}
+	defer unlock()
+	var errs []error
+	if err := h.deleteSandboxRules(sandbox); err != nil {
+		errs = append(errs, err)
+	}
+	if err := h.t.deleteChains(sandboxChains(Sandbox{Name: sandbox})); err != nil {
+		errs = append(errs, err)
+	}
+	if err := destroySet(SetName(sandbox)); err != nil {
+		errs = append(errs, err)
+	}
+	if err := deleteVeth(sandbox); err != nil {
+		errs = append(errs, err)
+	}
+	if err := DeleteNetNS(sandbox); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		if err := h.ipam.release(sandbox); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if leases, err := h.ipam.list(); err == nil && len(leases) == 0 && len(errs) == 0 {
+		if err := h.removeBase(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// sandboxRuleChains are the shared chains that hold rules of every sandbox.
+var sandboxRuleChains = []chainRef{
+	{v4, "filter", chainForwardSB}, {v4, "filter", chainInputSB}, {v4, "nat", chainPrerouting},
+}
+
+// deleteSandboxRules removes every rule of the sandbox from the shared
+// chains, found by its comment: the exact arguments (its address, its DNS
+// port) need not be known, so a crashed supervisor's rules go too.
+func (h *Host) deleteSandboxRules(sandbox string) error {
+	var errs []error
+	want := `"` + comment(sandbox) + `"`
+	for _, c := range sandboxRuleChains {
+		x := h.t.of(c.fam)
+		ok, err := x.ChainExists(c.table, c.chain)
+		if err != nil || !ok {
+			continue
+		}
+		lines, err := x.List(c.table, c.chain)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("list %s/%s: %w", c.table, c.chain, err))
+			continue
+		}
+		for _, l := range lines {
+			if !strings.Contains(l, want) {
+				continue
+			}
+			spec := splitRule(l)
+			if len(spec) < 2 || spec[0] != "-A" {
+				continue
+			}
+			if err := x.DeleteIfExists(c.table, c.chain, spec[2:]...); err != nil {
+				errs = append(errs, fmt.Errorf("delete rule of %s from %s/%s: %w", sandbox, c.table, c.chain, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// splitRule splits an iptables -S line into arguments, honouring the double
+// quotes iptables puts around comments.
+func splitRule(line string) []string {
+	var out []string
+	var cur strings.Builder
+	inQuote, have := false, false
+	for _, r := range line {
+		switch {
+		case r == '"':
+			inQuote, have = !inQuote, true
+		case r == ' ' && !inQuote:
+			if have {
+				out = append(out, cur.String())
+				cur.Reset()
+				have = false
+			}
+		default:
+			cur.WriteRune(r)
+			have = true
+		}
+	}
+	if have {
+		out = append(out, cur.String())
+	}
+	return out
+}
+
+// Allow adds or refreshes entries in the sandbox's set.
+func (h *Host) Allow(sandbox string, entries []Entry) error {
+	return addEntries(SetName(sandbox), entries)
+}
+
+// Members lists the sandbox's set as the kernel has it now.
+func (h *Host) Members(sandbox string) ([]SetMember, error) {
+	return listEntries(SetName(sandbox))
+}

@@ -1,0 +1,208 @@
+package netrules
+
+import (
+	"net/netip"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// Kernel tests use their own bridge and subnet so they never touch a real
+// clawguard's; 10.89.250.0/24 overlaps none of the machine's networks.
+func testHost(t *testing.T) *Host {
+	t.Helper()
+	requireRoot(t)
+	h, err := NewHost(Config{Bridge: "cgtest0", Subnet: netip.MustParsePrefix("10.89.250.0/24"), StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// snapshot is the kernel state our objects could leave: rules, sets, links.
+func snapshot(t *testing.T) string {
+	t.Helper()
+	var b strings.Builder
+	for _, c := range [][]string{{"iptables-save"}, {"ip6tables-save"}, {"ipset", "list", "-n"}, {"ip", "-o", "link"}, {"ip", "netns"}} {
+		out, err := exec.Command(c[0], c[1:]...).Output()
+		if err != nil {
+			t.Fatalf("%v: %v", c, err)
+		}
+		for _, l := range strings.Split(string(out), "\n") {
+			// Counters, timestamps and link states change on their own.
+			if strings.HasPrefix(l, "#") || strings.HasPrefix(l, ":") {
+				continue
+			}
+			if c[0] == "ip" && c[1] == "-o" {
+				if f := strings.Fields(l); len(f) > 1 {
+					l = f[1]
+				}
+			}
+			b.WriteString(l + "\n")
+		}
+	}
+	return b.String()
+}
+
+func TestAttachInstallsEverythingAndDetachRemovesIt(t *testing.T) {
+	h := testHost(t)
+	before := snapshot(t)
+	sb := Sandbox{Name: "nrtest-a", DNSPort: 15353, LogDenied: true}
+	t.Cleanup(func() { _ = h.Detach(sb.Name) })
+	static := []Entry{{Addr: netip.MustParseAddr("198.51.100.7"), Proto: ProtoTCP, Port: 443}}
+	att, err := h.Attach(sb, static)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if att.IP != netip.MustParseAddr("10.89.250.2") || att.Gateway != netip.MustParseAddr("10.89.250.1") {
+		t.Fatalf("attachment %+v", att)
+	}
+	// Attaching again changes nothing: no duplicate rule, same address.
+	once := snapshot(t)
+	if again, err := h.Attach(sb, static); err != nil || again != att {
+		t.Fatalf("second attach: %+v, %v", again, err)
+	}
+	if twice := snapshot(t); twice != once {
+		t.Fatalf("second attach changed kernel state:\n%s", diffLines(once, twice))
+	}
+	save, _ := exec.Command("iptables-save").Output()
+	for _, want := range []string{
+		"-A FORWARD -m comment --comment clawguard -j CG-FORWARD",
+		"-A CG-FORWARD -i cgtest0 -j DROP",
+		"-A " + ChainName(sb.Name) + " -m set --match-set " + SetName(sb.Name) + " dst,dst",
+		"--physdev-in " + VethName(sb.Name),
+		"--to-destination 10.89.250.1:15353",
+		"-A CG-POSTROUTING -s 10.89.250.0/24 ! -o cgtest0 -j MASQUERADE",
+	} {
+		if !strings.Contains(string(save), want) {
+			t.Errorf("iptables-save lacks %q", want)
+		}
+	}
+	members, err := h.Members(sb.Name)
+	if err != nil || len(members) != 1 || members[0].Port != 443 || !members[0].Infinite {
+		t.Fatalf("set members %+v, %v", members, err)
+	}
+	veth, err := netlink.LinkByName(VethName(sb.Name))
+	if err != nil || veth.Attrs().Protinfo == nil && !portIsolated(t, VethName(sb.Name)) {
+		t.Fatalf("veth %v isolated=%v", err, portIsolated(t, VethName(sb.Name)))
+	}
+	ns, err := netns.GetFromPath(att.NetNSPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nl, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	links, _ := nl.LinkList()
+	var names []string
+	for _, l := range links {
+		names = append(names, l.Attrs().Name)
+	}
+	slices.Sort(names)
+	if !slices.Equal(names, []string{"eth0", "lo"}) {
+		t.Errorf("links in the sandbox: %v", names)
+	}
+	v6, _ := nl.AddrList(nil, netlink.FAMILY_V6)
+	if len(v6) != 0 {
+		t.Errorf("IPv6 addresses in the sandbox: %v", v6)
+	}
+	nl.Close()
+	ns.Close()
+
+	if err := h.Detach(sb.Name); err != nil {
+		t.Fatal(err)
+	}
+	if after := snapshot(t); after != before {
+		t.Fatalf("detach left kernel state behind:\n%s", diffLines(before, after))
+	}
+	if err := h.Detach(sb.Name); err != nil {
+		t.Fatalf("second detach: %v", err)
+	}
+}
+
+func TestSetEntriesExpire(t *testing.T) {
+	h := testHost(t)
+	sb := Sandbox{Name: "nrtest-ttl", DNSPort: 15354}
+	t.Cleanup(func() { _ = h.Detach(sb.Name) })
+	if _, err := h.Attach(sb, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Allow(sb.Name, []Entry{{Addr: netip.MustParseAddr("198.51.100.9"), Proto: ProtoTCP, Port: 80, Timeout: time.Second}}); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := h.Members(sb.Name)
+	if len(m) != 1 || m[0].Seconds < 0 || m[0].Seconds > 1 {
+		t.Fatalf("members %+v", m)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if m, _ := h.Members(sb.Name); len(m) == 0 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("entry with a 1s timeout still present after 5s")
+}
+
+func TestAddressesAreNotReusedWhileLeased(t *testing.T) {
+	a := ipam{path: t.TempDir() + "/leases.json", subnet: netip.MustParsePrefix("10.89.250.0/29")}
+	var got []string
+	for _, n := range []string{"a", "b", "c", "d", "e"} {
+		ip, err := a.allocate(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, ip.String())
+	}
+	if !slices.Equal(got, []string{"10.89.250.2", "10.89.250.3", "10.89.250.4", "10.89.250.5", "10.89.250.6"}) {
+		t.Fatalf("leases %v", got)
+	}
+	if _, err := a.allocate("f"); err == nil || !strings.Contains(err.Error(), "no free address") {
+		t.Fatalf("full subnet: %v", err)
+	}
+	if ip, _ := a.allocate("c"); ip.String() != "10.89.250.4" {
+		t.Fatalf("a sandbox keeps its address, got %s", ip)
+	}
+	if err := a.release("c"); err != nil {
+		t.Fatal(err)
+	}
+	if ip, _ := a.allocate("f"); ip.String() != "10.89.250.4" {
+		t.Fatalf("released address reused: got %s", ip)
+	}
+}
+
+func TestSplitRuleHonoursQuotes(t *testing.T) {
+	got := splitRule(`-A CG-FORWARD-SANDBOXES -s 10.89.0.2/32 -m comment --comment "clawguard sandbox a b" -j CG-1a2b3c4d`)
+	want := []string{"-A", "CG-FORWARD-SANDBOXES", "-s", "10.89.0.2/32", "-m", "comment", "--comment", "clawguard sandbox a b", "-j", "CG-1a2b3c4d"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func portIsolated(t *testing.T, port string) bool {
+	out, err := exec.Command("bridge", "-d", "link", "show", "dev", port).Output()
+	return err == nil && strings.Contains(string(out), "isolated on")
+}
+
+func diffLines(a, b string) string {
+	as, bs := strings.Split(a, "\n"), strings.Split(b, "\n")
+	var out []string
+	for _, l := range bs {
+		if !slices.Contains(as, l) {
+			out = append(out, "+ "+l)
+		}
+	}
+	for _, l := range as {
+		if !slices.Contains(bs, l) {
+			out = append(out, "- "+l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+

@@ -1,0 +1,135 @@
+package netrules
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink"
+)
+
+// Protocol numbers for set entries.
+const (
+	ProtoTCP uint8 = 6
+	ProtoUDP uint8 = 17
+)
+
+// Entry is one allowed destination: address, protocol and port, kept for
+// Timeout (0 means no timeout: static cidr entries).
+type Entry struct {
+	Addr    netip.Addr
+	Proto   uint8
+	Port    uint16
+	Timeout time.Duration
+}
+
+// maxSetTimeout is what the kernel accepts for a set entry (in seconds).
+const maxSetTimeout = 2147483
+
+// ensureSet creates the sandbox's hash:ip,port set with timeout support. An
+// existing set is kept with its entries.
+func ensureSet(name, comment string) error {
+	zero := uint32(0)
+	err := netlink.IpsetCreate(name, "hash:ip,port", netlink.IpsetCreateOptions{Timeout: &zero, Comments: true})
+	if err != nil && !errors.Is(err, syscall.EEXIST) {
+		return fmt.Errorf("create ip set %s: %w", name, err)
+	}
+	return nil
+}
+
+// destroySet removes a set; a missing one is not an error. The set must no
+// longer be referenced by a rule.
+func destroySet(name string) error {
+	if err := netlink.IpsetDestroy(name); err != nil && !errors.Is(err, syscall.ENOENT) {
+		return fmt.Errorf("destroy ip set %s: %w", name, err)
+	}
+	return nil
+}
+
+// addEntries adds or refreshes entries; an existing entry gets the new
+// timeout (never a shorter one than it has: callers pass the longest).
+func addEntries(set string, entries []Entry) error {
+	for _, e := range entries {
+		if !e.Addr.Is4() {
+			return fmt.Errorf("add %s to %s: only IPv4 is allowed", e.Addr, set)
+		}
+		proto, port := e.Proto, e.Port
+		ent := &netlink.IPSetEntry{IP: net.IP(e.Addr.AsSlice()), Protocol: &proto, Port: &port, Replace: true}
+		if e.Timeout > 0 {
+			secs := uint32(min(int64(e.Timeout.Round(time.Second)/time.Second), maxSetTimeout))
+			if secs == 0 {
+				secs = 1
+			}
+			ent.Timeout = &secs
+		}
+		if err := netlink.IpsetAdd(set, ent); err != nil {
+			return fmt.Errorf("add %s %d/%d to ip set %s: %w", e.Addr, e.Proto, e.Port, set, err)
+		}
+	}
+	return nil
+}
+
+// SetMember is an entry as the kernel reports it, with the time left.
+type SetMember struct {
+	Addr     netip.Addr    `json:"address"`
+	Proto    string        `json:"protocol"`
+	Port     uint16        `json:"port"`
+	Timeout  time.Duration `json:"-"`
+	Seconds  int64         `json:"expires_in_seconds"`
+	Infinite bool          `json:"static,omitempty"`
+}
+
+// listEntries reads the set's members.
+func listEntries(set string) ([]SetMember, error) {
+	res, err := netlink.IpsetList(set)
+	if err != nil {
+		return nil, fmt.Errorf("list ip set %s: %w", set, err)
+	}
+	var out []SetMember
+	for _, e := range res.Entries {
+		addr, ok := netip.AddrFromSlice(e.IP)
+		if !ok {
+			continue
+		}
+		m := SetMember{Addr: addr.Unmap()}
+		if e.Protocol != nil {
+			switch *e.Protocol {
+			case ProtoTCP:
+				m.Proto = "tcp"
+			case ProtoUDP:
+				m.Proto = "udp"
+			default:
+				m.Proto = fmt.Sprint(*e.Protocol)
+			}
+		}
+		if e.Port != nil {
+			m.Port = *e.Port
+		}
+		if e.Timeout != nil && *e.Timeout > 0 {
+			m.Timeout = time.Duration(*e.Timeout) * time.Second
+			m.Seconds = int64(*e.Timeout)
+		} else {
+			m.Infinite = true
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// listOurSets returns the names of every set of ours.
+func listOurSets() ([]string, error) {
+	all, err := netlink.IpsetListAll()
+	if err != nil {
+		return nil, fmt.Errorf("list ip sets: %w", err)
+	}
+	var out []string
+	for _, s := range all {
+		if IsOurSet(s.SetName) {
+			out = append(out, s.SetName)
+		}
+	}
+	return out, nil
+}

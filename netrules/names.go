@@ -1,0 +1,39 @@
+package netrules
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+)
+
+// Kernel object names are short (interface names 15 bytes, iptables chains
+// 28, ip set names 31), so each sandbox gets an 8-hex-digit id derived from
+// its name; the full name goes in comments where the object allows one.
+
+// ShortID is the id every kernel object of a sandbox is named after.
+func ShortID(sandbox string) string {
+	sum := sha256.Sum256([]byte(sandbox))
+	return hex.EncodeToString(sum[:4])
+}
+
+// Prefixes that mark our objects, so cleanup can find them by name.
+const (
+	chainPrefix = "CG-"
+	setPrefix   = "cg-"
+	vethPrefix  = "cg"
+)
+
+// ChainName is the sandbox's filter chain.
+func ChainName(sandbox string) string { return chainPrefix + ShortID(sandbox) }
+
+// SetName is the sandbox's IPv4 allowlist set.
+func SetName(sandbox string) string { return setPrefix + ShortID(sandbox) + "-v4" }
+
+// VethName is the host side of the sandbox's veth pair.
+func VethName(sandbox string) string { return vethPrefix + ShortID(sandbox) }
+
+// comment is the -m comment text that names a rule's sandbox.
+func comment(sandbox string) string { return "clawguard sandbox " + sandbox }
+
+// IsOurSet reports whether an ip set name is one of ours.
+func IsOurSet(name string) bool { return strings.HasPrefix(name, setPrefix) && strings.HasSuffix(name, "-v4") }
