@@ -205,4 +205,3 @@ func diffLines(a, b string) string {
 	}
 	return strings.Join(out, "\n")
 }
-

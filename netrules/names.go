@@ -36,4 +36,6 @@ func VethName(sandbox string) string { return vethPrefix + ShortID(sandbox) }
 func comment(sandbox string) string { return "clawguard sandbox " + sandbox }
 
 // IsOurSet reports whether an ip set name is one of ours.
-func IsOurSet(name string) bool { return strings.HasPrefix(name, setPrefix) && strings.HasSuffix(name, "-v4") }
+func IsOurSet(name string) bool {
+	return strings.HasPrefix(name, setPrefix) && strings.HasSuffix(name, "-v4")
+}

@@ -1,0 +1,247 @@
+// Package allowlist decides which names and addresses a sandbox may reach,
+// and remembers which addresses were allowed for which name until when. It
+// is plain data: no sockets, no kernel, time passed in.
+package allowlist
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Rule is one allowlist entry: a host name ("api.example.com", or
+// "*.example.com" for any subdomain of example.com but not example.com), or a
+// CIDR, with its ports.
+type Rule struct {
+	Host  string
+	CIDR  netip.Prefix
+	Ports []uint16
+}
+
+// Policy answers "may this sandbox resolve this name, and on which ports".
+type Policy struct {
+	exact    map[string][]uint16
+	suffixes map[string][]uint16 // ".example.com" -> ports
+	cidrs    []Rule
+}
+
+// NewPolicy builds a policy from rules.
+func NewPolicy(rules []Rule) *Policy {
+	p := &Policy{exact: map[string][]uint16{}, suffixes: map[string][]uint16{}}
+	for _, r := range rules {
+		switch {
+		case r.CIDR.IsValid():
+			p.cidrs = append(p.cidrs, Rule{CIDR: r.CIDR.Masked(), Ports: r.Ports})
+		case strings.HasPrefix(r.Host, "*."):
+			s := Canonical(r.Host[1:])
+			p.suffixes[s] = union(p.suffixes[s], r.Ports)
+		default:
+			h := Canonical(r.Host)
+			p.exact[h] = union(p.exact[h], r.Ports)
+		}
+	}
+	return p
+}
+
+// Canonical lower-cases a name and drops the trailing dot.
+func Canonical(name string) string { return strings.TrimSuffix(strings.ToLower(name), ".") }
+
+// Ports returns the ports a name is allowed on, and whether it is allowed.
+func (p *Policy) Ports(name string) ([]uint16, bool) {
+	name = Canonical(name)
+	ports, ok := p.exact[name]
+	for suffix, ps := range p.suffixes {
+		if strings.HasSuffix(name, suffix) && len(name) > len(suffix) {
+			ports, ok = union(ports, ps), true
+		}
+	}
+	return ports, ok
+}
+
+// ExactNames are the names that can be resolved ahead of time.
+func (p *Policy) ExactNames() []string {
+	names := make([]string, 0, len(p.exact))
+	for n := range p.exact {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// CIDRs are the static entries.
+func (p *Policy) CIDRs() []Rule { return p.cidrs }
+
+// ExplicitlyAllowed reports whether a CIDR entry covers addr: the only way a
+// private or reserved address may be reached.
+func (p *Policy) ExplicitlyAllowed(addr netip.Addr) bool {
+	for _, r := range p.cidrs {
+		if r.CIDR.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+func union(a, b []uint16) []uint16 {
+	out := append(slices.Clone(a), b...)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// blocked are destinations a DNS answer may not open: loopback, private,
+// link-local (cloud metadata at 169.254.169.254 among them), CGNAT, this
+// network, IETF protocol assignments, multicast and the reserved class E.
+var blocked = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),
+	netip.MustParsePrefix("10.0.0.0/8"),
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("127.0.0.0/8"),
+	netip.MustParsePrefix("169.254.0.0/16"),
+	netip.MustParsePrefix("172.16.0.0/12"),
+	netip.MustParsePrefix("192.0.0.0/24"),
+	netip.MustParsePrefix("192.168.0.0/16"),
+	netip.MustParsePrefix("224.0.0.0/4"),
+	netip.MustParsePrefix("240.0.0.0/4"),
+}
+
+// Blocked reports whether an answer address is in a range that must not be
+// opened by a name, and names the range.
+func Blocked(addr netip.Addr) (string, bool) {
+	addr = addr.Unmap()
+	if !addr.Is4() {
+		return "IPv6", true
+	}
+	for _, b := range blocked {
+		if b.Contains(addr) {
+			return b.String(), true
+		}
+	}
+	return "", false
+}
+
+// Source says how an address came to be allowed.
+type Source string
+
+const (
+	FromStartup Source = "startup resolve"
+	FromRefresh Source = "refresh"
+	FromQuery   Source = "proxied query"
+	FromCIDR    Source = "cidr"
+)
+
+// Binding is one address allowed because of one name.
+type Binding struct {
+	Name    string     `json:"name"`
+	Addr    netip.Addr `json:"address"`
+	Ports   []uint16   `json:"ports"`
+	Expires time.Time  `json:"expires"`
+	Source  Source     `json:"source"`
+	Seen    time.Time  `json:"seen"`
+}
+
+// Cache remembers, per name and address, until when the address is allowed.
+// It never shortens an allowance: a later answer with a shorter TTL leaves the
+// longer expiry in place, because clients may still hold the earlier answer.
+type Cache struct {
+	mu       sync.Mutex
+	bindings map[string]map[netip.Addr]*Binding
+}
+
+// NewCache returns an empty cache.
+func NewCache() *Cache { return &Cache{bindings: map[string]map[netip.Addr]*Binding{}} }
+
+// Update records that name resolved to addrs at now, allowed until now+keep,
+// and returns each address with the expiry to install (the later of the
+// existing and the new one).
+func (c *Cache) Update(now time.Time, name string, addrs []netip.Addr, ports []uint16, keep time.Duration, src Source) []Binding {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	name = Canonical(name)
+	m := c.bindings[name]
+	if m == nil {
+		m = map[netip.Addr]*Binding{}
+		c.bindings[name] = m
+	}
+	out := make([]Binding, 0, len(addrs))
+	for _, a := range addrs {
+		exp := now.Add(keep)
+		b := m[a]
+		if b == nil {
+			b = &Binding{Name: name, Addr: a}
+			m[a] = b
+		}
+		if exp.After(b.Expires) {
+			b.Expires = exp
+		}
+		b.Ports, b.Source, b.Seen = ports, src, now
+		out = append(out, *b)
+	}
+	return out
+}
+
+// GC forgets bindings that expired before now.
+func (c *Cache) GC(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name, m := range c.bindings {
+		for a, b := range m {
+			if !b.Expires.After(now) {
+				delete(m, a)
+			}
+		}
+		if len(m) == 0 {
+			delete(c.bindings, name)
+		}
+	}
+}
+
+// Snapshot returns every live binding, by name then address.
+func (c *Cache) Snapshot(now time.Time) []Binding {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []Binding
+	for _, m := range c.bindings {
+		for _, b := range m {
+			if b.Expires.After(now) {
+				out = append(out, *b)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b Binding) int {
+		if c := strings.Compare(a.Name, b.Name); c != 0 {
+			return c
+		}
+		return a.Addr.Compare(b.Addr)
+	})
+	return out
+}
+
+// NameFor returns the name that most recently mapped to addr, if any: drops
+// are reported with it.
+func (c *Cache) NameFor(addr netip.Addr) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var best *Binding
+	for _, m := range c.bindings {
+		if b, ok := m[addr]; ok && (best == nil || b.Seen.After(best.Seen)) {
+			best = b
+		}
+	}
+	if best == nil {
+		return "", false
+	}
+	return best.Name, true
+}
+
+// Keep is how long an answer keeps its addresses allowed: the TTL clamped to
+// [min, max], plus grace so connections opened just before expiry finish.
+func Keep(ttl, minTTL, maxTTL, grace time.Duration) time.Duration {
+	return max(minTTL, min(ttl, maxTTL)) + grace
+}
+
+func (b Binding) String() string {
+	return fmt.Sprintf("%s %s %v until %s (%s)", b.Name, b.Addr, b.Ports, b.Expires.Format(time.RFC3339), b.Source)
+}
