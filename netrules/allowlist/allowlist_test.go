@@ -1,0 +1,102 @@
+package allowlist
+
+import (
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestPolicyMatchesExactNamesAndSubdomainsOfWildcards(t *testing.T) {
+	p := NewPolicy([]Rule{
+		{Host: "api.anthropic.com", Ports: []uint16{443}},
+		{Host: "*.example.com", Ports: []uint16{443, 8443}},
+		{Host: "API.Anthropic.com.", Ports: []uint16{80}},
+	})
+	tests := []struct {
+		name  string
+		ok    bool
+		ports []uint16
+	}{
+		{"api.anthropic.com", true, []uint16{80, 443}},
+		{"API.ANTHROPIC.COM.", true, []uint16{80, 443}},
+		{"x.api.anthropic.com", false, nil},
+		{"anthropic.com", false, nil},
+		{"a.example.com", true, []uint16{443, 8443}},
+		{"a.b.example.com", true, []uint16{443, 8443}},
+		{"example.com", false, nil},
+		{"badexample.com", false, nil},
+	}
+	for _, tt := range tests {
+		ports, ok := p.Ports(tt.name)
+		if ok != tt.ok || !slices.Equal(ports, tt.ports) {
+			t.Errorf("Ports(%q) = %v, %v; want %v, %v", tt.name, ports, ok, tt.ports, tt.ok)
+		}
+	}
+	if !slices.Equal(p.ExactNames(), []string{"api.anthropic.com"}) {
+		t.Errorf("exact names %v", p.ExactNames())
+	}
+}
+
+func TestBlockedRanges(t *testing.T) {
+	for addr, blocked := range map[string]bool{
+		"169.254.169.254": true, "10.1.2.3": true, "127.0.0.1": true, "172.20.0.1": true, "192.168.1.1": true,
+		"100.64.0.1": true, "224.0.0.1": true, "255.255.255.255": true, "0.0.0.0": true,
+		"198.51.100.10": false, "8.8.8.8": false, "198.18.0.5": false,
+	} {
+		if _, got := Blocked(netip.MustParseAddr(addr)); got != blocked {
+			t.Errorf("Blocked(%s) = %v, want %v", addr, got, blocked)
+		}
+	}
+}
+
+func TestCIDREntryAllowsAPrivateRangeExplicitly(t *testing.T) {
+	p := NewPolicy([]Rule{{CIDR: netip.MustParsePrefix("10.77.0.0/16"), Ports: []uint16{5432}}})
+	if !p.ExplicitlyAllowed(netip.MustParseAddr("10.77.1.2")) || p.ExplicitlyAllowed(netip.MustParseAddr("10.78.0.1")) {
+		t.Fatal("cidr coverage wrong")
+	}
+}
+
+func TestCacheNeverShortensAnAllowance(t *testing.T) {
+	c := NewCache()
+	t0 := time.Unix(1000, 0)
+	a := netip.MustParseAddr("198.51.100.1")
+	got := c.Update(t0, "api.example.com", []netip.Addr{a}, []uint16{443}, time.Hour, FromStartup)
+	if !got[0].Expires.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("expiry %v", got[0].Expires)
+	}
+	got = c.Update(t0.Add(time.Minute), "api.example.com", []netip.Addr{a}, []uint16{443}, 30*time.Second, FromQuery)
+	if !got[0].Expires.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("a shorter TTL shortened the allowance to %v", got[0].Expires)
+	}
+	got = c.Update(t0.Add(50*time.Minute), "api.example.com", []netip.Addr{a}, []uint16{443}, time.Hour, FromRefresh)
+	if !got[0].Expires.Equal(t0.Add(110*time.Minute)) || got[0].Source != FromRefresh {
+		t.Fatalf("a longer TTL did not extend: %+v", got[0])
+	}
+}
+
+func TestCacheGCForgetsExpiredAndNameForFindsTheLatest(t *testing.T) {
+	c := NewCache()
+	t0 := time.Unix(1000, 0)
+	a := netip.MustParseAddr("198.51.100.1")
+	c.Update(t0, "old.example.com", []netip.Addr{a}, nil, time.Second, FromQuery)
+	c.Update(t0.Add(time.Millisecond), "new.example.com", []netip.Addr{a}, nil, time.Hour, FromQuery)
+	if n, ok := c.NameFor(a); !ok || n != "new.example.com" {
+		t.Fatalf("NameFor = %q %v", n, ok)
+	}
+	c.GC(t0.Add(2 * time.Second))
+	snap := c.Snapshot(t0.Add(2 * time.Second))
+	if len(snap) != 1 || snap[0].Name != "new.example.com" {
+		t.Fatalf("snapshot after GC %v", snap)
+	}
+}
+
+func TestKeepClampsThenAddsGrace(t *testing.T) {
+	for _, tt := range []struct{ ttl, want time.Duration }{
+		{time.Second, 40 * time.Second}, {5 * time.Minute, 5*time.Minute + 10*time.Second}, {48 * time.Hour, time.Hour + 10*time.Second},
+	} {
+		if got := Keep(tt.ttl, 30*time.Second, time.Hour, 10*time.Second); got != tt.want {
+			t.Errorf("Keep(%v) = %v, want %v", tt.ttl, got, tt.want)
+		}
+	}
+}

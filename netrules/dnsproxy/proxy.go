@@ -1,0 +1,318 @@
+// Package dnsproxy is the DNS gate in front of a sandbox: it forwards only
+// allowlisted names upstream, has every answered address installed before it
+// releases the answer, and refuses everything else without asking upstream,
+// so no data leaves through DNS. It talks to the rest of clawguard only
+// through the Gate it is given.
+package dnsproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Gate is the proxy's only view of policy and enforcement.
+type Gate interface {
+	// Allowed reports whether a name may be resolved at all.
+	Allowed(name string) bool
+	// Admit installs the addresses an answer for name carries, for ttl, and
+	// returns only when they are in force. It may drop addresses (private
+	// ranges); it returns the ones it admitted. An error means the answer
+	// must not be released.
+	Admit(ctx context.Context, name string, addrs []netip.Addr, ttl time.Duration) ([]netip.Addr, error)
+	// Refused is told about every query answered without upstream.
+	Refused(name string, qtype string, reason string)
+}
+
+// Config tunes the proxy.
+type Config struct {
+	Upstreams []string      // host:port, tried in order
+	Timeout   time.Duration // per upstream exchange
+	MaxTTL    time.Duration // answers are never cached longer than this
+	RateLimit float64       // queries per second a sandbox may send
+	Burst     int
+	Log       *slog.Logger
+}
+
+// Proxy serves one sandbox.
+type Proxy struct {
+	cfg   Config
+	gate  Gate
+	udp   *dns.Client
+	tcp   *dns.Client
+	limit *bucket
+}
+
+// New returns a proxy for one sandbox.
+func New(cfg Config, gate Gate) (*Proxy, error) {
+	if len(cfg.Upstreams) == 0 {
+		return nil, errors.New("dns proxy: no upstream servers")
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 2 * time.Second
+	}
+	if cfg.RateLimit <= 0 {
+		cfg.RateLimit, cfg.Burst = 200, 400
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Proxy{
+		cfg:   cfg,
+		gate:  gate,
+		udp:   &dns.Client{Net: "udp", Timeout: cfg.Timeout, UDPSize: dns.DefaultMsgSize},
+		tcp:   &dns.Client{Net: "tcp", Timeout: cfg.Timeout},
+		limit: newBucket(cfg.RateLimit, cfg.Burst),
+	}, nil
+}
+
+// ServeDNS answers one query.
+func (p *Proxy) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	resp := p.answer(context.Background(), req)
+	if err := w.WriteMsg(resp); err != nil {
+		p.cfg.Log.Debug("dns: write answer", "error", err)
+	}
+}
+
+func (p *Proxy) answer(ctx context.Context, req *dns.Msg) *dns.Msg {
+	m := new(dns.Msg)
+	if req.Opcode != dns.OpcodeQuery || len(req.Question) != 1 {
+		return m.SetRcode(req, dns.RcodeFormatError)
+	}
+	q := req.Question[0]
+	qtype := dns.TypeToString[q.Qtype]
+	if !p.limit.take(time.Now()) {
+		p.gate.Refused(q.Name, qtype, "rate limit")
+		return m.SetRcode(req, dns.RcodeRefused)
+	}
+	if q.Qclass != dns.ClassINET {
+		p.gate.Refused(q.Name, qtype, "class "+dns.ClassToString[q.Qclass])
+		return m.SetRcode(req, dns.RcodeRefused)
+	}
+	if !p.gate.Allowed(q.Name) {
+		p.gate.Refused(q.Name, qtype, "not allowlisted")
+		return m.SetRcode(req, dns.RcodeNameError)
+	}
+	switch q.Qtype {
+	case dns.TypeA, dns.TypeCNAME:
+	case dns.TypeAAAA:
+		// IPv6 is denied: an empty answer makes clients fall back to IPv4
+		// at once instead of timing out.
+		m.SetReply(req)
+		m.RecursionAvailable = true
+		return m
+	default:
+		p.gate.Refused(q.Name, qtype, "only A, AAAA and CNAME are served")
+		return m.SetRcode(req, dns.RcodeRefused)
+	}
+	up, err := p.exchange(ctx, q)
+	if err != nil {
+		p.cfg.Log.Warn("dns: upstream failed", "name", q.Name, "error", err)
+		return m.SetRcode(req, dns.RcodeServerFailure)
+	}
+	return p.filter(ctx, req, up)
+}
+
+// filter keeps the CNAME chain from the question and the A records at its
+// end, has those addresses admitted, and builds the reply from what was.
+func (p *Proxy) filter(ctx context.Context, req, up *dns.Msg) *dns.Msg {
+	q := req.Question[0]
+	m := new(dns.Msg)
+	m.SetReply(req)
+	m.RecursionAvailable = true
+	m.Rcode = up.Rcode
+	chain, cnames := cnameChain(q.Name, up.Answer)
+	var as []*dns.A
+	var addrs []netip.Addr
+	minTTL := uint32(0)
+	for _, rr := range up.Answer {
+		a, ok := rr.(*dns.A)
+		if !ok || !chain[dns.CanonicalName(a.Hdr.Name)] {
+			continue
+		}
+		addr, ok := netip.AddrFromSlice(a.A.To4())
+		if !ok {
+			continue
+		}
+		as, addrs = append(as, a), append(addrs, addr)
+		if minTTL == 0 || a.Hdr.Ttl < minTTL {
+			minTTL = a.Hdr.Ttl
+		}
+	}
+	admitted := map[netip.Addr]bool{}
+	if len(addrs) > 0 {
+		ok, err := p.gate.Admit(ctx, q.Name, addrs, time.Duration(minTTL)*time.Second)
+		if err != nil {
+			p.cfg.Log.Error("dns: could not install answer; refusing it", "name", q.Name, "error", err)
+			return new(dns.Msg).SetRcode(req, dns.RcodeServerFailure)
+		}
+		for _, a := range ok {
+			admitted[a] = true
+		}
+	}
+	maxTTL := uint32(p.cfg.MaxTTL / time.Second)
+	clamp := func(rr dns.RR) dns.RR {
+		rr = dns.Copy(rr)
+		if maxTTL > 0 && rr.Header().Ttl > maxTTL {
+			rr.Header().Ttl = maxTTL
+		}
+		return rr
+	}
+	for _, c := range cnames {
+		m.Answer = append(m.Answer, clamp(c))
+	}
+	for i, a := range as {
+		if admitted[addrs[i]] {
+			m.Answer = append(m.Answer, clamp(a))
+		}
+	}
+	return m
+}
+
+// cnameChain returns the names reachable from qname through the answer's
+// CNAMEs (qname included) and those CNAME records. CNAMEs may come in any
+// order, so it follows them until the chain stops growing; a record outside
+// the chain (glue an upstream added) is never part of it.
+func cnameChain(qname string, answer []dns.RR) (map[string]bool, []dns.RR) {
+	chain := map[string]bool{dns.CanonicalName(qname): true}
+	var cnames []dns.RR
+	for grew := true; grew; {
+		grew = false
+		for _, rr := range answer {
+			if c, ok := rr.(*dns.CNAME); ok && chain[dns.CanonicalName(c.Hdr.Name)] && !chain[dns.CanonicalName(c.Target)] {
+				chain[dns.CanonicalName(c.Target)] = true
+				cnames = append(cnames, c)
+				grew = true
+			}
+		}
+	}
+	return chain, cnames
+}
+
+// exchange asks the upstreams in order, over TCP when UDP comes back truncated.
+func (p *Proxy) exchange(ctx context.Context, q dns.Question) (*dns.Msg, error) {
+	req := new(dns.Msg)
+	req.SetQuestion(q.Name, q.Qtype)
+	req.RecursionDesired = true
+	var errs []error
+	for _, up := range p.cfg.Upstreams {
+		r, _, err := p.udp.ExchangeContext(ctx, req, up)
+		if err == nil && r.Truncated {
+			r, _, err = p.tcp.ExchangeContext(ctx, req, up)
+		}
+		if err == nil {
+			if r.Rcode == dns.RcodeServerFailure || r.Rcode == dns.RcodeRefused {
+				errs = append(errs, fmt.Errorf("%s: %s", up, dns.RcodeToString[r.Rcode]))
+				continue
+			}
+			return r, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", up, err))
+	}
+	return nil, errors.Join(errs...)
+}
+
+// Resolve looks name up upstream (A records, CNAMEs followed) for the
+// proactive refresh, and returns its addresses and the smallest TTL.
+func (p *Proxy) Resolve(ctx context.Context, name string) ([]netip.Addr, time.Duration, error) {
+	up, err := p.exchange(ctx, dns.Question{Name: dns.Fqdn(name), Qtype: dns.TypeA, Qclass: dns.ClassINET})
+	if err != nil {
+		return nil, 0, err
+	}
+	if up.Rcode != dns.RcodeSuccess {
+		return nil, 0, fmt.Errorf("resolve %s: %s", name, dns.RcodeToString[up.Rcode])
+	}
+	chain, _ := cnameChain(name, up.Answer)
+	var addrs []netip.Addr
+	var ttl uint32
+	for _, rr := range up.Answer {
+		if a, ok := rr.(*dns.A); ok && chain[dns.CanonicalName(a.Hdr.Name)] {
+			if addr, ok := netip.AddrFromSlice(a.A.To4()); ok {
+				addrs = append(addrs, addr)
+				if ttl == 0 || a.Hdr.Ttl < ttl {
+					ttl = a.Hdr.Ttl
+				}
+			}
+		}
+	}
+	return addrs, time.Duration(ttl) * time.Second, nil
+}
+
+// Listen binds UDP and TCP on the same port of addr; port 0 picks a free one.
+func Listen(addr netip.Addr, port int) (net.PacketConn, net.Listener, error) {
+	for try := 0; try < 20; try++ {
+		pc, err := net.ListenPacket("udp4", net.JoinHostPort(addr.String(), strconv.Itoa(port)))
+		if err != nil {
+			return nil, nil, fmt.Errorf("dns proxy: listen udp %s:%d: %w", addr, port, err)
+		}
+		got := pc.LocalAddr().(*net.UDPAddr).Port
+		ln, err := net.Listen("tcp4", net.JoinHostPort(addr.String(), strconv.Itoa(got)))
+		if err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		if port != 0 {
+			return nil, nil, fmt.Errorf("dns proxy: listen tcp %s:%d: %w", addr, port, err)
+		}
+	}
+	return nil, nil, fmt.Errorf("dns proxy: no port free on %s for both UDP and TCP", addr)
+}
+
+// Serve answers on pc and ln until ctx ends.
+func (p *Proxy) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) error {
+	servers := []*dns.Server{
+		{PacketConn: pc, Handler: p},
+		{Listener: ln, Handler: p, ReadTimeout: 5 * time.Second},
+	}
+	errc := make(chan error, len(servers))
+	for _, s := range servers {
+		go func() { errc <- s.ActivateAndServe() }()
+	}
+	select {
+	case <-ctx.Done():
+		for _, s := range servers {
+			_ = s.Shutdown()
+		}
+		return nil
+	case err := <-errc:
+		for _, s := range servers {
+			_ = s.Shutdown()
+		}
+		return fmt.Errorf("dns proxy: %w", err)
+	}
+}
+
+// bucket is a token bucket: rate tokens a second, up to burst.
+type bucket struct {
+	mu     sync.Mutex
+	rate   float64
+	burst  float64
+	tokens float64
+	last   time.Time
+}
+
+func newBucket(rate float64, burst int) *bucket {
+	return &bucket{rate: rate, burst: float64(burst), tokens: float64(burst)}
+}
+
+func (b *bucket) take(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.last.IsZero() {
+		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	}
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
