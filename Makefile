@@ -41,7 +41,7 @@ lint:
 
 ## test: deps, lint, unit tests and the end-to-end suite (starts its own containerd)
 test: deps lint
-	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -p 1 ./...
 
 unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /e2e)

@@ -64,7 +64,7 @@ namespace set-up. Each sandbox is stopped and removed between rounds, outside th
 
 func (h *harness) timeClawguardRun(b *testing.B, name string) time.Duration {
 	_, file := h.project(b, profile{Name: name})
-	cmd := exec.Command(h.bin, "--containerd-address", h.address, "--state-dir", h.stateDir, "run", "--profile", file)
+	cmd := exec.Command(h.bin, append(h.globalFlags(), "run", "--profile", file)...)
 	out := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	start := time.Now()

@@ -29,6 +29,7 @@ import (
 var env *harness
 
 type harness struct {
+	net      *fakeNet
 	dir      string // everything the suite creates on disk lives here
 	bin      string // clawguard
 	probe    string // cgprobe
@@ -141,7 +142,25 @@ func setup() (*harness, error) {
 		}
 		h.images[img.name] = image{ref: ref, archive: archive}
 	}
+	if h.net, err = startFakeNet(); err != nil {
+		return h, fmt.Errorf("fake internet: %w", err)
+	}
 	return h, h.startContainerd()
+}
+
+// The suite's own bridge and subnet, so it never touches a real clawguard's
+// (10.89.251.0/24 overlaps none of the machine's networks).
+const (
+	testBridge = "cge2e0"
+	testSubnet = "10.89.251.0/24"
+	testGW     = "10.89.251.1"
+)
+
+// globalFlags point the CLI at the suite's containerd, state, network and
+// fake upstream DNS server.
+func (h *harness) globalFlags() []string {
+	return []string{"--containerd-address", h.address, "--state-dir", h.stateDir,
+		"--bridge", testBridge, "--subnet", testSubnet, "--dns-upstream", fakeDNSAddr + ":53"}
 }
 
 func mustLookPath(b string) string {
@@ -220,6 +239,9 @@ func (h *harness) teardown() error {
 	if err := os.RemoveAll(h.dir); err != nil {
 		errs = append(errs, err)
 	}
+	if h.net != nil {
+		h.net.close()
+	}
 	return errors.Join(errs...)
 }
 
@@ -247,7 +269,7 @@ func (h *harness) cg(args ...string) (stdout, stderr string, code int) {
 func (h *harness) cgIn(dir string, args ...string) (stdout, stderr string, code int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	full := append([]string{"--containerd-address", h.address, "--state-dir", h.stateDir}, args...)
+	full := append(h.globalFlags(), args...)
 	cmd := exec.CommandContext(ctx, h.bin, full...)
 	cmd.Dir = dir
 	var o, e bytes.Buffer
@@ -364,7 +386,7 @@ func (h *harness) start(t *testing.T, p profile) *sandbox {
 	t.Helper()
 	dir, file := h.project(t, p)
 	sb := &sandbox{name: p.Name, dir: dir, out: &lockedBuffer{}, exited: make(chan struct{})}
-	sb.cmd = exec.Command(h.bin, "--containerd-address", h.address, "--state-dir", h.stateDir, "run", "--profile", file)
+	sb.cmd = exec.Command(h.bin, append(h.globalFlags(), "run", "--profile", file)...)
 	sb.cmd.Stdout, sb.cmd.Stderr = sb.out, sb.out
 	if err := sb.cmd.Start(); err != nil {
 		t.Fatal(err)

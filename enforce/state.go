@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -18,22 +19,25 @@ const stateVersion = 1
 // State is what clawguard remembers about one sandbox between commands. It
 // never holds a secret value: only the names of the secret files.
 type State struct {
-	Version     int       `json:"version"`
-	Name        string    `json:"name"`
-	Image       string    `json:"image"`
-	Profile     string    `json:"profile"`
-	Status      string    `json:"status"` // starting, running
-	CreatedAt   time.Time `json:"created_at"`
-	StartedAt   time.Time `json:"started_at,omitzero"`
-	Pid         uint32    `json:"pid,omitempty"`
-	Supervisor  int       `json:"supervisor_pid"`
-	NetNS       string    `json:"netns"`
-	Secrets     []string  `json:"secrets,omitempty"`
-	LogPath     string    `json:"log_path"`
-	StopTimeout string    `json:"stop_timeout"`
-	Memory      int64     `json:"memory_bytes"`
-	CPUs        float64   `json:"cpus"`
-	Pids        int64     `json:"pids"`
+	Version     int        `json:"version"`
+	Name        string     `json:"name"`
+	Image       string     `json:"image"`
+	Profile     string     `json:"profile"`
+	Status      string     `json:"status"` // starting, running
+	CreatedAt   time.Time  `json:"created_at"`
+	StartedAt   time.Time  `json:"started_at,omitzero"`
+	Pid         uint32     `json:"pid,omitempty"`
+	Supervisor  int        `json:"supervisor_pid"`
+	NetNS       string     `json:"netns"`
+	IP          netip.Addr `json:"ip,omitzero"`
+	Gateway     netip.Addr `json:"gateway,omitzero"`
+	DNSPort     int        `json:"dns_port,omitempty"`
+	Secrets     []string   `json:"secrets,omitempty"`
+	LogPath     string     `json:"log_path"`
+	StopTimeout string     `json:"stop_timeout"`
+	Memory      int64      `json:"memory_bytes"`
+	CPUs        float64    `json:"cpus"`
+	Pids        int64      `json:"pids"`
 }
 
 // layout names the files under the state directory.
@@ -45,8 +49,10 @@ func (l layout) stateFile(name string) string { return filepath.Join(l.dir(name)
 func (l layout) secretsDir(name string) string {
 	return filepath.Join(l.dir(name), "secrets")
 }
-func (l layout) logFile(name string) string { return filepath.Join(l.root, "logs", name+".log") }
-func (l layout) lockFile() string           { return filepath.Join(l.root, "clawguard.lock") }
+func (l layout) egressFile(name string) string { return filepath.Join(l.dir(name), "egress.json") }
+func (l layout) resolvConf(name string) string { return filepath.Join(l.dir(name), "resolv.conf") }
+func (l layout) logFile(name string) string    { return filepath.Join(l.root, "logs", name+".log") }
+func (l layout) lockFile() string              { return filepath.Join(l.root, "clawguard.lock") }
 
 // claim creates the sandbox's directory; it fails if the name is taken.
 func (l layout) claim(name string) error {

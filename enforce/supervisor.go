@@ -14,10 +14,14 @@ import (
 	"sort"
 	"time"
 
+	"net"
+	"net/netip"
+
 	containerd "github.com/containerd/containerd/v2/client"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/clawguard/clawguard/netrules"
+	"github.com/clawguard/clawguard/netrules/dnsproxy"
 	"github.com/clawguard/clawguard/profiles"
 	"github.com/clawguard/clawguard/runtime"
 	"github.com/clawguard/clawguard/seccomp"
@@ -37,23 +41,12 @@ type Containers interface {
 	Limits(ctx context.Context, name string) (runtime.Limits, error)
 }
 
-// Network is the part of host networking the supervisor uses.
-type Network interface {
-	Setup(sandbox string) (netnsPath string, err error)
-	Teardown(sandbox string) error
-}
-
-// Namespaces is the Network of this stage: an isolated namespace with only
-// loopback per sandbox.
-type Namespaces struct{}
-
-func (Namespaces) Setup(sandbox string) (string, error) { return netrules.EnsureNetNS(sandbox) }
-func (Namespaces) Teardown(sandbox string) error        { return netrules.DeleteNetNS(sandbox) }
-
 // Config is what a Supervisor needs besides its collaborators.
 type Config struct {
 	StateDir string
-	Log      *slog.Logger
+	// DNSUpstreams are the servers allowlisted names are resolved with.
+	DNSUpstreams []string
+	Log          *slog.Logger
 	// Step is told about each step of a start as it ends (err is nil when it
 	// succeeded), for progress output.
 	Step func(step string, took time.Duration, err error)
@@ -93,13 +86,24 @@ func (s *Supervisor) Validate(p *profiles.Profile) error {
 	return profiles.Validate(p, s.Policy())
 }
 
-// Started describes a sandbox whose task is running.
+// Started describes a sandbox whose task is running. Its DNS gate and
+// refresh loop run in this process until Close.
 type Started struct {
 	Name    string
 	Pid     uint32
+	IP      netip.Addr
 	Exit    <-chan containerd.ExitStatus
 	LogPath string
 	Took    time.Duration
+	stop    func()
+}
+
+// Close stops the sandbox's DNS gate in this process. The kernel rules stay:
+// without the gate, no new name resolves and no address is added.
+func (s *Started) Close() {
+	if s != nil && s.stop != nil {
+		s.stop()
+	}
 }
 
 // Start validates p and brings its sandbox up: name claimed, image ready,
@@ -164,13 +168,54 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 	if err != nil {
 		return nil, err
 	}
-	if err := step("network namespace", func() error {
-		path, err := s.net.Setup(p.Name)
-		sb.NetNSPath, st.NetNS = path, path
-		return err
+
+	// The DNS gate listens before the rules that lead to it exist, so the
+	// first query of the agent already finds it.
+	eg := newEgress(p.Name, p, s.net, s.layout.egressFile(p.Name), s.cfg.Log)
+	proxy, err := dnsproxy.New(dnsproxy.Config{Upstreams: s.cfg.DNSUpstreams, MaxTTL: p.Egress.DNS.MaxTTL.Duration, Log: s.cfg.Log}, eg)
+	if err != nil {
+		return nil, err
+	}
+	gw := s.net.Gateway()
+	pc, ln, err := dnsproxy.Listen(gw, 0)
+	if err != nil {
+		return nil, err
+	}
+	gateCtx, stopGate := context.WithCancel(context.WithoutCancel(ctx))
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		if err := proxy.Serve(gateCtx, pc, ln); err != nil {
+			s.cfg.Log.Error("dns gate stopped", "sandbox", p.Name, "error", err)
+		}
+	}()
+	stop := func() { stopGate(); <-served }
+	defer func() {
+		if retErr != nil {
+			stop()
+		}
+	}()
+	st.DNSPort = pc.LocalAddr().(*net.UDPAddr).Port
+
+	if err := step("network", func() error {
+		static, err := eg.staticEntries()
+		if err != nil {
+			return err
+		}
+		att, err := s.net.Attach(netrules.Sandbox{Name: p.Name, DNSPort: st.DNSPort, LogDenied: *p.Egress.LogDenied}, static)
+		if err != nil {
+			return err
+		}
+		sb.NetNSPath, st.NetNS, st.IP, st.Gateway = att.NetNSPath, att.NetNSPath, att.IP, att.Gateway
+		return s.layout.write(st)
 	}); err != nil {
 		return nil, err
 	}
+	resolv := s.layout.resolvConf(p.Name)
+	if err := os.WriteFile(resolv, []byte("nameserver "+gw.String()+"\noptions ndots:1 timeout:2 attempts:2\n"), 0o644); err != nil {
+		return nil, fmt.Errorf("write resolv.conf: %w", err)
+	}
+	sb.Binds = append(sb.Binds, runtime.Bind{Source: resolv, Target: "/etc/resolv.conf", ReadOnly: true, NoExec: true})
 	if len(secretNames) > 0 {
 		if err := step("secrets", func() error {
 			return stageSecrets(p.Path(p.Secrets.Dir), s.layout.secretsDir(p.Name), secretNames, sb.UID, sb.GID)
@@ -181,6 +226,11 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 	if err := step("container", func() error { return s.rt.Create(ctx, sb) }); err != nil {
 		return nil, err
 	}
+	var first map[string]time.Duration
+	_ = step("allowlist", func() error {
+		first = eg.resolveAll(ctx, proxy)
+		return nil
+	})
 	var exitC <-chan containerd.ExitStatus
 	if err := step("task", func() error {
 		var err error
@@ -189,13 +239,14 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 	}); err != nil {
 		return nil, err
 	}
+	go eg.run(gateCtx, proxy, first, st.DNSPort)
 	st.Status, st.StartedAt = "running", time.Now().UTC()
 	if err := s.layout.write(st); err != nil {
 		return nil, err
 	}
 	took := time.Since(began)
 	s.cfg.Log.Info("sandbox started", "sandbox", p.Name, "pid", st.Pid, "took", took)
-	return &Started{Name: p.Name, Pid: st.Pid, Exit: exitC, LogPath: sb.LogPath, Took: took}, nil
+	return &Started{Name: p.Name, Pid: st.Pid, IP: st.IP, Exit: exitC, LogPath: sb.LogPath, Took: took, stop: stop}, nil
 }
 
 // sandboxSpec translates a validated profile into the runtime's description.
@@ -329,7 +380,7 @@ func (s *Supervisor) Teardown(ctx context.Context, name string) error {
 	if err := unstageSecrets(s.layout.secretsDir(name)); err != nil {
 		errs = append(errs, err)
 	}
-	if err := s.net.Teardown(name); err != nil {
+	if err := s.net.Detach(name); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) == 0 {

@@ -3,6 +3,7 @@ package enforce
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +13,7 @@ import (
 
 	containerd "github.com/containerd/containerd/v2/client"
 
+	"github.com/clawguard/clawguard/netrules"
 	"github.com/clawguard/clawguard/profiles"
 	"github.com/clawguard/clawguard/runtime"
 )
@@ -100,18 +102,29 @@ func (f *fakeWorld) Limits(context.Context, string) (runtime.Limits, error) {
 	return runtime.Limits{}, nil
 }
 
-func (f *fakeWorld) Setup(sandbox string) (string, error) {
-	if err := f.step("netns"); err != nil {
-		return "", err
+func (f *fakeWorld) Attach(sb netrules.Sandbox, _ []netrules.Entry) (netrules.Attachment, error) {
+	if err := f.step("network"); err != nil {
+		return netrules.Attachment{}, err
 	}
-	f.netns[sandbox] = true
-	return "/var/run/netns/cg-" + sandbox, nil
+	f.netns[sb.Name] = true
+	return netrules.Attachment{IP: netip.MustParseAddr("10.89.0.2"), Gateway: f.Gateway(), NetNSPath: "/var/run/netns/cg-" + sb.Name}, nil
 }
 
-func (f *fakeWorld) Teardown(sandbox string) error {
-	f.calls = append(f.calls, "netns-teardown")
+func (f *fakeWorld) Detach(sandbox string) error {
+	f.calls = append(f.calls, "network-teardown")
 	delete(f.netns, sandbox)
 	return nil
+}
+
+func (f *fakeWorld) Allow(string, []netrules.Entry) error { return nil }
+
+// Gateway is loopback so the DNS gate can really listen in unit tests.
+func (f *fakeWorld) Gateway() netip.Addr { return netip.MustParseAddr("127.0.0.1") }
+
+// testConfig points the DNS gate at a port where nothing listens: these
+// tests never resolve anything.
+func testConfig(stateDir string) Config {
+	return Config{StateDir: stateDir, DNSUpstreams: []string{"127.0.0.1:9"}}
 }
 
 func testProfile(t *testing.T, name string) *profiles.Profile {
@@ -125,7 +138,7 @@ func testProfile(t *testing.T, name string) *profiles.Profile {
 
 func TestStartRunsStepsInOrderWithTheTaskLast(t *testing.T) {
 	w := newFakeWorld("")
-	sup := New(Config{StateDir: t.TempDir()}, w, w)
+	sup := New(testConfig(t.TempDir()), w, w)
 	st, err := sup.Start(context.Background(), testProfile(t, "a"), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +146,7 @@ func TestStartRunsStepsInOrderWithTheTaskLast(t *testing.T) {
 	if st.Pid != 42 {
 		t.Fatalf("pid %d", st.Pid)
 	}
-	if want := []string{"image", "netns", "create", "start"}; !slices.Equal(w.calls, want) {
+	if want := []string{"image", "network", "create", "start"}; !slices.Equal(w.calls, want) {
 		t.Fatalf("steps %v, want %v", w.calls, want)
 	}
 	state, err := sup.layout.read("a")
@@ -143,11 +156,11 @@ func TestStartRunsStepsInOrderWithTheTaskLast(t *testing.T) {
 }
 
 func TestFailedStartUndoesEveryStep(t *testing.T) {
-	for _, failAt := range []string{"image", "netns", "create", "start"} {
+	for _, failAt := range []string{"image", "network", "create", "start"} {
 		t.Run("fail at "+failAt, func(t *testing.T) {
 			w := newFakeWorld(failAt)
 			stateDir := t.TempDir()
-			sup := New(Config{StateDir: stateDir}, w, w)
+			sup := New(testConfig(stateDir), w, w)
 			_, err := sup.Start(context.Background(), testProfile(t, "a"), nil)
 			if !errors.Is(err, errInjected) {
 				t.Fatalf("err = %v", err)
@@ -158,7 +171,7 @@ func TestFailedStartUndoesEveryStep(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(stateDir, "sandboxes", "a")); !os.IsNotExist(err) {
 				t.Fatalf("state directory remains: %v", err)
 			}
-			if !slices.Contains(w.calls, "delete") || !slices.Contains(w.calls, "netns-teardown") {
+			if !slices.Contains(w.calls, "delete") || !slices.Contains(w.calls, "network-teardown") {
 				t.Fatalf("rollback skipped a step: %v", w.calls)
 			}
 		})
@@ -168,7 +181,7 @@ func TestFailedStartUndoesEveryStep(t *testing.T) {
 func TestInvalidProfileTouchesNothing(t *testing.T) {
 	w := newFakeWorld("")
 	stateDir := t.TempDir()
-	sup := New(Config{StateDir: stateDir}, w, w)
+	sup := New(testConfig(stateDir), w, w)
 	p := testProfile(t, "a")
 	p.User = "0:0"
 	_, err := sup.Start(context.Background(), p, nil)
@@ -186,7 +199,7 @@ func TestInvalidProfileTouchesNothing(t *testing.T) {
 
 func TestNameInUseDoesNotTouchTheExistingSandbox(t *testing.T) {
 	w := newFakeWorld("")
-	sup := New(Config{StateDir: t.TempDir()}, w, w)
+	sup := New(testConfig(t.TempDir()), w, w)
 	if _, err := sup.Start(context.Background(), testProfile(t, "a"), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +215,7 @@ func TestNameInUseDoesNotTouchTheExistingSandbox(t *testing.T) {
 
 func TestTeardownIsIdempotent(t *testing.T) {
 	w := newFakeWorld("")
-	sup := New(Config{StateDir: t.TempDir()}, w, w)
+	sup := New(testConfig(t.TempDir()), w, w)
 	if _, err := sup.Start(context.Background(), testProfile(t, "a"), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +232,7 @@ func TestTeardownIsIdempotent(t *testing.T) {
 func TestStatusShowsLeftoversOfEitherKind(t *testing.T) {
 	w := newFakeWorld("")
 	stateDir := t.TempDir()
-	sup := New(Config{StateDir: stateDir}, w, w)
+	sup := New(testConfig(stateDir), w, w)
 	w.containers["stray"] = true // a container of ours with no state
 	if err := os.MkdirAll(filepath.Join(stateDir, "sandboxes", "ghost"), 0o700); err != nil {
 		t.Fatal(err)

@@ -79,6 +79,9 @@ func baseRules(bridge string, subnet netip.Prefix) []rule {
 	rules = append(rules,
 		// Nothing new enters a sandbox: no inbound connections, no sandbox-to-sandbox.
 		rule{fam: v4, table: "filter", chain: chainForward, spec: []string{"-o", bridge, "-j", "DROP"}},
+		// Replies to connections the host opened into a sandbox (a sandbox
+		// cannot create that state by itself).
+		rule{fam: v4, table: "filter", chain: chainInput, spec: []string{"-i", bridge, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"}},
 		rule{fam: v4, table: "filter", chain: chainInput, spec: []string{"-i", bridge, "-j", chainInputSB}},
 	)
 	// The host itself: only each sandbox's DNS port on the gateway is open.

@@ -355,8 +355,14 @@ func (v validator) egress() {
 		case a.Host != "" && !reHost.MatchString(strings.ToLower(strings.TrimSuffix(a.Host, "."))):
 			c.add(field+".host", fmt.Sprintf("%q is not a domain name", a.Host), `write a name such as api.example.com, or "*.example.com" for its subdomains`)
 		case a.CIDR != "":
-			if _, err := netip.ParsePrefix(a.CIDR); err != nil {
-				c.add(field+".cidr", fmt.Sprintf("%q is not a CIDR", a.CIDR), "write e.g. 203.0.113.0/24")
+			pfx, err := netip.ParsePrefix(a.CIDR)
+			switch {
+			case err != nil:
+				c.add(field+".cidr", fmt.Sprintf("%q is not a CIDR", a.CIDR), "write e.g. 198.51.100.0/24")
+			case !pfx.Addr().Is4():
+				c.add(field+".cidr", fmt.Sprintf("%s is IPv6; sandboxes have no IPv6", a.CIDR), "allow an IPv4 range")
+			case pfx.Bits() < 16:
+				c.add(field+".cidr", fmt.Sprintf("%s is larger than a /16", a.CIDR), "allow a smaller range, or name the hosts")
 			}
 		}
 		if len(a.Ports) == 0 {

@@ -26,7 +26,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: cgprobe identity|fs|limits|net|syscalls|forkbomb|secrets|all|write PATH|sleep")
+		fmt.Fprintln(os.Stderr, "usage: cgprobe identity|fs|limits|net|syscalls|forkbomb|secrets|all|sleep|resolve|connect|dns|ping|race ...")
 		os.Exit(2)
 	}
 	var out any
@@ -47,6 +47,13 @@ func main() {
 		out = forkbomb()
 	case "all":
 		out = map[string]any{"identity": identity(), "fs": filesystems(), "limits": limits(), "net": network(), "syscalls": syscalls(), "secrets": secrets()}
+	case "resolve", "connect", "dns", "ping", "race", "listen":
+		v, err := netCheck(os.Args[1:])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "cgprobe:", err)
+			os.Exit(2)
+		}
+		out = v
 	case "sleep":
 		// An agent stand-in that exits cleanly on SIGTERM.
 		sig := make(chan os.Signal, 1)

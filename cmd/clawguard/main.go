@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/clawguard/clawguard/enforce"
+	"github.com/clawguard/clawguard/netrules"
 	"github.com/clawguard/clawguard/profiles"
 	"github.com/clawguard/clawguard/runtime"
 )
@@ -40,6 +42,9 @@ func usage(format string, args ...any) error { return usageError{fmt.Errorf(form
 type globals struct {
 	containerdAddress string
 	stateDir          string
+	bridge            string
+	subnet            string
+	dnsUpstreams      []string
 	debug             bool
 }
 
@@ -69,6 +74,9 @@ Start with:
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.containerdAddress, "containerd-address", "/run/containerd/containerd.sock", "containerd socket")
 	pf.StringVar(&g.stateDir, "state-dir", "/var/lib/clawguard", "where sandbox state and logs are kept")
+	pf.StringVar(&g.bridge, "bridge", "clawguard0", "bridge the sandboxes are attached to")
+	pf.StringVar(&g.subnet, "subnet", "10.89.0.0/24", "IPv4 subnet of the bridge; the first address is the gateway and DNS gate")
+	pf.StringSliceVar(&g.dnsUpstreams, "dns-upstream", nil, "DNS servers allowlisted names are resolved with, IP[:PORT] (default: the host's resolv.conf nameservers)")
 	pf.BoolVar(&g.debug, "debug", false, "log debug detail to stderr")
 
 	root.AddCommand(
@@ -112,15 +120,60 @@ func (g *globals) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }
 
-// supervisor connects to containerd and returns a supervisor over it.
+// supervisor connects to containerd and returns a supervisor over it and
+// the host network.
 func (g *globals) supervisor(ctx context.Context, step func(string, time.Duration, error)) (*enforce.Supervisor, func(), error) {
 	log := g.logger()
+	subnet, err := netip.ParsePrefix(g.subnet)
+	if err != nil {
+		return nil, nil, usage("--subnet %q: %v (write e.g. 10.89.0.0/24)", g.subnet, err)
+	}
+	upstreams, err := dnsUpstreams(g.dnsUpstreams)
+	if err != nil {
+		return nil, nil, err
+	}
+	host, err := netrules.NewHost(netrules.Config{Bridge: g.bridge, Subnet: subnet, StateDir: g.stateDir})
+	if err != nil {
+		return nil, nil, usage("%v", err)
+	}
 	rt, err := runtime.Connect(ctx, g.containerdAddress, log)
 	if err != nil {
 		return nil, nil, err
 	}
-	sup := enforce.New(enforce.Config{StateDir: g.stateDir, Log: log, Step: step}, rt, enforce.Namespaces{})
-	return sup, func() { rt.Close() }, nil
+	cfg := enforce.Config{StateDir: g.stateDir, DNSUpstreams: upstreams, Log: log, Step: step}
+	return enforce.New(cfg, rt, host), func() { rt.Close() }, nil
+}
+
+// dnsUpstreams normalises --dns-upstream values to IP:PORT, or reads the
+// host's resolv.conf when none were given.
+func dnsUpstreams(flags []string) ([]string, error) {
+	if len(flags) == 0 {
+		b, err := os.ReadFile("/etc/resolv.conf")
+		if err != nil {
+			return nil, fmt.Errorf("no --dns-upstream given and /etc/resolv.conf unreadable: %w", err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "nameserver" {
+				flags = append(flags, f[1])
+			}
+		}
+		if len(flags) == 0 {
+			return nil, fmt.Errorf("no nameserver in /etc/resolv.conf: pass --dns-upstream IP[:PORT]")
+		}
+	}
+	var out []string
+	for _, f := range flags {
+		if ap, err := netip.ParseAddrPort(f); err == nil {
+			out = append(out, ap.String())
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil {
+			return nil, usage("--dns-upstream %q: want IP or IP:PORT", f)
+		}
+		out = append(out, netip.AddrPortFrom(a, 53).String())
+	}
+	return out, nil
 }
 
 func versionCmd() *cobra.Command {

@@ -98,9 +98,6 @@ func runForeground(cmd *cobra.Command, g *globals, p *profiles.Profile) error {
 		fmt.Fprintf(errOut, "  ! warning: %s\n", w)
 	}
 	// Said plainly so nobody mistakes a validated field for an enforced one.
-	if n := len(p.Egress.Allow); n > 0 {
-		fmt.Fprintf(errOut, "  ! note: egress allowlist (%d entries) is validated but not yet enforced: the sandbox has loopback only, so nothing outside is reachable\n", n)
-	}
 	if len(p.Publish) > 0 {
 		fmt.Fprintf(errOut, "  ! note: publish %v is validated but not yet forwarded (needs the clawguard daemon)\n", p.Publish)
 	}
@@ -109,8 +106,9 @@ func runForeground(cmd *cobra.Command, g *globals, p *profiles.Profile) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(errOut, "clawguard: sandbox %s running (pid %d, started in %s); network: loopback only; Ctrl-C stops it\n",
-		started.Name, started.Pid, started.Took.Round(time.Millisecond))
+	defer started.Close()
+	fmt.Fprintf(errOut, "clawguard: sandbox %s running (pid %d, address %s, started in %s); egress: %d allowlist entries, everything else denied; Ctrl-C stops it\n",
+		started.Name, started.Pid, started.IP, started.Took.Round(time.Millisecond), len(p.Egress.Allow))
 	fmt.Fprintf(errOut, "clawguard: output follows (also in %s)\n", started.LogPath)
 
 	exited := make(chan struct{})

@@ -14,9 +14,11 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
 )
 
 // Gate is the proxy's only view of policy and enforcement.
@@ -37,7 +39,7 @@ type Config struct {
 	Upstreams []string      // host:port, tried in order
 	Timeout   time.Duration // per upstream exchange
 	MaxTTL    time.Duration // answers are never cached longer than this
-	RateLimit float64       // queries per second a sandbox may send
+	RateLimit float64       // queries per second a sandbox may have forwarded upstream
 	Burst     int
 	Log       *slog.Logger
 }
@@ -60,7 +62,7 @@ func New(cfg Config, gate Gate) (*Proxy, error) {
 		cfg.Timeout = 2 * time.Second
 	}
 	if cfg.RateLimit <= 0 {
-		cfg.RateLimit, cfg.Burst = 200, 400
+		cfg.RateLimit, cfg.Burst = 500, 1000
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -89,10 +91,6 @@ func (p *Proxy) answer(ctx context.Context, req *dns.Msg) *dns.Msg {
 	}
 	q := req.Question[0]
 	qtype := dns.TypeToString[q.Qtype]
-	if !p.limit.take(time.Now()) {
-		p.gate.Refused(q.Name, qtype, "rate limit")
-		return m.SetRcode(req, dns.RcodeRefused)
-	}
 	if q.Qclass != dns.ClassINET {
 		p.gate.Refused(q.Name, qtype, "class "+dns.ClassToString[q.Qclass])
 		return m.SetRcode(req, dns.RcodeRefused)
@@ -111,6 +109,11 @@ func (p *Proxy) answer(ctx context.Context, req *dns.Msg) *dns.Msg {
 		return m
 	default:
 		p.gate.Refused(q.Name, qtype, "only A, AAAA and CNAME are served")
+		return m.SetRcode(req, dns.RcodeRefused)
+	}
+	// Only what goes upstream is limited: everything else is answered here.
+	if !p.limit.take(time.Now()) {
+		p.gate.Refused(q.Name, qtype, "rate limit")
 		return m.SetRcode(req, dns.RcodeRefused)
 	}
 	up, err := p.exchange(ctx, q)
@@ -247,14 +250,25 @@ func (p *Proxy) Resolve(ctx context.Context, name string) ([]netip.Addr, time.Du
 }
 
 // Listen binds UDP and TCP on the same port of addr; port 0 picks a free one.
+// The sockets are bound with IP_FREEBIND, so the gateway address need not
+// exist yet: the gate can listen before the bridge and rules are made.
 func Listen(addr netip.Addr, port int) (net.PacketConn, net.Listener, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_FREEBIND, 1) })
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	ctx := context.Background()
 	for try := 0; try < 20; try++ {
-		pc, err := net.ListenPacket("udp4", net.JoinHostPort(addr.String(), strconv.Itoa(port)))
+		pc, err := lc.ListenPacket(ctx, "udp4", net.JoinHostPort(addr.String(), strconv.Itoa(port)))
 		if err != nil {
 			return nil, nil, fmt.Errorf("dns proxy: listen udp %s:%d: %w", addr, port, err)
 		}
 		got := pc.LocalAddr().(*net.UDPAddr).Port
-		ln, err := net.Listen("tcp4", net.JoinHostPort(addr.String(), strconv.Itoa(got)))
+		ln, err := lc.Listen(ctx, "tcp4", net.JoinHostPort(addr.String(), strconv.Itoa(got)))
 		if err == nil {
 			return pc, ln, nil
 		}

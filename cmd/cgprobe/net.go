@@ -1,0 +1,212 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/miekg/dns"
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
+)
+
+// netCheck runs the network subcommands; each prints one JSON value.
+func netCheck(args []string) (any, error) {
+	if len(args) == 0 {
+		return nil, fmt.Errorf("missing network check")
+	}
+	switch args[0] {
+	case "resolve": // resolve NAME
+		if len(args) != 2 {
+			return nil, fmt.Errorf("usage: resolve NAME")
+		}
+		return resolve(args[1]), nil
+	case "connect": // connect HOST:PORT [TIMEOUT]
+		if len(args) < 2 {
+			return nil, fmt.Errorf("usage: connect HOST:PORT [TIMEOUT]")
+		}
+		timeout := 2 * time.Second
+		if len(args) > 2 {
+			d, err := time.ParseDuration(args[2])
+			if err != nil {
+				return nil, err
+			}
+			timeout = d
+		}
+		return connect(args[1], timeout), nil
+	case "dns": // dns SERVER:PORT NAME TYPE [tcp]
+		if len(args) < 4 {
+			return nil, fmt.Errorf("usage: dns SERVER:PORT NAME TYPE [tcp]")
+		}
+		netw := "udp"
+		if len(args) > 4 {
+			netw = args[4]
+		}
+		return rawDNS(args[1], args[2], args[3], netw), nil
+	case "ping": // ping ADDR
+		if len(args) != 2 {
+			return nil, fmt.Errorf("usage: ping ADDR")
+		}
+		return ping(args[1]), nil
+	case "listen": // listen PORT: serve "hello from ADDR" until killed
+		if len(args) != 2 {
+			return nil, fmt.Errorf("usage: listen PORT")
+		}
+		ln, err := net.Listen("tcp", ":"+args[1])
+		if err != nil {
+			return nil, err
+		}
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return nil, err
+			}
+			fmt.Fprintf(c, "hello from %s\n", c.LocalAddr())
+			c.Close()
+		}
+	case "race": // race NAME PORT N
+		if len(args) != 4 {
+			return nil, fmt.Errorf("usage: race NAME PORT N")
+		}
+		n, err := strconv.Atoi(args[3])
+		if err != nil || n < 1 || n > 100000 {
+			return nil, fmt.Errorf("N must be 1-100000")
+		}
+		return race(args[1], args[2], n), nil
+	}
+	return nil, fmt.Errorf("unknown network check %q", args[0])
+}
+
+// Resolved is the outcome of a lookup through the sandbox's resolv.conf.
+type Resolved struct {
+	Addrs []string
+	Error string
+}
+
+// goResolver always asks the DNS server in resolv.conf, never a cache.
+var goResolver = &net.Resolver{PreferGo: true}
+
+func resolve(name string) Resolved {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	addrs, err := goResolver.LookupHost(ctx, name)
+	return Resolved{Addrs: addrs, Error: errString(err)}
+}
+
+// Connected is the outcome of a TCP connect, and the first line the server sent.
+type Connected struct {
+	OK    bool
+	Got   string
+	Error string
+	Took  string
+}
+
+func connect(addr string, timeout time.Duration) Connected {
+	start := time.Now()
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	res := Connected{Took: time.Since(start).Round(time.Millisecond).String()}
+	if err != nil {
+		res.Error = errString(err)
+		return res
+	}
+	defer c.Close()
+	res.OK = true
+	_ = c.SetReadDeadline(time.Now().Add(timeout))
+	buf := make([]byte, 256)
+	n, _ := c.Read(buf)
+	res.Got = string(buf[:n])
+	return res
+}
+
+// DNSAnswer is the outcome of a raw DNS query.
+type DNSAnswer struct {
+	Rcode   string
+	Answers []string
+	Error   string
+}
+
+func rawDNS(server, name, qtype, netw string) DNSAnswer {
+	t, ok := dns.StringToType[qtype]
+	if !ok {
+		return DNSAnswer{Error: "unknown type " + qtype}
+	}
+	m := new(dns.Msg).SetQuestion(dns.Fqdn(name), t)
+	r, _, err := (&dns.Client{Net: netw, Timeout: 2 * time.Second}).Exchange(m, server)
+	if err != nil {
+		return DNSAnswer{Error: errString(err)}
+	}
+	res := DNSAnswer{Rcode: dns.RcodeToString[r.Rcode]}
+	for _, rr := range r.Answer {
+		res.Answers = append(res.Answers, rr.String())
+	}
+	return res
+}
+
+// Pinged is the outcome of one ICMP echo over an unprivileged ICMP socket.
+type Pinged struct {
+	Reply bool
+	Error string
+}
+
+func ping(addr string) Pinged {
+	c, err := icmp.ListenPacket("udp4", "0.0.0.0")
+	if err != nil {
+		return Pinged{Error: "icmp socket: " + errString(err)}
+	}
+	defer c.Close()
+	msg := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: os.Getpid() & 0xffff, Seq: 1, Data: []byte("clawguard")}}
+	b, _ := msg.Marshal(nil)
+	if _, err := c.WriteTo(b, &net.UDPAddr{IP: net.ParseIP(addr)}); err != nil {
+		return Pinged{Error: errString(err)}
+	}
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 1500)
+	if _, _, err := c.ReadFrom(buf); err != nil {
+		return Pinged{Error: errString(err)}
+	}
+	return Pinged{Reply: true}
+}
+
+// Raced counts resolve-then-connect-at-once failures: a connect that fails
+// right after its answer arrived means the answer was released before the
+// address was allowed.
+type Raced struct {
+	Iterations    int
+	ResolveErrors int
+	ConnectErrors int
+	Distinct      int
+	FirstError    string
+	Took          string
+}
+
+func race(name, port string, n int) Raced {
+	res := Raced{Iterations: n}
+	seen := map[string]bool{}
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		r := resolve(name)
+		if r.Error != "" || len(r.Addrs) == 0 {
+			res.ResolveErrors++
+			if res.FirstError == "" {
+				res.FirstError = fmt.Sprintf("resolve %d: %s", i, r.Error)
+			}
+			continue
+		}
+		seen[r.Addrs[0]] = true
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(r.Addrs[0], port), time.Second)
+		if err != nil {
+			res.ConnectErrors++
+			if res.FirstError == "" {
+				res.FirstError = fmt.Sprintf("connect %d to %s: %s", i, r.Addrs[0], errString(err))
+			}
+			continue
+		}
+		c.Close()
+	}
+	res.Distinct = len(seen)
+	res.Took = time.Since(start).Round(time.Millisecond).String()
+	return res
+}

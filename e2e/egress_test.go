@@ -1,0 +1,413 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// egressProfile allowlists names of the fake internet, with a 1 s minimum
+// TTL so the DNS tests run in seconds.
+const egressProfile = `egress:
+  allow:
+    - {host: api.example.test, ports: [443]}
+    - {host: meta.example.test, ports: [80]}
+    - {host: private.example.test, ports: [80]}
+    - {host: loop.example.test, ports: [80]}
+    - {host: race.example.test, ports: [443]}
+    - {host: "*.wild.example.test", ports: [443]}
+  dns: {min_ttl: 1s, max_ttl: 1h}
+`
+
+type (
+	probeResolved struct {
+		Addrs []string
+		Error string
+	}
+	probeConnected struct {
+		OK         bool
+		Got, Error string
+	}
+	probeDNS struct {
+		Rcode   string
+		Answers []string
+		Error   string
+	}
+	probePinged struct {
+		Reply bool
+		Error string
+	}
+	probeRaced struct {
+		Iterations, ResolveErrors, ConnectErrors, Distinct int
+		FirstError, Took                                   string
+	}
+)
+
+// netProbe runs a cgprobe network check in the sandbox and decodes it.
+func (h *harness) netProbe(t *testing.T, name string, v any, args ...string) {
+	t.Helper()
+	out, stderr, code := h.exec(t, name, append([]string{"/usr/local/bin/cgprobe"}, args...)...)
+	if code != 0 {
+		t.Fatalf("cgprobe %v: exit %d: %s", args, code, stderr)
+	}
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		t.Fatalf("cgprobe %v: %v\n%s", args, err, out)
+	}
+}
+
+func (h *harness) sandboxConnect(t *testing.T, name, addr string) probeConnected {
+	t.Helper()
+	var c probeConnected
+	h.netProbe(t, name, &c, "connect", addr, "2s")
+	return c
+}
+
+// mustAnswerFromHost is the control case of every denial test: the
+// destination answers when no clawguard rule is in the way.
+func mustAnswerFromHost(t *testing.T, addr string) {
+	t.Helper()
+	got, err := hostConnect(addr)
+	if err != nil || !strings.HasPrefix(got, "hello from") {
+		t.Fatalf("control: %s does not answer from the host (%q, %v); the denial below would prove nothing", addr, got, err)
+	}
+}
+
+func TestAllowlistedNameIsReachableOnItsPortOnly(t *testing.T) {
+	h := env
+	sb := h.start(t, profile{Name: "egress-allow", Extra: egressProfile})
+	var r probeResolved
+	h.netProbe(t, sb.name, &r, "resolve", "api.example.test")
+	if r.Error != "" || len(r.Addrs) != 1 || r.Addrs[0] != apiAddr {
+		t.Fatalf("resolve api.example.test: %+v", r)
+	}
+	if c := h.sandboxConnect(t, sb.name, apiAddr+":443"); !c.OK || !strings.Contains(c.Got, apiAddr+":443") {
+		t.Fatalf("allowed destination refused: %+v", c)
+	}
+	mustAnswerFromHost(t, apiAddr+":8080")
+	if c := h.sandboxConnect(t, sb.name, apiAddr+":8080"); c.OK {
+		t.Fatalf("same address on a port not in the allowlist was reachable: %+v", c)
+	}
+}
+
+func TestDeniedDestinations(t *testing.T) {
+	h := env
+	sb := h.start(t, profile{Name: "egress-deny", Extra: egressProfile})
+	other := h.start(t, profile{Name: "egress-other", Args: []string{"/usr/local/bin/cgprobe", "listen", "8080"}})
+
+	t.Run("a host that is not allowlisted, by address", func(t *testing.T) {
+		mustAnswerFromHost(t, deniedAddr+":443")
+		if c := h.sandboxConnect(t, sb.name, deniedAddr+":443"); c.OK {
+			t.Fatalf("reached %s: %+v", deniedAddr, c)
+		}
+	})
+	t.Run("a name that is not allowlisted gets NXDOMAIN and never reaches upstream", func(t *testing.T) {
+		if r, err := hostDNS("evil.example.org", dns.TypeA); err != nil || len(r.Answer) != 1 {
+			t.Fatalf("control: the fake upstream does not answer evil.example.org: %v %v", r, err)
+		}
+		h.net.dns.mu.Lock()
+		h.net.dns.seen = nil
+		h.net.dns.mu.Unlock()
+		var r probeResolved
+		h.netProbe(t, sb.name, &r, "resolve", "evil.example.org")
+		if len(r.Addrs) != 0 || !strings.Contains(r.Error, "no such host") {
+			t.Fatalf("resolve evil.example.org: %+v", r)
+		}
+		if h.net.dns.asked("evil.example.org") {
+			t.Fatal("the upstream saw a query for a name that is not allowlisted")
+		}
+	})
+	t.Run("DNS straight to the upstream server is dropped", func(t *testing.T) {
+		if r, err := hostDNS("api.example.test", dns.TypeA); err != nil || r.Rcode != dns.RcodeSuccess {
+			t.Fatalf("control: the upstream does not answer the host: %v %v", r, err)
+		}
+		for _, proto := range []string{"udp", "tcp"} {
+			var d probeDNS
+			h.netProbe(t, sb.name, &d, "dns", fakeDNSAddr+":53", "api.example.test", "A", proto)
+			if d.Error == "" {
+				t.Fatalf("direct DNS over %s answered: %+v", proto, d)
+			}
+		}
+	})
+	t.Run("TXT for a subdomain of an allowlisted name is refused without upstream", func(t *testing.T) {
+		var d probeDNS
+		h.netProbe(t, sb.name, &d, "dns", testGW+":53", "data.api.example.test", "TXT")
+		if d.Rcode != "NXDOMAIN" && d.Rcode != "REFUSED" {
+			t.Fatalf("TXT query: %+v", d)
+		}
+		h.netProbe(t, sb.name, &d, "dns", testGW+":53", "api.example.test", "TXT")
+		if d.Rcode != "REFUSED" {
+			t.Fatalf("TXT for the allowlisted name itself: %+v", d)
+		}
+		if h.net.dns.asked("data.api.example.test") {
+			t.Fatal("a TXT query reached the upstream")
+		}
+	})
+	t.Run("another sandbox", func(t *testing.T) {
+		ip := h.sandboxIP(t, other.name)
+		waitHostConnect(t, ip+":8080")
+		if c := h.sandboxConnect(t, sb.name, ip+":8080"); c.OK {
+			t.Fatalf("reached the other sandbox: %+v", c)
+		}
+	})
+	t.Run("the host's own ports, on the gateway and its other addresses", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "0.0.0.0:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		go serveHello(ln)
+		port := fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
+		for _, addr := range append([]string{testGW}, hostAddrs(t)...) {
+			mustAnswerFromHost(t, net.JoinHostPort(addr, port))
+			if c := h.sandboxConnect(t, sb.name, net.JoinHostPort(addr, port)); c.OK {
+				t.Fatalf("sandbox reached the host at %s:%s: %+v", addr, port, c)
+			}
+		}
+	})
+	t.Run("IPv6", func(t *testing.T) {
+		mustAnswerFromHost(t, "["+fakeV6Addr+"]:80")
+		if c := h.sandboxConnect(t, sb.name, "["+fakeV6Addr+"]:80"); c.OK {
+			t.Fatalf("reached an IPv6 host: %+v", c)
+		}
+	})
+	t.Run("ICMP, even to an allowlisted address", func(t *testing.T) {
+		if err := exec.Command("ping", "-c", "1", "-W", "2", apiAddr).Run(); err != nil {
+			if _, lerr := exec.LookPath("ping"); lerr == nil {
+				t.Fatalf("control: %s does not answer ping from the host: %v", apiAddr, err)
+			}
+		}
+		// Let the sandbox user open ICMP sockets in its namespace, so that
+		// only the firewall can stop the echo.
+		if err := run("ip", "netns", "exec", "cg-"+sb.name, "sysctl", "-q", "-w", "net.ipv4.ping_group_range=0 2147483647"); err != nil {
+			t.Fatal(err)
+		}
+		var p probePinged
+		h.netProbe(t, sb.name, &p, "ping", apiAddr)
+		if p.Reply {
+			t.Fatal("ICMP echo answered")
+		}
+		if strings.Contains(p.Error, "icmp socket") {
+			t.Fatalf("could not even open an ICMP socket, so this proves nothing: %s", p.Error)
+		}
+	})
+	for _, tc := range []struct{ name, addr string }{
+		{"meta.example.test", metadataAddr},
+		{"private.example.test", privateAddr},
+		{"loop.example.test", ""},
+	} {
+		t.Run("allowlisted name answering "+tc.name, func(t *testing.T) {
+			if tc.addr != "" {
+				mustAnswerFromHost(t, tc.addr+":80")
+			}
+			var r probeResolved
+			h.netProbe(t, sb.name, &r, "resolve", tc.name)
+			if len(r.Addrs) != 0 {
+				t.Fatalf("forbidden answer released: %+v", r)
+			}
+			if tc.addr != "" {
+				if c := h.sandboxConnect(t, sb.name, tc.addr+":80"); c.OK {
+					t.Fatalf("reached %s: %+v", tc.addr, c)
+				}
+			}
+		})
+	}
+}
+
+// TestResolveThenConnectNeverRaces: 1,000 lookups of a name whose answer
+// changes on every query (1 s TTL), each followed at once by a connect.
+func TestResolveThenConnectNeverRaces(t *testing.T) {
+	h := env
+	sb := h.start(t, profile{Name: "egress-race", Extra: egressProfile})
+	var r probeRaced
+	h.netProbe(t, sb.name, &r, "race", "race.example.test", "443", "1000")
+	t.Logf("race: %+v", r)
+	if r.ResolveErrors != 0 || r.ConnectErrors != 0 {
+		t.Fatalf("%d resolve and %d connect failures in %d iterations; first: %s", r.ResolveErrors, r.ConnectErrors, r.Iterations, r.FirstError)
+	}
+	if r.Distinct < 50 {
+		t.Fatalf("answers did not rotate (%d distinct addresses): the test proves nothing", r.Distinct)
+	}
+}
+
+// TestDNSChangeMovesTheAllowance: the upstream moves a name from A to B; the
+// sandbox reaches B at once, A until its timeout, then no longer.
+func TestDNSChangeMovesTheAllowance(t *testing.T) {
+	h := env
+	const name = "moving.example.test"
+	h.net.dns.set(name, 1, apiAddr)
+	t.Cleanup(func() { h.net.dns.set(name, 1, apiAddr) })
+	sb := h.start(t, profile{Name: "egress-move", Extra: strings.Replace(egressProfile, "  dns:", "    - {host: "+name+", ports: [443]}\n  dns:", 1)})
+	var r probeResolved
+	h.netProbe(t, sb.name, &r, "resolve", name)
+	if len(r.Addrs) != 1 || r.Addrs[0] != apiAddr {
+		t.Fatalf("resolve before the change: %+v", r)
+	}
+	h.net.dns.set(name, 1, api2Addr)
+	changed := time.Now()
+	for time.Since(changed) < 2*time.Second {
+		h.netProbe(t, sb.name, &r, "resolve", name)
+		if len(r.Addrs) == 1 && r.Addrs[0] == api2Addr {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if c := h.sandboxConnect(t, sb.name, api2Addr+":443"); !c.OK {
+		t.Fatalf("new address not reachable within TTL+1s: resolve %+v, connect %+v", r, c)
+	}
+	if c := h.sandboxConnect(t, sb.name, apiAddr+":443"); !c.OK {
+		t.Fatalf("old address dropped before its timeout: %+v", c)
+	}
+	// 1 s TTL clamped to min_ttl 1 s, plus 10 s grace.
+	deadline := changed.Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if c := h.sandboxConnect(t, sb.name, apiAddr+":443"); !c.OK {
+			t.Logf("old address dropped %s after the change", time.Since(changed).Round(time.Second))
+			return
+		}
+		time.Sleep(time.Second)
+	}
+	t.Fatal("old address still reachable 20s after it left the answers")
+}
+
+// TestSupervisorKilledStaysClosed: SIGKILL the supervising process; the kernel
+// rules stay, denied stays denied, and no name resolves any more.
+func TestSupervisorKilledStaysClosed(t *testing.T) {
+	h := env
+	sb := h.start(t, profile{Name: "egress-kill", Extra: egressProfile})
+	if err := sb.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-sb.exited
+	mustAnswerFromHost(t, deniedAddr+":443")
+	if c := h.sandboxConnect(t, sb.name, deniedAddr+":443"); c.OK {
+		t.Fatalf("denied destination open after the supervisor died: %+v", c)
+	}
+	var r probeResolved
+	h.netProbe(t, sb.name, &r, "resolve", "api.example.test")
+	if len(r.Addrs) != 0 {
+		t.Fatalf("a name resolved with no supervisor: %+v", r)
+	}
+	mustAnswerFromHost(t, "198.51.100.150:443")
+	if c := h.sandboxConnect(t, sb.name, "198.51.100.150:443"); c.OK {
+		t.Fatalf("an address never answered opened: %+v", c)
+	}
+}
+
+// TestStopLeavesNoKernelState compares the whole netfilter, ip set, link and
+// namespace state before a sandbox starts and after it stops.
+func TestStopLeavesNoKernelState(t *testing.T) {
+	h := env
+	before := kernelState(t)
+	sb := h.start(t, profile{Name: "egress-residue", Extra: egressProfile})
+	var r probeResolved
+	h.netProbe(t, sb.name, &r, "resolve", "api.example.test")
+	if during := kernelState(t); during == before {
+		t.Fatal("a running sandbox changed no kernel state: the comparison proves nothing")
+	}
+	h.stopSandbox(t, sb)
+	if after := kernelState(t); after != before {
+		t.Fatalf("kernel state after stop differs:\n%s", diffLines(before, after))
+	}
+}
+
+// sandboxIP reads the sandbox's address from its state.
+func (h *harness) sandboxIP(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(h.stateDir + "/sandboxes/" + name + "/state.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		IP string `json:"ip"`
+	}
+	if err := json.Unmarshal(b, &st); err != nil || st.IP == "" {
+		t.Fatalf("state of %s: %v %s", name, err, b)
+	}
+	return st.IP
+}
+
+func waitHostConnect(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if got, err := hostConnect(addr); err == nil && got != "" {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("control: %s never answered from the host", addr)
+}
+
+// hostAddrs are the host's global IPv4 addresses (its uplink among them).
+func hostAddrs(t *testing.T) []string {
+	t.Helper()
+	ifs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, a := range ifs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok || ipn.IP.To4() == nil || ipn.IP.IsLoopback() || ipn.IP.String() == testGW {
+			continue
+		}
+		out = append(out, ipn.IP.String())
+	}
+	return out
+}
+
+// kernelState is every rule, set, link and namespace, without counters.
+func kernelState(t *testing.T) string {
+	t.Helper()
+	var b strings.Builder
+	for _, c := range [][]string{{"iptables-save"}, {"ip6tables-save"}, {"ipset", "list", "-n"}, {"ip", "-o", "link"}, {"ip", "netns"}} {
+		out, err := exec.Command(c[0], c[1:]...).Output()
+		if err != nil {
+			t.Fatalf("%v: %v", c, err)
+		}
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(l, "#") || strings.HasPrefix(l, ":") {
+				continue
+			}
+			if c[0] == "ip" && c[1] == "-o" {
+				if f := strings.Fields(l); len(f) > 1 {
+					l = f[1]
+				}
+			}
+			b.WriteString(l + "\n")
+		}
+	}
+	return b.String()
+}
+
+func diffLines(a, b string) string {
+	as, bs := strings.Split(a, "\n"), strings.Split(b, "\n")
+	in := func(l []string, s string) bool {
+		for _, x := range l {
+			if x == s {
+				return true
+			}
+		}
+		return false
+	}
+	var out []string
+	for _, l := range bs {
+		if !in(as, l) {
+			out = append(out, "+ "+l)
+		}
+	}
+	for _, l := range as {
+		if !in(bs, l) {
+			out = append(out, "- "+l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

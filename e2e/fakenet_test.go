@@ -1,0 +1,295 @@
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"os/exec"
+	goruntime "runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/vishvananda/netns"
+)
+
+// fakeNet is the suite's own internet: a network namespace joined to the host
+// by a veth pair, holding a DNS server and TCP servers on documentation and
+// benchmark addresses. The host routes only those ranges (and one metadata
+// and one private test address) there, so nothing a sandbox does can leave the
+// machine even if enforcement were broken.
+type fakeNet struct {
+	ns        netns.NsHandle
+	dns       *fakeDNS
+	listeners []net.Listener
+	servers   []*dns.Server
+}
+
+const (
+	fakeNSName   = "cge2e-inet"
+	fakeHostVeth = "cgeinet0"
+	// Addresses inside the fake internet.
+	fakeDNSAddr   = "198.51.100.53"
+	apiAddr       = "198.51.100.10" // api.example.test
+	api2Addr      = "198.51.100.11" // its replacement in the DNS change test
+	deniedAddr    = "198.51.100.12" // never allowlisted
+	metadataAddr  = "169.254.169.254"
+	privateAddr   = "10.77.0.10"
+	fakeV6Addr    = "2001:db8:1::10"
+	racePoolFirst = 100 // 198.51.100.100 - .199
+	racePoolSize  = 100
+)
+
+// Ports every fake host serves on.
+var fakePorts = []int{80, 443, 8080}
+
+func run(args ...string) error {
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+func startFakeNet() (*fakeNet, error) {
+	_ = run("ip", "netns", "del", fakeNSName) // a crashed earlier run
+	in := func(args ...string) error {
+		return run(append([]string{"ip", "netns", "exec", fakeNSName}, args...)...)
+	}
+	steps := [][]string{
+		{"ip", "netns", "add", fakeNSName},
+		{"ip", "link", "add", fakeHostVeth, "type", "veth", "peer", "name", "cgeinet1"},
+		{"ip", "link", "set", "cgeinet1", "netns", fakeNSName},
+		{"ip", "addr", "add", "198.18.0.1/30", "dev", fakeHostVeth},
+		{"ip", "-6", "addr", "add", "2001:db8:ffff::1/64", "dev", fakeHostVeth, "nodad"},
+		{"ip", "link", "set", fakeHostVeth, "up"},
+		{"ip", "route", "add", "198.51.100.0/24", "via", "198.18.0.2"},
+		{"ip", "route", "add", metadataAddr + "/32", "via", "198.18.0.2"},
+		{"ip", "route", "add", "10.77.0.0/24", "via", "198.18.0.2"},
+	}
+	for _, s := range steps {
+		if err := run(s...); err != nil {
+			return nil, err
+		}
+	}
+	inside := [][]string{
+		{"ip", "link", "set", "lo", "up"},
+		{"ip", "link", "set", "cgeinet1", "name", "eth0"},
+		{"ip", "addr", "add", "198.18.0.2/30", "dev", "eth0"},
+		{"ip", "-6", "addr", "add", "2001:db8:ffff::2/64", "dev", "eth0", "nodad"},
+		{"ip", "link", "set", "eth0", "up"},
+		{"ip", "route", "add", "default", "via", "198.18.0.1"},
+		{"ip", "addr", "add", "198.51.100.0/24", "dev", "lo"},
+		{"ip", "addr", "add", metadataAddr + "/32", "dev", "lo"},
+		{"ip", "addr", "add", privateAddr + "/32", "dev", "lo"},
+		{"ip", "-6", "addr", "add", fakeV6Addr + "/128", "dev", "lo"},
+	}
+	for _, s := range inside {
+		if err := in(s...); err != nil {
+			return nil, err
+		}
+	}
+	if err := run("ip", "-6", "route", "add", "2001:db8:1::/64", "via", "2001:db8:ffff::2"); err != nil {
+		return nil, err
+	}
+	ns, err := netns.GetFromName(fakeNSName)
+	if err != nil {
+		return nil, err
+	}
+	f := &fakeNet{ns: ns, dns: newFakeDNS()}
+	err = f.inNS(func() error {
+		for _, port := range fakePorts {
+			ln, err := net.Listen("tcp", fmt.Sprintf(":%d", port))
+			if err != nil {
+				return err
+			}
+			f.listeners = append(f.listeners, ln)
+		}
+		pc, err := net.ListenPacket("udp", fakeDNSAddr+":53")
+		if err != nil {
+			return err
+		}
+		tl, err := net.Listen("tcp", fakeDNSAddr+":53")
+		if err != nil {
+			return err
+		}
+		f.servers = []*dns.Server{{PacketConn: pc, Handler: f.dns}, {Listener: tl, Handler: f.dns}}
+		return nil
+	})
+	if err != nil {
+		f.close()
+		return nil, err
+	}
+	for _, ln := range f.listeners {
+		go serveHello(ln)
+	}
+	for _, s := range f.servers {
+		go s.ActivateAndServe() //nolint:errcheck
+	}
+	return f, nil
+}
+
+// inNS runs fn on a thread inside the fake namespace; sockets made there
+// stay there.
+func (f *fakeNet) inNS(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		goruntime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(f.ns); err != nil {
+			errc <- err
+			return
+		}
+		err = fn()
+		if netns.Set(orig) == nil {
+			goruntime.UnlockOSThread()
+		}
+		errc <- err
+	}()
+	return <-errc
+}
+
+// serveHello answers every connection with the address and port it reached.
+func serveHello(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			fmt.Fprintf(c, "hello from %s\n", c.LocalAddr())
+		}()
+	}
+}
+
+func (f *fakeNet) close() {
+	for _, s := range f.servers {
+		_ = s.Shutdown()
+	}
+	for _, ln := range f.listeners {
+		ln.Close()
+	}
+	if f.ns.IsOpen() {
+		f.ns.Close()
+	}
+	_ = run("ip", "netns", "del", fakeNSName) // takes the veth pair and its routes with it
+}
+
+// fakeDNS is the fake internet's authoritative and recursive server in one:
+// names answer from a table the tests change, and every question is recorded.
+type fakeDNS struct {
+	mu     sync.Mutex
+	zone   map[string]zoneEntry
+	seen   []string
+	rotate map[string]int
+}
+
+type zoneEntry struct {
+	ttl   uint32
+	addrs []string
+	txt   string
+	pool  []string // answers rotate through the pool, one address each
+}
+
+func newFakeDNS() *fakeDNS {
+	d := &fakeDNS{zone: map[string]zoneEntry{}, rotate: map[string]int{}}
+	var pool []string
+	for i := 0; i < racePoolSize; i++ {
+		pool = append(pool, fmt.Sprintf("198.51.100.%d", racePoolFirst+i))
+	}
+	d.set("api.example.test", 300, apiAddr)
+	d.set("other.example.test", 300, deniedAddr)
+	d.set("evil.example.org", 300, deniedAddr)
+	d.set("meta.example.test", 300, metadataAddr)
+	d.set("private.example.test", 300, privateAddr)
+	d.set("loop.example.test", 300, "127.0.0.1")
+	d.zone["race.example.test"] = zoneEntry{ttl: 1, pool: pool}
+	d.zone["api.example.test"] = zoneEntry{ttl: 300, addrs: []string{apiAddr}, txt: "v=spf1 -all"}
+	return d
+}
+
+func (d *fakeDNS) set(name string, ttl uint32, addrs ...string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e := d.zone[name]
+	e.ttl, e.addrs = ttl, addrs
+	d.zone[name] = e
+}
+
+// asked reports whether any question for name (or a subdomain) arrived.
+func (d *fakeDNS) asked(name string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, q := range d.seen {
+		if q == name || strings.HasSuffix(q, "."+name) {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *fakeDNS) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	m := new(dns.Msg).SetReply(r)
+	if len(r.Question) != 1 {
+		_ = w.WriteMsg(m.SetRcode(r, dns.RcodeFormatError))
+		return
+	}
+	q := r.Question[0]
+	name := strings.TrimSuffix(strings.ToLower(q.Name), ".")
+	d.mu.Lock()
+	d.seen = append(d.seen, name)
+	e, ok := d.zone[name]
+	var addrs []string
+	if ok && len(e.pool) > 0 {
+		addrs = []string{e.pool[d.rotate[name]%len(e.pool)]}
+		d.rotate[name]++
+	} else {
+		addrs = e.addrs
+	}
+	d.mu.Unlock()
+	if !ok {
+		_ = w.WriteMsg(m.SetRcode(r, dns.RcodeNameError))
+		return
+	}
+	hdr := dns.RR_Header{Name: q.Name, Class: dns.ClassINET, Ttl: e.ttl}
+	switch q.Qtype {
+	case dns.TypeA:
+		for _, a := range addrs {
+			h := hdr
+			h.Rrtype = dns.TypeA
+			m.Answer = append(m.Answer, &dns.A{Hdr: h, A: net.ParseIP(a)})
+		}
+	case dns.TypeTXT:
+		h := hdr
+		h.Rrtype = dns.TypeTXT
+		m.Answer = append(m.Answer, &dns.TXT{Hdr: h, Txt: []string{e.txt}})
+	}
+	_ = w.WriteMsg(m)
+}
+
+// hostConnect is the control case: the same destination, from the host,
+// where no clawguard rule applies.
+func hostConnect(addr string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 128)
+	n, err := c.Read(buf)
+	return string(buf[:n]), err
+}
+
+// hostDNS asks the fake DNS server directly from the host.
+func hostDNS(name string, qtype uint16) (*dns.Msg, error) {
+	m := new(dns.Msg).SetQuestion(dns.Fqdn(name), qtype)
+	r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(m, fakeDNSAddr+":53")
+	return r, err
+}

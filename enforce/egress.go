@@ -1,0 +1,291 @@
+package enforce
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/clawguard/clawguard/netrules"
+	"github.com/clawguard/clawguard/netrules/allowlist"
+	"github.com/clawguard/clawguard/netrules/dnsproxy"
+	"github.com/clawguard/clawguard/profiles"
+)
+
+// Network is the part of host networking the supervisor uses.
+type Network interface {
+	Attach(sb netrules.Sandbox, static []netrules.Entry) (netrules.Attachment, error)
+	Detach(sandbox string) error
+	Allow(sandbox string, entries []netrules.Entry) error
+	Gateway() netip.Addr
+}
+
+// grace keeps an address allowed a little past its TTL, so a connection
+// opened just before expiry can still be set up.
+const grace = 10 * time.Second
+
+// refusalsKept is how many refused queries status shows.
+const refusalsKept = 50
+
+// egress is one sandbox's DNS gate and refresh loop: it implements
+// dnsproxy.Gate with the profile's allowlist, the address cache and the
+// sandbox's ip set, and publishes what it did for `clawguard status`.
+type egress struct {
+	name     string
+	policy   *allowlist.Policy
+	cache    *allowlist.Cache
+	net      Network
+	minTTL   time.Duration
+	maxTTL   time.Duration
+	log      *slog.Logger
+	snapPath string
+	now      func() time.Time
+
+	mu       sync.Mutex
+	refusals []Refusal
+	drops    []DroppedAnswer
+	dirty    chan struct{}
+}
+
+// Refusal is a DNS query answered without asking upstream.
+type Refusal struct {
+	Time   time.Time `json:"time"`
+	Name   string    `json:"name"`
+	Type   string    `json:"type"`
+	Reason string    `json:"reason"`
+}
+
+// DroppedAnswer is an address an upstream answer carried that the sandbox
+// may not reach (private, loopback, metadata, ...).
+type DroppedAnswer struct {
+	Time  time.Time  `json:"time"`
+	Name  string     `json:"name"`
+	Addr  netip.Addr `json:"address"`
+	Range string     `json:"range"`
+}
+
+// EgressSnapshot is what the supervisor publishes about a sandbox's egress.
+type EgressSnapshot struct {
+	Updated  time.Time           `json:"updated"`
+	DNSPort  int                 `json:"dns_port"`
+	Bindings []allowlist.Binding `json:"bindings"`
+	Refused  []Refusal           `json:"refused_queries"`
+	Dropped  []DroppedAnswer     `json:"dropped_answers"`
+}
+
+func newEgress(name string, p *profiles.Profile, net Network, snapPath string, log *slog.Logger) *egress {
+	return &egress{
+		name: name, policy: allowlist.NewPolicy(allowRules(p)), cache: allowlist.NewCache(), net: net,
+		minTTL: p.Egress.DNS.MinTTL.Duration, maxTTL: p.Egress.DNS.MaxTTL.Duration, log: log,
+		snapPath: snapPath, now: time.Now, dirty: make(chan struct{}, 1),
+	}
+}
+
+// allowRules converts the profile's allowlist for netrules.
+func allowRules(p *profiles.Profile) []allowlist.Rule {
+	var out []allowlist.Rule
+	for _, a := range p.Egress.Allow {
+		r := allowlist.Rule{Host: a.Host}
+		if a.CIDR != "" {
+			r.CIDR = netip.MustParsePrefix(a.CIDR) // validated before
+		}
+		for _, port := range a.Ports {
+			r.Ports = append(r.Ports, uint16(port))
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// staticEntries are the set members of cidr entries: every address of the
+// prefix on each port. Large prefixes are refused by validation's caller.
+func (e *egress) staticEntries() ([]netrules.Entry, error) {
+	var out []netrules.Entry
+	for _, r := range e.policy.CIDRs() {
+		if r.CIDR.Bits() < 16 {
+			return nil, fmt.Errorf("cidr %s: at most a /16 can be allowed", r.CIDR)
+		}
+		for a := r.CIDR.Addr(); r.CIDR.Contains(a); a = a.Next() {
+			out = append(out, entriesFor(a, r.Ports, 0)...)
+		}
+	}
+	return out, nil
+}
+
+func entriesFor(a netip.Addr, ports []uint16, timeout time.Duration) []netrules.Entry {
+	out := make([]netrules.Entry, 0, 2*len(ports))
+	for _, port := range ports {
+		out = append(out,
+			netrules.Entry{Addr: a, Proto: netrules.ProtoTCP, Port: port, Timeout: timeout},
+			netrules.Entry{Addr: a, Proto: netrules.ProtoUDP, Port: port, Timeout: timeout})
+	}
+	return out
+}
+
+// Allowed implements dnsproxy.Gate.
+func (e *egress) Allowed(name string) bool {
+	_, ok := e.policy.Ports(name)
+	return ok
+}
+
+// Admit implements dnsproxy.Gate: drop forbidden addresses, then install the
+// rest in the set; the proxy releases the answer only after this returns.
+func (e *egress) Admit(_ context.Context, name string, addrs []netip.Addr, ttl time.Duration) ([]netip.Addr, error) {
+	return e.admit(name, addrs, ttl, allowlist.FromQuery)
+}
+
+func (e *egress) admit(name string, addrs []netip.Addr, ttl time.Duration, src allowlist.Source) ([]netip.Addr, error) {
+	now := e.now()
+	ports, ok := e.policy.Ports(name)
+	if !ok {
+		return nil, nil
+	}
+	var keep []netip.Addr
+	for _, a := range addrs {
+		if rng, blocked := allowlist.Blocked(a); blocked && !e.policy.ExplicitlyAllowed(a) {
+			e.log.Warn("dns answer points at a forbidden range; dropped", "sandbox", e.name, "name", name, "address", a, "range", rng)
+			e.mu.Lock()
+			e.drops = appendCapped(e.drops, DroppedAnswer{Time: now, Name: allowlist.Canonical(name), Addr: a, Range: rng})
+			e.mu.Unlock()
+			continue
+		}
+		keep = append(keep, a)
+	}
+	if len(keep) == 0 {
+		e.changed()
+		return nil, nil
+	}
+	bindings := e.cache.Update(now, name, keep, ports, allowlist.Keep(ttl, e.minTTL, e.maxTTL, grace), src)
+	var entries []netrules.Entry
+	for _, b := range bindings {
+		entries = append(entries, entriesFor(b.Addr, b.Ports, b.Expires.Sub(now))...)
+	}
+	if err := e.net.Allow(e.name, entries); err != nil {
+		return nil, err
+	}
+	e.changed()
+	return keep, nil
+}
+
+// Refused implements dnsproxy.Gate.
+func (e *egress) Refused(name, qtype, reason string) {
+	e.log.Info("dns query refused", "sandbox", e.name, "name", name, "type", qtype, "reason", reason)
+	e.mu.Lock()
+	e.refusals = appendCapped(e.refusals, Refusal{Time: e.now(), Name: allowlist.Canonical(name), Type: qtype, Reason: reason})
+	e.mu.Unlock()
+	e.changed()
+}
+
+func appendCapped[T any](s []T, v T) []T {
+	s = append(s, v)
+	if len(s) > refusalsKept {
+		s = s[len(s)-refusalsKept:]
+	}
+	return s
+}
+
+func (e *egress) changed() {
+	select {
+	case e.dirty <- struct{}{}:
+	default:
+	}
+}
+
+// resolveAll resolves every exact allowlisted name once (at start, before
+// the task runs) and returns when each is installed or has failed.
+func (e *egress) resolveAll(ctx context.Context, p *dnsproxy.Proxy) map[string]time.Duration {
+	next := map[string]time.Duration{}
+	for _, n := range e.policy.ExactNames() {
+		next[n] = e.resolve(ctx, p, n, allowlist.FromStartup)
+	}
+	return next
+}
+
+// resolve looks a name up and installs its addresses; it returns when to
+// look again: before the clamped TTL runs out, or soon after a failure.
+func (e *egress) resolve(ctx context.Context, p *dnsproxy.Proxy, name string, src allowlist.Source) time.Duration {
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	addrs, ttl, err := p.Resolve(rctx, name)
+	if err == nil {
+		_, err = e.admit(name, addrs, ttl, src)
+	}
+	if err != nil {
+		e.log.Warn("resolve allowlisted name", "sandbox", e.name, "name", name, "error", err)
+		return 5 * time.Second
+	}
+	return max(time.Second, max(e.minTTL, min(ttl, e.maxTTL))*8/10)
+}
+
+// run keeps names fresh, forgets expired bindings and publishes snapshots
+// until ctx ends.
+func (e *egress) run(ctx context.Context, p *dnsproxy.Proxy, first map[string]time.Duration, dnsPort int) {
+	var wg sync.WaitGroup
+	for name, wait := range first {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.NewTimer(wait)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					t.Reset(e.resolve(ctx, p, name, allowlist.FromRefresh))
+				}
+			}
+		}()
+	}
+	gc := time.NewTicker(10 * time.Second)
+	defer gc.Stop()
+	e.publish(dnsPort)
+	for {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return
+		case <-gc.C:
+			e.cache.GC(e.now())
+			e.publish(dnsPort)
+		case <-e.dirty:
+			e.publish(dnsPort)
+		}
+	}
+}
+
+// publish writes the snapshot atomically for status readers.
+func (e *egress) publish(dnsPort int) {
+	now := e.now()
+	e.mu.Lock()
+	snap := EgressSnapshot{Updated: now, DNSPort: dnsPort, Bindings: e.cache.Snapshot(now),
+		Refused: append([]Refusal(nil), e.refusals...), Dropped: append([]DroppedAnswer(nil), e.drops...)}
+	e.mu.Unlock()
+	b, err := json.MarshalIndent(snap, "", "  ")
+	if err != nil {
+		return
+	}
+	tmp := e.snapPath + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		e.log.Debug("write egress snapshot", "error", err)
+		return
+	}
+	_ = os.Rename(tmp, e.snapPath)
+}
+
+// ReadEgress reads the snapshot a supervisor published.
+func ReadEgress(path string) (*EgressSnapshot, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var s EgressSnapshot
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("egress snapshot %s: %w", path, err)
+	}
+	return &s, nil
+}
