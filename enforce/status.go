@@ -5,10 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"sort"
+	"strings"
 	"time"
 
+	"github.com/clawguard/clawguard/netrules"
+	"github.com/clawguard/clawguard/netrules/allowlist"
 	"github.com/clawguard/clawguard/runtime"
 )
 
@@ -29,12 +33,38 @@ type Status struct {
 	Secrets       []string  `json:"secrets,omitempty"`
 	LogPath       string    `json:"log_path,omitempty"`
 	Problem       string    `json:"problem,omitempty"`
+
+	IP             string             `json:"ip,omitempty"`
+	Allowlist      []AllowStatus      `json:"allowlist"`
+	Packets        *netrules.Counters `json:"packets,omitempty"`
+	DeniedPackets  []DeniedPacket     `json:"denied_packets"`
+	RefusedQueries []Refusal          `json:"refused_queries"`
+	DroppedAnswers []DroppedAnswer    `json:"dropped_answers"`
+	// With rules requested: the live rules and set members.
+	Rules      []string             `json:"rules,omitempty"`
+	SetMembers []netrules.SetMember `json:"set_members,omitempty"`
+}
+
+// AllowStatus is one allowlist entry and the addresses it opens right now.
+type AllowStatus struct {
+	Host      string          `json:"host,omitempty"`
+	CIDR      string          `json:"cidr,omitempty"`
+	Ports     []int           `json:"ports"`
+	Addresses []AddressStatus `json:"addresses"`
+}
+
+// AddressStatus is one address an entry opens, for how long, and why.
+type AddressStatus struct {
+	Name             string     `json:"name"`
+	Address          netip.Addr `json:"address"`
+	ExpiresInSeconds int64      `json:"expires_in_seconds"`
+	Source           string     `json:"source"`
 }
 
 // Status reports one sandbox (name != "") or all of them, merging what the
 // state directory remembers with what containerd has, so that leftovers of
 // either kind are shown rather than hidden.
-func (s *Supervisor) Status(ctx context.Context, name string, now time.Time) ([]Status, error) {
+func (s *Supervisor) Status(ctx context.Context, name string, now time.Time, withRules bool) ([]Status, error) {
 	infos := map[string]runtime.Info{}
 	list, err := s.rt.List(ctx)
 	if err != nil {
@@ -62,7 +92,9 @@ func (s *Supervisor) Status(ctx context.Context, name string, now time.Time) ([]
 		if name != "" && n != name {
 			continue
 		}
-		out = append(out, s.status(n, infos, now))
+		st := s.status(n, infos, now)
+		s.egressStatus(&st, now, withRules)
+		out = append(out, st)
 	}
 	if name != "" && len(out) == 0 {
 		return nil, fmt.Errorf("status %s: %w", name, runtime.ErrNotFound)
@@ -71,7 +103,8 @@ func (s *Supervisor) Status(ctx context.Context, name string, now time.Time) ([]
 }
 
 func (s *Supervisor) status(name string, infos map[string]runtime.Info, now time.Time) Status {
-	st := Status{Name: name, Network: "none (loopback only)"}
+	st := Status{Name: name, Network: "-", Allowlist: []AllowStatus{}, DeniedPackets: []DeniedPacket{},
+		RefusedQueries: []Refusal{}, DroppedAnswers: []DroppedAnswer{}}
 	info, hasContainer := infos[name]
 	state, err := s.layout.read(name)
 	switch {
@@ -79,6 +112,12 @@ func (s *Supervisor) status(name string, infos map[string]runtime.Info, now time
 		st.Image, st.Profile, st.StartedAt = state.Image, state.Profile, state.StartedAt
 		st.MemoryBytes, st.CPUs, st.Pids = state.Memory, state.CPUs, state.Pids
 		st.Secrets, st.LogPath = state.Secrets, state.LogPath
+		if state.IP.IsValid() {
+			st.IP, st.Network = state.IP.String(), state.IP.String()+" via "+state.Gateway.String()
+		}
+		for _, a := range state.Allow {
+			st.Allowlist = append(st.Allowlist, AllowStatus{Host: a.Host, CIDR: a.CIDR, Ports: a.Ports, Addresses: []AddressStatus{}})
+		}
 	case errors.Is(err, os.ErrNotExist):
 		if hasContainer {
 			st.Problem = "container labelled as a clawguard sandbox but unknown to this state directory"
@@ -103,6 +142,69 @@ func (s *Supervisor) status(name string, infos map[string]runtime.Info, now time
 		st.UptimeSeconds = now.Sub(st.StartedAt).Seconds()
 	}
 	return st
+}
+
+// egressStatus fills in what the kernel and the sandbox's DNS gate report.
+// The set is the truth for what is allowed and until when; the supervisor's
+// snapshot says which name and which source each address came from.
+func (s *Supervisor) egressStatus(st *Status, now time.Time, withRules bool) {
+	if st.IP == "" {
+		return
+	}
+	members, err := s.net.Members(st.Name)
+	if err != nil {
+		st.Problem = joinProblem(st.Problem, "allowlist set unreadable: "+err.Error())
+	}
+	left := map[netip.Addr]int64{}
+	for _, m := range members {
+		if m.Seconds > left[m.Addr] {
+			left[m.Addr] = m.Seconds
+		}
+	}
+	if c, err := s.net.Counters(st.Name); err == nil {
+		st.Packets = &c
+	} else {
+		st.Problem = joinProblem(st.Problem, "sandbox chain unreadable: "+err.Error())
+	}
+	snap, err := ReadEgress(s.layout.egressFile(st.Name))
+	if err == nil {
+		st.RefusedQueries, st.DroppedAnswers, st.DeniedPackets = snap.Refused, snap.Dropped, snap.Denied
+		for i := range st.Allowlist {
+			a := &st.Allowlist[i]
+			for _, b := range snap.Bindings {
+				secs, live := left[b.Addr]
+				if !live || !matchesEntry(a.Host, b.Name) {
+					continue
+				}
+				a.Addresses = append(a.Addresses, AddressStatus{Name: b.Name, Address: b.Addr, ExpiresInSeconds: secs, Source: string(b.Source)})
+			}
+		}
+		if st.State == "running" && now.Sub(snap.Updated) > 2*time.Minute {
+			st.Problem = joinProblem(st.Problem, "the supervisor has not reported for "+now.Sub(snap.Updated).Round(time.Second).String()+"; its DNS gate may be down (names do not resolve; rules stay in force)")
+		}
+	}
+	if withRules {
+		st.SetMembers = members
+		st.Rules, _ = s.net.Rules(st.Name)
+	}
+}
+
+func matchesEntry(host, name string) bool {
+	if host == "" {
+		return false
+	}
+	host = allowlist.Canonical(host)
+	if suffix, ok := strings.CutPrefix(host, "*"); ok {
+		return strings.HasSuffix(name, suffix) && len(name) > len(suffix)
+	}
+	return host == name
+}
+
+func joinProblem(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
 }
 
 // FollowLog copies a sandbox's log to w. With follow it keeps reading until

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"time"
 
 	"net"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/clawguard/clawguard/netrules"
 	"github.com/clawguard/clawguard/netrules/dnsproxy"
+	"github.com/clawguard/clawguard/netrules/nflog"
 	"github.com/clawguard/clawguard/profiles"
 	"github.com/clawguard/clawguard/runtime"
 	"github.com/clawguard/clawguard/seccomp"
@@ -56,6 +58,7 @@ type Config struct {
 // the daemon use the same one.
 type Supervisor struct {
 	cfg    Config
+	audit  *auditLog
 	rt     Containers
 	net    Network
 	layout layout
@@ -69,7 +72,8 @@ func New(cfg Config, rt Containers, net Network) *Supervisor {
 	if cfg.Step == nil {
 		cfg.Step = func(string, time.Duration, error) {}
 	}
-	return &Supervisor{cfg: cfg, rt: rt, net: net, layout: layout{root: cfg.StateDir}}
+	return &Supervisor{cfg: cfg, rt: rt, net: net, layout: layout{root: cfg.StateDir},
+		audit: &auditLog{path: AuditLogPath(cfg.StateDir), log: cfg.Log}}
 }
 
 // Policy is the mount-source policy for a host whose clawguard state lives
@@ -143,7 +147,7 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 	st := &State{
 		Name: p.Name, Image: sb.Image, Profile: p.Source, Status: "starting", CreatedAt: time.Now().UTC(),
 		Supervisor: os.Getpid(), LogPath: sb.LogPath, Secrets: secretNames, StopTimeout: p.StopTimeout.String(),
-		Memory: sb.MemoryBytes, CPUs: sb.CPUs, Pids: sb.Pids,
+		Memory: sb.MemoryBytes, CPUs: sb.CPUs, Pids: sb.Pids, Allow: p.Egress.Allow,
 	}
 	if err := s.layout.write(st); err != nil {
 		return nil, err
@@ -171,7 +175,7 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 
 	// The DNS gate listens before the rules that lead to it exist, so the
 	// first query of the agent already finds it.
-	eg := newEgress(p.Name, p, s.net, s.layout.egressFile(p.Name), s.cfg.Log)
+	eg := newEgress(p.Name, p, s.net, s.layout.egressFile(p.Name), func(e auditEvent) { s.audit.write(p.Name, e) }, s.cfg.Log)
 	proxy, err := dnsproxy.New(dnsproxy.Config{Upstreams: s.cfg.DNSUpstreams, MaxTTL: p.Egress.DNS.MaxTTL.Duration, Log: s.cfg.Log}, eg)
 	if err != nil {
 		return nil, err
@@ -182,14 +186,16 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 		return nil, err
 	}
 	gateCtx, stopGate := context.WithCancel(context.WithoutCancel(ctx))
-	served := make(chan struct{})
+	// The gate and its refresh loop run until Close; stop waits for both.
+	var bg sync.WaitGroup
+	bg.Add(1)
 	go func() {
-		defer close(served)
+		defer bg.Done()
 		if err := proxy.Serve(gateCtx, pc, ln); err != nil {
 			s.cfg.Log.Error("dns gate stopped", "sandbox", p.Name, "error", err)
 		}
 	}()
-	stop := func() { stopGate(); <-served }
+	stop := func() { stopGate(); bg.Wait() }
 	defer func() {
 		if retErr != nil {
 			stop()
@@ -197,12 +203,13 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 	}()
 	st.DNSPort = pc.LocalAddr().(*net.UDPAddr).Port
 
+	var att netrules.Attachment
 	if err := step("network", func() error {
 		static, err := eg.staticEntries()
 		if err != nil {
 			return err
 		}
-		att, err := s.net.Attach(netrules.Sandbox{Name: p.Name, DNSPort: st.DNSPort, LogDenied: *p.Egress.LogDenied}, static)
+		att, err = s.net.Attach(netrules.Sandbox{Name: p.Name, DNSPort: st.DNSPort, LogDenied: *p.Egress.LogDenied}, static)
 		if err != nil {
 			return err
 		}
@@ -210,6 +217,21 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 		return s.layout.write(st)
 	}); err != nil {
 		return nil, err
+	}
+	if *p.Egress.LogDenied {
+		// Dropped packets are reported, not enforced, from here: without a
+		// reader the rules still drop, only the report is lost.
+		if r, err := nflog.Listen(att.LogGroup); err != nil {
+			s.cfg.Log.Warn("denied packets will not be reported", "sandbox", p.Name, "error", err)
+		} else {
+			bg.Add(1)
+			go func() {
+				defer bg.Done()
+				if err := r.Run(gateCtx, eg.deniedPacket); err != nil {
+					s.cfg.Log.Warn("denied-packet log stopped", "sandbox", p.Name, "error", err)
+				}
+			}()
+		}
 	}
 	resolv := s.layout.resolvConf(p.Name)
 	if err := os.WriteFile(resolv, []byte("nameserver "+gw.String()+"\noptions ndots:1 timeout:2 attempts:2\n"), 0o644); err != nil {
@@ -239,12 +261,14 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 	}); err != nil {
 		return nil, err
 	}
-	go eg.run(gateCtx, proxy, first, st.DNSPort)
+	bg.Add(1)
+	go func() { defer bg.Done(); eg.run(gateCtx, proxy, first, st.DNSPort) }()
 	st.Status, st.StartedAt = "running", time.Now().UTC()
 	if err := s.layout.write(st); err != nil {
 		return nil, err
 	}
 	took := time.Since(began)
+	s.audit.write(p.Name, auditEvent{Kind: "started", Reason: fmt.Sprintf("pid %d, address %s, image %s", st.Pid, st.IP, sb.Image)})
 	s.cfg.Log.Info("sandbox started", "sandbox", p.Name, "pid", st.Pid, "took", took)
 	return &Started{Name: p.Name, Pid: st.Pid, IP: st.IP, Exit: exitC, LogPath: sb.LogPath, Took: took, stop: stop}, nil
 }
@@ -392,6 +416,7 @@ func (s *Supervisor) Teardown(ctx context.Context, name string) error {
 		return fmt.Errorf("tear down %s: %w", name, err)
 	}
 	s.cfg.Log.Info("sandbox removed", "sandbox", name)
+	s.audit.write(name, auditEvent{Kind: "stopped"})
 	return nil
 }
 

@@ -118,6 +118,10 @@ func (f *fakeWorld) Detach(sandbox string) error {
 
 func (f *fakeWorld) Allow(string, []netrules.Entry) error { return nil }
 
+func (f *fakeWorld) Members(string) ([]netrules.SetMember, error) { return nil, nil }
+func (f *fakeWorld) Counters(string) (netrules.Counters, error)   { return netrules.Counters{}, nil }
+func (f *fakeWorld) Rules(string) ([]string, error)               { return nil, nil }
+
 // Gateway is loopback so the DNS gate can really listen in unit tests.
 func (f *fakeWorld) Gateway() netip.Addr { return netip.MustParseAddr("127.0.0.1") }
 
@@ -143,6 +147,7 @@ func TestStartRunsStepsInOrderWithTheTaskLast(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(st.Close)
 	if st.Pid != 42 {
 		t.Fatalf("pid %d", st.Pid)
 	}
@@ -200,11 +205,13 @@ func TestInvalidProfileTouchesNothing(t *testing.T) {
 func TestNameInUseDoesNotTouchTheExistingSandbox(t *testing.T) {
 	w := newFakeWorld("")
 	sup := New(testConfig(t.TempDir()), w, w)
-	if _, err := sup.Start(context.Background(), testProfile(t, "a"), nil); err != nil {
+	first, err := sup.Start(context.Background(), testProfile(t, "a"), nil)
+	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(first.Close)
 	w.calls = nil
-	_, err := sup.Start(context.Background(), testProfile(t, "a"), nil)
+	_, err = sup.Start(context.Background(), testProfile(t, "a"), nil)
 	if !errors.Is(err, ErrExists) {
 		t.Fatalf("err = %v", err)
 	}
@@ -216,9 +223,11 @@ func TestNameInUseDoesNotTouchTheExistingSandbox(t *testing.T) {
 func TestTeardownIsIdempotent(t *testing.T) {
 	w := newFakeWorld("")
 	sup := New(testConfig(t.TempDir()), w, w)
-	if _, err := sup.Start(context.Background(), testProfile(t, "a"), nil); err != nil {
+	first, err := sup.Start(context.Background(), testProfile(t, "a"), nil)
+	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(first.Close)
 	for i := 0; i < 2; i++ {
 		if err := sup.Teardown(context.Background(), "a"); err != nil {
 			t.Fatalf("teardown %d: %v", i, err)
@@ -240,7 +249,7 @@ func TestStatusShowsLeftoversOfEitherKind(t *testing.T) {
 	if err := sup.layout.write(&State{Name: "ghost", Status: "running"}); err != nil {
 		t.Fatal(err)
 	}
-	list, err := sup.Status(context.Background(), "", time.Now())
+	list, err := sup.Status(context.Background(), "", time.Now(), false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -129,6 +129,7 @@ type Attachment struct {
 	IP        netip.Addr
 	Gateway   netip.Addr
 	NetNSPath string
+	LogGroup  uint16 // where the sandbox's dropped packets are logged
 }
 
 // Attach gives a sandbox its network: an address, a namespace joined to the
@@ -148,7 +149,7 @@ func (h *Host) Attach(sb Sandbox, static []Entry) (Attachment, error) {
 	if err != nil {
 		return Attachment{}, err
 	}
-	sb.IP, sb.Gateway = ip, h.Gateway()
+	sb.IP, sb.Gateway, sb.LogGroup = ip, h.Gateway(), LogGroup(h.cfg.Subnet, ip)
 	nsPath, err := EnsureNetNS(sb.Name)
 	if err != nil {
 		return Attachment{}, err
@@ -173,7 +174,7 @@ func (h *Host) Attach(sb Sandbox, static []Entry) (Attachment, error) {
 	if err := h.t.ensureRules(sandboxRules(h.cfg.Bridge, sb)); err != nil {
 		return Attachment{}, err
 	}
-	return Attachment{IP: ip, Gateway: sb.Gateway, NetNSPath: nsPath}, nil
+	return Attachment{IP: ip, Gateway: sb.Gateway, NetNSPath: nsPath, LogGroup: sb.LogGroup}, nil
 }
 
 // Detach removes everything Attach made for the sandbox, in reverse, and the
@@ -286,4 +287,66 @@ func (h *Host) Allow(sandbox string, entries []Entry) error {
 // Members lists the sandbox's set as the kernel has it now.
 func (h *Host) Members(sandbox string) ([]SetMember, error) {
 	return listEntries(SetName(sandbox))
+}
+
+// Counters are the packets a sandbox's chain accepted and dropped.
+type Counters struct {
+	Accepted uint64 `json:"accepted_packets"`
+	Denied   uint64 `json:"denied_packets"`
+}
+
+// Counters reads the sandbox chain's packet counters.
+func (h *Host) Counters(sandbox string) (Counters, error) {
+	var c Counters
+	lines, err := h.t.v4.ListWithCounters("filter", ChainName(sandbox))
+	if err != nil {
+		return c, fmt.Errorf("counters of %s: %w", ChainName(sandbox), err)
+	}
+	for _, l := range lines {
+		f := splitRule(l)
+		var pkts uint64
+		target := ""
+		for i := 0; i < len(f); i++ {
+			switch f[i] {
+			case "-c":
+				if i+1 < len(f) {
+					fmt.Sscan(f[i+1], &pkts)
+				}
+			case "-j":
+				if i+1 < len(f) {
+					target = f[i+1]
+				}
+			}
+		}
+		switch target {
+		case "ACCEPT":
+			c.Accepted += pkts
+		case "DROP":
+			c.Denied += pkts
+		}
+	}
+	return c, nil
+}
+
+// Rules returns, as iptables -S lines, every rule that enforces the sandbox:
+// its own chain and its rules in the shared chains.
+func (h *Host) Rules(sandbox string) ([]string, error) {
+	var out []string
+	want := `"` + comment(sandbox) + `"`
+	for _, c := range append([]chainRef{{v4, "filter", ChainName(sandbox)}}, sandboxRuleChains...) {
+		x := h.t.of(c.fam)
+		if ok, err := x.ChainExists(c.table, c.chain); err != nil || !ok {
+			continue
+		}
+		lines, err := x.List(c.table, c.chain)
+		if err != nil {
+			return nil, fmt.Errorf("list %s/%s: %w", c.table, c.chain, err)
+		}
+		for _, l := range lines {
+			if c.chain == ChainName(sandbox) || strings.Contains(l, want) {
+				out = append(out, "-t "+c.table+" "+l)
+			}
+		}
+	}
+	return out, nil
 }

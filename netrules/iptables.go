@@ -18,6 +18,7 @@ type ipt interface {
 	Append(table, chain string, rulespec ...string) error
 	DeleteIfExists(table, chain string, rulespec ...string) error
 	List(table, chain string) ([]string, error)
+	ListWithCounters(table, chain string) ([]string, error)
 	ListChains(table string) ([]string, error)
 }
 

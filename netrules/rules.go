@@ -116,8 +116,23 @@ type Sandbox struct {
 	Name      string
 	IP        netip.Addr
 	Gateway   netip.Addr
-	DNSPort   int  // the supervisor's DNS proxy port on the gateway
-	LogDenied bool // NFLOG before drop
+	DNSPort   int    // the supervisor's DNS proxy port on the gateway
+	LogDenied bool   // NFLOG before drop
+	LogGroup  uint16 // the sandbox's own NFLOG group (one reader per group)
+}
+
+// LogGroup is the NFLOG group of the sandbox at addr: one per address, so
+// each supervisor can read its own sandbox's drops. Base drops go to
+// NFLOGGroup.
+func LogGroup(subnet netip.Prefix, addr netip.Addr) uint16 {
+	offset := addrOffset(subnet, addr)
+	return uint16(2000 + offset%60000)
+}
+
+func addrOffset(subnet netip.Prefix, addr netip.Addr) int {
+	a, b := subnet.Masked().Addr().As4(), addr.As4()
+	n := func(x [4]byte) int { return int(x[0])<<24 | int(x[1])<<16 | int(x[2])<<8 | int(x[3]) }
+	return n(b) - n(a)
 }
 
 func sandboxChains(sb Sandbox) []chainRef {
@@ -142,7 +157,9 @@ func sandboxRules(bridge string, sb Sandbox) []rule {
 		{fam: v4, table: "filter", chain: chain, spec: tagged("-m", "set", "--match-set", set, "dst,dst", "-j", "ACCEPT")},
 	}
 	if sb.LogDenied {
-		rules = append(rules, rule{fam: v4, table: "filter", chain: chain, spec: tagged("-j", "NFLOG", "--nflog-group", strconv.Itoa(NFLOGGroup), "--nflog-prefix", setPrefix+ShortID(sb.Name))})
+		// Rate-limited: a flood of drops must not flood the log.
+		rules = append(rules, rule{fam: v4, table: "filter", chain: chain, spec: tagged("-m", "limit", "--limit", "50/second", "--limit-burst", "100",
+			"-j", "NFLOG", "--nflog-group", strconv.Itoa(int(sb.LogGroup)), "--nflog-prefix", setPrefix+ShortID(sb.Name))})
 	}
 	rules = append(rules,
 		rule{fam: v4, table: "filter", chain: chain, spec: tagged("-j", "DROP")},

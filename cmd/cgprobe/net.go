@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/miekg/dns"
@@ -67,6 +68,11 @@ func netCheck(args []string) (any, error) {
 			fmt.Fprintf(c, "hello from %s\n", c.LocalAddr())
 			c.Close()
 		}
+	case "serve-dns": // serve-dns ADDR:PORT NAME=IP... : a fixed zone, for demos
+		if len(args) < 3 {
+			return nil, fmt.Errorf("usage: serve-dns ADDR:PORT NAME=IP...")
+		}
+		return nil, serveDNS(args[1], args[2:])
 	case "race": // race NAME PORT N
 		if len(args) != 4 {
 			return nil, fmt.Errorf("usage: race NAME PORT N")
@@ -209,4 +215,36 @@ func race(name, port string, n int) Raced {
 	res.Distinct = len(seen)
 	res.Took = time.Since(start).Round(time.Millisecond).String()
 	return res
+}
+
+// serveDNS answers A queries for a fixed set of names (TTL 60) and NXDOMAIN
+// for everything else, on UDP and TCP, until killed.
+func serveDNS(addr string, records []string) error {
+	zone := map[string][]net.IP{}
+	for _, r := range records {
+		name, ip, ok := strings.Cut(r, "=")
+		if !ok || net.ParseIP(ip) == nil {
+			return fmt.Errorf("record %q: want NAME=IP", r)
+		}
+		zone[dns.Fqdn(strings.ToLower(name))] = append(zone[dns.Fqdn(strings.ToLower(name))], net.ParseIP(ip))
+	}
+	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg).SetReply(r)
+		q := r.Question[0]
+		ips, ok := zone[strings.ToLower(q.Name)]
+		if !ok {
+			m.Rcode = dns.RcodeNameError
+		}
+		if q.Qtype == dns.TypeA {
+			for _, ip := range ips {
+				m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: ip})
+			}
+		}
+		_ = w.WriteMsg(m)
+	})
+	errc := make(chan error, 2)
+	for _, netw := range []string{"udp", "tcp"} {
+		go func() { errc <- (&dns.Server{Addr: addr, Net: netw, Handler: h}).ListenAndServe() }()
+	}
+	return <-errc
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -49,18 +50,23 @@ func statusCmd(g *globals) *cobra.Command {
 	var asJSON, rules bool
 	cmd := &cobra.Command{
 		Use:   "status [NAME] [--json]",
-		Short: "Show sandboxes: state, image, uptime, limits",
-		Long: `Show every sandbox (or one): its state as containerd reports it, the image,
-pid, uptime and limits. Leftovers are shown, not hidden: state with no
-container ("missing") and containers labelled as ours that this state
-directory does not know. --json prints the same data for machines.`,
+		Short: "Show sandboxes: state, address, packets, allowlist and what was denied",
+		Long: `Show every sandbox (or one): its state as containerd reports it, pid, uptime,
+address, packets its chain accepted and denied, image and limits.
+
+With NAME (or --rules), also every allowlist entry with the addresses it opens
+now, how long each stays allowed and where it came from (startup resolve,
+refresh, proxied query), the DNS queries that were refused, answers dropped
+for pointing at private or metadata addresses, and the last denied connection
+attempts. --rules adds the live iptables rules and ip set members that enforce
+it. Leftovers are shown, not hidden. --json prints the same data for machines.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: g.withSupervisor(func(ctx context.Context, sup *enforce.Supervisor, cmd *cobra.Command, args []string) error {
 			name := ""
 			if len(args) == 1 {
 				name = args[0]
 			}
-			list, err := sup.Status(ctx, name, time.Now())
+			list, err := sup.Status(ctx, name, time.Now(), rules)
 			if err != nil {
 				if errors.Is(err, runtime.ErrNotFound) {
 					return fmt.Errorf("no sandbox named %q", name)
@@ -76,8 +82,10 @@ directory does not know. --json prints the same data for machines.`,
 				return enc.Encode(list)
 			}
 			printStatus(cmd.OutOrStdout(), list)
-			if rules {
-				fmt.Fprintln(cmd.OutOrStdout(), "\nrules: no egress rules exist yet; each sandbox has a network namespace with loopback only, so nothing outside it is reachable")
+			if name != "" || rules {
+				for _, st := range list {
+					printEgress(cmd.OutOrStdout(), st, rules)
+				}
 			}
 			return nil
 		}),
@@ -93,18 +101,14 @@ func printStatus(w io.Writer, list []enforce.Status) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSTATE\tPID\tUPTIME\tIMAGE\tMEMORY\tCPUS\tPIDS\tNETWORK")
+	fmt.Fprintln(tw, "NAME\tSTATE\tPID\tUPTIME\tIP\tACCEPTED\tDENIED\tIMAGE\tMEMORY\tCPUS\tPIDS")
 	for _, s := range list {
-		uptime := "-"
-		if s.UptimeSeconds > 0 {
-			uptime = (time.Duration(s.UptimeSeconds) * time.Second).String()
+		accepted, denied := "-", "-"
+		if s.Packets != nil {
+			accepted, denied = fmt.Sprint(s.Packets.Accepted), fmt.Sprint(s.Packets.Denied)
 		}
-		pid := "-"
-		if s.Pid != 0 {
-			pid = fmt.Sprint(s.Pid)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%g\t%d\t%s\n", s.Name, s.State, pid, uptime, s.Image,
-			profiles.FormatSize(s.MemoryBytes), s.CPUs, s.Pids, s.Network)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%g\t%d\n", s.Name, s.State, dash(s.Pid), uptime(s.UptimeSeconds),
+			orDash(s.IP), accepted, denied, s.Image, profiles.FormatSize(s.MemoryBytes), s.CPUs, s.Pids)
 	}
 	tw.Flush()
 	for _, s := range list {
@@ -112,6 +116,88 @@ func printStatus(w io.Writer, list []enforce.Status) {
 			fmt.Fprintf(w, "! %s: %s\n", s.Name, s.Problem)
 		}
 	}
+}
+
+// printEgress shows one sandbox's allowlist as it is enforced now, and what
+// it was refused.
+func printEgress(w io.Writer, s enforce.Status, rules bool) {
+	fmt.Fprintf(w, "\n%s: allowlist (everything else is denied)\n", s.Name)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  ENTRY\tPORTS\tADDRESS\tEXPIRES IN\tNAME\tSOURCE")
+	for _, a := range s.Allowlist {
+		entry := a.Host
+		if a.CIDR != "" {
+			entry = a.CIDR
+		}
+		ports := strings.Trim(fmt.Sprint(a.Ports), "[]")
+		switch {
+		case a.CIDR != "":
+			fmt.Fprintf(tw, "  %s\t%s\t%s\tstatic\t-\tcidr\n", entry, ports, a.CIDR)
+		case len(a.Addresses) == 0:
+			fmt.Fprintf(tw, "  %s\t%s\t(none now)\t-\t-\t-\n", entry, ports)
+		}
+		for _, ad := range a.Addresses {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", entry, ports, ad.Address, (time.Duration(ad.ExpiresInSeconds) * time.Second).String(), ad.Name, ad.Source)
+		}
+	}
+	tw.Flush()
+	if len(s.RefusedQueries) > 0 {
+		fmt.Fprintf(w, "%s: refused DNS queries (last %d)\n", s.Name, len(s.RefusedQueries))
+		for _, r := range s.RefusedQueries {
+			fmt.Fprintf(w, "  %s  %-5s %s  (%s)\n", r.Time.Local().Format("15:04:05"), r.Type, r.Name, r.Reason)
+		}
+	}
+	if len(s.DroppedAnswers) > 0 {
+		fmt.Fprintf(w, "%s: answers dropped for pointing at forbidden ranges\n", s.Name)
+		for _, d := range s.DroppedAnswers {
+			fmt.Fprintf(w, "  %s  %s -> %s  (%s)\n", d.Time.Local().Format("15:04:05"), d.Name, d.Addr, d.Range)
+		}
+	}
+	if len(s.DeniedPackets) > 0 {
+		fmt.Fprintf(w, "%s: denied connection attempts (last %d)\n", s.Name, len(s.DeniedPackets))
+		for _, d := range s.DeniedPackets {
+			name := ""
+			if d.Name != "" {
+				name = "  (" + d.Name + ")"
+			}
+			fmt.Fprintf(w, "  %s  %s %s:%d%s\n", d.Time.Local().Format("15:04:05"), d.Protocol, d.Dst, d.Port, name)
+		}
+	}
+	if rules {
+		fmt.Fprintf(w, "%s: rules in force\n", s.Name)
+		for _, r := range s.Rules {
+			fmt.Fprintln(w, "  "+r)
+		}
+		fmt.Fprintf(w, "%s: allowlist set members (%d)\n", s.Name, len(s.SetMembers))
+		for _, m := range s.SetMembers {
+			exp := (time.Duration(m.Seconds) * time.Second).String()
+			if m.Infinite {
+				exp = "static"
+			}
+			fmt.Fprintf(w, "  %s,%s:%d  %s\n", m.Addr, m.Proto, m.Port, exp)
+		}
+	}
+}
+
+func dash(pid uint32) string {
+	if pid == 0 {
+		return "-"
+	}
+	return fmt.Sprint(pid)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func uptime(secs float64) string {
+	if secs <= 0 {
+		return "-"
+	}
+	return (time.Duration(secs) * time.Second).String()
 }
 
 func execCmd(g *globals) *cobra.Command {

@@ -1,0 +1,62 @@
+package enforce
+
+import (
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// auditEvent is one line of the audit log: something a sandbox was denied,
+// or a lifecycle step. Fields are added, never renamed.
+type auditEvent struct {
+	Time        time.Time `json:"time"`
+	Sandbox     string    `json:"sandbox"`
+	Kind        string    `json:"kind"` // started, stopped, denied_packet, refused_query, dropped_answer
+	Name        string    `json:"name,omitempty"`
+	QueryType   string    `json:"query_type,omitempty"`
+	Destination string    `json:"destination,omitempty"`
+	Port        uint16    `json:"port,omitempty"`
+	Protocol    string    `json:"protocol,omitempty"`
+	Reason      string    `json:"reason,omitempty"`
+}
+
+// auditLog appends events as JSON lines to audit.jsonl in the state
+// directory. Each event is one write on an O_APPEND file, so lines from
+// several clawguard processes do not interleave.
+type auditLog struct {
+	mu   sync.Mutex
+	path string
+	log  *slog.Logger
+}
+
+func (a *auditLog) write(sandbox string, e auditEvent) {
+	if e.Time.IsZero() {
+		e.Time = time.Now().UTC()
+	}
+	e.Sandbox = sandbox
+	b, err := json.Marshal(e)
+	if err != nil {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := os.MkdirAll(filepath.Dir(a.path), 0o700); err != nil {
+		a.log.Warn("audit log", "error", err)
+		return
+	}
+	f, err := os.OpenFile(a.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		a.log.Warn("audit log", "error", err)
+		return
+	}
+	defer f.Close()
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		a.log.Warn("audit log", "error", err)
+	}
+}
+
+// AuditLogPath is where the audit log of stateDir is.
+func AuditLogPath(stateDir string) string { return filepath.Join(stateDir, "audit.jsonl") }
