@@ -15,7 +15,8 @@ IMAGE=docker.io/clawguard/demo-agent:latest
 NAME=openclaw
 INET=cgdemo-inet
 DNS=198.18.100.53
-CG="$CG --dns-upstream $DNS"
+# Every clawguard call resolves through the fake internet's DNS server.
+cg() { "$CG" --dns-upstream "$DNS" "$@"; }
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
@@ -33,7 +34,7 @@ if ! ctr -a "$SOCK" version >/dev/null 2>&1; then
 fi
 
 # A sandbox left by an interrupted demo is stopped first.
-"$CG" stop --timeout 2s "$NAME" >/dev/null 2>&1 || true
+cg stop --timeout 2s "$NAME" >/dev/null 2>&1 || true
 
 # 2. The stand-in agent: busybox, the cgprobe helper and a script that tries
 #    what a hijacked agent would.
@@ -84,8 +85,11 @@ echo '{}' >"$DEMO/config/openclaw.json"
 say "starting a fake internet in network namespace $INET (198.18.100.0/24)"
 PIDS=()
 cleanup_inet() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	# `ip netns exec` forks, so the servers are found by namespace: every
+	# process in it is one this script started.
+	for p in "${PIDS[@]}" $(ip netns pids "$INET" 2>/dev/null); do kill "$p" 2>/dev/null || true; done
 	ip netns del "$INET" 2>/dev/null || true
+	ip link del cgdemo0 2>/dev/null || true
 }
 ip netns del "$INET" 2>/dev/null || true
 if ip route show | grep -qE '^198\.18\.(1\.0/30|100\.0/24)'; then
@@ -113,7 +117,7 @@ echo "from the host (no clawguard rule in the way): $(ip netns exec "$INET" true
 
 say "clawguard run --image $IMAGE   (built-in openclaw profile, from $DEMO)"
 cd "$DEMO"
-"$CG" run --image "$IMAGE" >"$DEMO/run.log" 2>&1 &
+cg run --image "$IMAGE" >"$DEMO/run.log" 2>&1 &
 RUN_PID=$!
 trap 'kill -INT $RUN_PID 2>/dev/null || true; wait $RUN_PID 2>/dev/null; cleanup_inet' EXIT
 for _ in $(seq 100); do grep -q "running (pid" "$DEMO/run.log" && break; sleep 0.1; done
@@ -121,19 +125,19 @@ sleep 8 # let the agent go through its attempts
 cat "$DEMO/run.log"
 
 say "clawguard status"
-"$CG" status
+cg status
 
 say "clawguard status --rules $NAME"
-"$CG" status --rules "$NAME"
+cg status --rules "$NAME"
 
 say "checks from outside"
 echo "workspace on the host:   $(cat "$DEMO/workspace/hello.txt")"
-echo "identity inside:         $("$CG" exec "$NAME" -- cgprobe identity | tr -d '\n ' )"
-echo "limits inside:           $("$CG" exec "$NAME" -- cgprobe limits | tr -d '\n ')"
+echo "identity inside:         $(cg exec "$NAME" -- cgprobe identity | tr -d '\n ' )"
+echo "limits inside:           $(cg exec "$NAME" -- cgprobe limits | tr -d '\n ')"
 
 say "clawguard stop $NAME"
-"$CG" stop "$NAME"
+cg stop "$NAME"
 wait $RUN_PID || true
 trap cleanup_inet EXIT
 tail -2 "$DEMO/run.log"
-say "demo done: the sandbox and everything it created are gone ($("$CG" status | head -1))"
+say "demo done: the sandbox and everything it created are gone ($(cg status | head -1))"
