@@ -52,7 +52,7 @@ type (
 )
 
 // netProbe runs a cgprobe network check in the sandbox and decodes it.
-func (h *harness) netProbe(t *testing.T, name string, v any, args ...string) {
+func (h *harness) netProbe(t testing.TB, name string, v any, args ...string) {
 	t.Helper()
 	out, stderr, code := h.exec(t, name, append([]string{"/usr/local/bin/cgprobe"}, args...)...)
 	if code != 0 {
@@ -63,7 +63,7 @@ func (h *harness) netProbe(t *testing.T, name string, v any, args ...string) {
 	}
 }
 
-func (h *harness) sandboxConnect(t *testing.T, name, addr string) probeConnected {
+func (h *harness) sandboxConnect(t testing.TB, name, addr string) probeConnected {
 	t.Helper()
 	var c probeConnected
 	h.netProbe(t, name, &c, "connect", addr, "2s")
@@ -72,7 +72,7 @@ func (h *harness) sandboxConnect(t *testing.T, name, addr string) probeConnected
 
 // mustAnswerFromHost is the control case of every denial test: the
 // destination answers when no clawguard rule is in the way.
-func mustAnswerFromHost(t *testing.T, addr string) {
+func mustAnswerFromHost(t testing.TB, addr string) {
 	t.Helper()
 	got, err := hostConnect(addr)
 	if err != nil || !strings.HasPrefix(got, "hello from") {
@@ -319,7 +319,7 @@ func TestStopLeavesNoKernelState(t *testing.T) {
 }
 
 // sandboxIP reads the sandbox's address from its state.
-func (h *harness) sandboxIP(t *testing.T, name string) string {
+func (h *harness) sandboxIP(t testing.TB, name string) string {
 	t.Helper()
 	b, err := os.ReadFile(h.stateDir + "/sandboxes/" + name + "/state.json")
 	if err != nil {
@@ -334,7 +334,7 @@ func (h *harness) sandboxIP(t *testing.T, name string) string {
 	return st.IP
 }
 
-func waitHostConnect(t *testing.T, addr string) {
+func waitHostConnect(t testing.TB, addr string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -347,7 +347,7 @@ func waitHostConnect(t *testing.T, addr string) {
 }
 
 // hostAddrs are the host's global IPv4 addresses (its uplink among them).
-func hostAddrs(t *testing.T) []string {
+func hostAddrs(t testing.TB) []string {
 	t.Helper()
 	ifs, err := net.InterfaceAddrs()
 	if err != nil {
@@ -365,7 +365,7 @@ func hostAddrs(t *testing.T) []string {
 }
 
 // kernelState is every rule, set, link and namespace, without counters.
-func kernelState(t *testing.T) string {
+func kernelState(t testing.TB) string {
 	t.Helper()
 	var b strings.Builder
 	for _, c := range [][]string{{"iptables-save"}, {"ip6tables-save"}, {"ipset", "list", "-n"}, {"ip", "-o", "link"}, {"ip", "netns"}} {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"os/exec"
 	goruntime "runtime"
@@ -22,6 +23,7 @@ type fakeNet struct {
 	ns        netns.NsHandle
 	dns       *fakeDNS
 	listeners []net.Listener
+	discard   net.Listener
 	servers   []*dns.Server
 }
 
@@ -40,8 +42,10 @@ const (
 	racePoolSize  = 100
 )
 
-// Ports every fake host serves on.
+// Ports every fake host serves on; discardPort swallows what it is sent.
 var fakePorts = []int{80, 443, 8080}
+
+const discardPort = 9000
 
 func run(args ...string) error {
 	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
@@ -105,6 +109,11 @@ func startFakeNet() (*fakeNet, error) {
 			}
 			f.listeners = append(f.listeners, ln)
 		}
+		dl, err := net.Listen("tcp", fmt.Sprintf(":%d", discardPort))
+		if err != nil {
+			return err
+		}
+		f.discard = dl
 		pc, err := net.ListenPacket("udp", fakeDNSAddr+":53")
 		if err != nil {
 			return err
@@ -123,6 +132,7 @@ func startFakeNet() (*fakeNet, error) {
 	for _, ln := range f.listeners {
 		go serveHello(ln)
 	}
+	go serveDiscard(f.discard)
 	for _, s := range f.servers {
 		go s.ActivateAndServe() //nolint:errcheck
 	}
@@ -168,12 +178,29 @@ func serveHello(ln net.Listener) {
 	}
 }
 
+// serveDiscard reads and drops everything, for throughput measurements.
+func serveDiscard(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			_, _ = io.Copy(io.Discard, c)
+		}()
+	}
+}
+
 func (f *fakeNet) close() {
 	for _, s := range f.servers {
 		_ = s.Shutdown()
 	}
 	for _, ln := range f.listeners {
 		ln.Close()
+	}
+	if f.discard != nil {
+		f.discard.Close()
 	}
 	if f.ns.IsOpen() {
 		f.ns.Close()

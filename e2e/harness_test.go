@@ -382,7 +382,7 @@ func (l *lockedBuffer) String() string {
 
 // start runs the profile in the foreground and waits until the sandbox is
 // running. Cleanup interrupts it as Ctrl-C would and checks it went away.
-func (h *harness) start(t *testing.T, p profile) *sandbox {
+func (h *harness) start(t testing.TB, p profile) *sandbox {
 	t.Helper()
 	dir, file := h.project(t, p)
 	sb := &sandbox{name: p.Name, dir: dir, out: &lockedBuffer{}, exited: make(chan struct{})}
@@ -409,7 +409,7 @@ func (h *harness) start(t *testing.T, p profile) *sandbox {
 	return nil
 }
 
-func (h *harness) stopSandbox(t *testing.T, sb *sandbox) {
+func (h *harness) stopSandbox(t testing.TB, sb *sandbox) {
 	select {
 	case <-sb.exited:
 	default:
@@ -431,7 +431,7 @@ func (h *harness) stopSandbox(t *testing.T, sb *sandbox) {
 }
 
 // status returns the sandbox's status, or nil if clawguard knows no such one.
-func (h *harness) status(t *testing.T, name string) *statusJSON {
+func (h *harness) status(t testing.TB, name string) *statusJSON {
 	t.Helper()
 	out, _, code := h.cg("status", "--json", name)
 	if code != 0 {
@@ -452,13 +452,13 @@ type statusJSON struct {
 }
 
 // exec runs a command in the sandbox through the CLI.
-func (h *harness) exec(t *testing.T, name string, args ...string) (string, string, int) {
+func (h *harness) exec(t testing.TB, name string, args ...string) (string, string, int) {
 	t.Helper()
 	return h.cg(append([]string{"exec", name, "--"}, args...)...)
 }
 
 // probe runs cgprobe CHECK inside the sandbox and decodes its JSON.
-func (h *harness) probeJSON(t *testing.T, name, check string, v any) {
+func (h *harness) probeJSON(t testing.TB, name, check string, v any) {
 	t.Helper()
 	out, stderr, code := h.exec(t, name, "/usr/local/bin/cgprobe", check)
 	if code != 0 {
@@ -469,7 +469,7 @@ func (h *harness) probeJSON(t *testing.T, name, check string, v any) {
 	}
 }
 
-func (h *harness) runtime(t *testing.T) *runtime.Runtime {
+func (h *harness) runtime(t testing.TB) *runtime.Runtime {
 	t.Helper()
 	rt, err := runtime.Connect(context.Background(), h.address, nil)
 	if err != nil {

@@ -23,7 +23,7 @@ type inventory struct {
 	State      []string // sandbox state directories
 }
 
-func (h *harness) inventory(t *testing.T) inventory {
+func (h *harness) inventory(t testing.TB) inventory {
 	t.Helper()
 	var inv inventory
 	client, err := containerd.New(h.address)
@@ -91,7 +91,7 @@ func (inv inventory) has(name string) []string {
 }
 
 // assertNothingOf fails if any object of the sandbox remains.
-func (h *harness) assertNothingOf(t *testing.T, name string) {
+func (h *harness) assertNothingOf(t testing.TB, name string) {
 	t.Helper()
 	if left := h.inventory(t).has(name); len(left) > 0 {
 		t.Fatalf("sandbox %s left behind: %v", name, left)

@@ -334,7 +334,7 @@ func containsStr(l []string, s string) bool {
 	return false
 }
 
-func readProcStatus(t *testing.T, pid string) map[string]string {
+func readProcStatus(t testing.TB, pid string) map[string]string {
 	t.Helper()
 	b, err := os.ReadFile("/proc/" + pid + "/status")
 	if err != nil {

@@ -73,6 +73,24 @@ func netCheck(args []string) (any, error) {
 			return nil, fmt.Errorf("usage: serve-dns ADDR:PORT NAME=IP...")
 		}
 		return nil, serveDNS(args[1], args[2:])
+	case "connrate": // connrate ADDR:PORT N: sequential connect+close, per second
+		if len(args) != 3 {
+			return nil, fmt.Errorf("usage: connrate ADDR:PORT N")
+		}
+		n, err := strconv.Atoi(args[2])
+		if err != nil || n < 1 || n > 1000000 {
+			return nil, fmt.Errorf("N must be 1-1000000")
+		}
+		return connRate(args[1], n), nil
+	case "throughput": // throughput ADDR:PORT SECONDS: write as fast as possible
+		if len(args) != 3 {
+			return nil, fmt.Errorf("usage: throughput ADDR:PORT SECONDS")
+		}
+		secs, err := strconv.Atoi(args[2])
+		if err != nil || secs < 1 || secs > 60 {
+			return nil, fmt.Errorf("SECONDS must be 1-60")
+		}
+		return throughput(args[1], time.Duration(secs)*time.Second), nil
 	case "race": // race NAME PORT N
 		if len(args) != 4 {
 			return nil, fmt.Errorf("usage: race NAME PORT N")
@@ -247,4 +265,59 @@ func serveDNS(addr string, records []string) error {
 		go func() { errc <- (&dns.Server{Addr: addr, Net: netw, Handler: h}).ListenAndServe() }()
 	}
 	return <-errc
+}
+
+// Rate is a measured rate.
+type Rate struct {
+	Count   int
+	Errors  int
+	Seconds float64
+	PerSec  float64
+}
+
+func connRate(addr string, n int) Rate {
+	start := time.Now()
+	r := Rate{}
+	for i := 0; i < n; i++ {
+		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err != nil {
+			r.Errors++
+			continue
+		}
+		c.Close()
+		r.Count++
+	}
+	r.Seconds = time.Since(start).Seconds()
+	r.PerSec = float64(r.Count) / r.Seconds
+	return r
+}
+
+// Throughput is bytes written to a discarding server in a fixed time.
+type Throughput struct {
+	Bytes      int64
+	Seconds    float64
+	MbitPerSec float64
+	Error      string
+}
+
+func throughput(addr string, d time.Duration) Throughput {
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return Throughput{Error: errString(err)}
+	}
+	defer c.Close()
+	buf := make([]byte, 128<<10)
+	var t Throughput
+	start := time.Now()
+	for time.Since(start) < d {
+		n, err := c.Write(buf)
+		t.Bytes += int64(n)
+		if err != nil {
+			t.Error = errString(err)
+			break
+		}
+	}
+	t.Seconds = time.Since(start).Seconds()
+	t.MbitPerSec = float64(t.Bytes) * 8 / 1e6 / t.Seconds
+	return t
 }

@@ -62,7 +62,7 @@ func New(cfg Config, gate Gate) (*Proxy, error) {
 		cfg.Timeout = 2 * time.Second
 	}
 	if cfg.RateLimit <= 0 {
-		cfg.RateLimit, cfg.Burst = 500, 1000
+		cfg.RateLimit, cfg.Burst = 2000, 4000
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
