@@ -35,12 +35,8 @@ func NewHost(cfg Config) (*Host, error) {
 	if cfg.Bridge == "" || len(cfg.Bridge) > 15 {
 		return nil, fmt.Errorf("bridge name %q: need 1-15 characters", cfg.Bridge)
 	}
-	t, err := newTables()
-	if err != nil {
-		return nil, err
-	}
 	cfg.Subnet = cfg.Subnet.Masked()
-	return &Host{cfg: cfg, t: t, ipam: ipam{path: filepath.Join(cfg.StateDir, "network", "leases.json"), subnet: cfg.Subnet}}, nil
+	return &Host{cfg: cfg, t: tables{r: execRunner{}}, ipam: ipam{path: filepath.Join(cfg.StateDir, "network", "leases.json"), subnet: cfg.Subnet}}, nil
 }
 
 // Gateway is the bridge's address: the sandboxes' router and DNS server.
@@ -83,45 +79,35 @@ func (h *Host) ensureBase() error {
 	if err := ensureBridge(h.cfg.Bridge, netip.PrefixFrom(h.Gateway(), h.cfg.Subnet.Bits())); err != nil {
 		return err
 	}
-	if err := h.t.ensureChains(baseChains()); err != nil {
-		return err
-	}
-	if err := h.t.ensureRules(baseRules(h.cfg.Bridge, h.cfg.Subnet)); err != nil {
-		return err
-	}
-	return h.t.ensureRules(hookRules())
+	return h.t.ensure(baseChains(), append(baseRules(h.cfg.Bridge, h.cfg.Subnet), hookRules()...))
 }
 
 // removeBase undoes ensureBase for this bridge. The base chains are shared
 // by name with any other bridge clawguard manages on this host, so they and
 // their hooks go only once no rule is left in them.
 func (h *Host) removeBase() error {
-	if err := h.t.deleteRules(baseRules(h.cfg.Bridge, h.cfg.Subnet)); err != nil {
+	if err := h.t.removeOwner(bridgeOwner(h.cfg.Bridge), baseChains(), nil); err != nil {
 		return err
 	}
 	if err := deleteBridge(h.cfg.Bridge); err != nil {
 		return err
 	}
-	for _, c := range baseChains() {
-		ok, err := h.t.of(c.fam).ChainExists(c.table, c.chain)
+	for _, f := range []family{v4, v6} {
+		rs, err := h.t.load(f)
 		if err != nil {
 			return err
 		}
-		if !ok {
-			continue
-		}
-		rules, err := h.t.of(c.fam).List(c.table, c.chain)
-		if err != nil {
-			return fmt.Errorf("%s: list %s/%s: %w", c.fam, c.table, c.chain, err)
-		}
-		if len(rules) > 1 { // the first line is the chain's own -N
-			return nil
+		for _, c := range baseChains() {
+			if c.fam == f && len(rs[c.table][c.chain]) > 0 {
+				return nil // another bridge still uses the base chains
+			}
 		}
 	}
-	if err := h.t.deleteRules(hookRules()); err != nil {
-		return err
+	var hooked []chainRef
+	for _, r := range hookRules() {
+		hooked = append(hooked, chainRef{r.fam, r.table, r.chain})
 	}
-	return h.t.deleteChains(baseChains())
+	return h.t.removeOwner("clawguard", hooked, baseChains())
 }
 
 // Attachment is a sandbox's place on the network.
@@ -163,15 +149,9 @@ func (h *Host) Attach(sb Sandbox, static []Entry) (Attachment, error) {
 	if err := addEntries(SetName(sb.Name), static); err != nil {
 		return Attachment{}, err
 	}
-	if err := h.t.ensureChains(sandboxChains(sb)); err != nil {
-		return Attachment{}, err
-	}
-	// Remove rules of an earlier attachment first (another DNS port after a
-	// restart), so exactly one set of rules leads into the chain.
-	if err := h.deleteSandboxRules(sb.Name); err != nil {
-		return Attachment{}, err
-	}
-	if err := h.t.ensureRules(sandboxRules(h.cfg.Bridge, sb)); err != nil {
+	// One transaction per table: a re-attach (another DNS port after a
+	// restart) rewrites the sandbox's rules in place, never duplicates them.
+	if err := h.t.ensure(sandboxChains(sb), sandboxRules(h.cfg.Bridge, sb)); err != nil {
 		return Attachment{}, err
 	}
 	return Attachment{IP: ip, Gateway: sb.Gateway, NetNSPath: nsPath, LogGroup: sb.LogGroup}, nil
@@ -186,10 +166,7 @@ func (h *Host) Detach(sandbox string) error {
 	}
 	defer unlock()
 	var errs []error
-	if err := h.deleteSandboxRules(sandbox); err != nil {
-		errs = append(errs, err)
-	}
-	if err := h.t.deleteChains(sandboxChains(Sandbox{Name: sandbox})); err != nil {
+	if err := h.t.removeOwner(comment(sandbox), sandboxRuleChains, sandboxChains(Sandbox{Name: sandbox})); err != nil {
 		errs = append(errs, err)
 	}
 	if err := destroySet(SetName(sandbox)); err != nil {
@@ -219,66 +196,6 @@ var sandboxRuleChains = []chainRef{
 	{v4, "filter", chainForwardSB}, {v4, "filter", chainInputSB}, {v4, "nat", chainPrerouting},
 }
 
-// deleteSandboxRules removes every rule of the sandbox from the shared
-// chains, found by its comment: the exact arguments (its address, its DNS
-// port) need not be known, so a crashed supervisor's rules go too.
-func (h *Host) deleteSandboxRules(sandbox string) error {
-	var errs []error
-	want := `"` + comment(sandbox) + `"`
-	for _, c := range sandboxRuleChains {
-		x := h.t.of(c.fam)
-		ok, err := x.ChainExists(c.table, c.chain)
-		if err != nil || !ok {
-			continue
-		}
-		lines, err := x.List(c.table, c.chain)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("list %s/%s: %w", c.table, c.chain, err))
-			continue
-		}
-		for _, l := range lines {
-			if !strings.Contains(l, want) {
-				continue
-			}
-			spec := splitRule(l)
-			if len(spec) < 2 || spec[0] != "-A" {
-				continue
-			}
-			if err := x.DeleteIfExists(c.table, c.chain, spec[2:]...); err != nil {
-				errs = append(errs, fmt.Errorf("delete rule of %s from %s/%s: %w", sandbox, c.table, c.chain, err))
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// splitRule splits an iptables -S line into arguments, honouring the double
-// quotes iptables puts around comments.
-func splitRule(line string) []string {
-	var out []string
-	var cur strings.Builder
-	inQuote, have := false, false
-	for _, r := range line {
-		switch {
-		case r == '"':
-			inQuote, have = !inQuote, true
-		case r == ' ' && !inQuote:
-			if have {
-				out = append(out, cur.String())
-				cur.Reset()
-				have = false
-			}
-		default:
-			cur.WriteRune(r)
-			have = true
-		}
-	}
-	if have {
-		out = append(out, cur.String())
-	}
-	return out
-}
-
 // Allow adds or refreshes entries in the sandbox's set.
 func (h *Host) Allow(sandbox string, entries []Entry) error {
 	return addEntries(SetName(sandbox), entries)
@@ -298,53 +215,33 @@ type Counters struct {
 // Counters reads the sandbox chain's packet counters.
 func (h *Host) Counters(sandbox string) (Counters, error) {
 	var c Counters
-	lines, err := h.t.v4.ListWithCounters("filter", ChainName(sandbox))
+	packets, err := h.t.r.packets(v4, "filter", ChainName(sandbox))
 	if err != nil {
 		return c, fmt.Errorf("counters of %s: %w", ChainName(sandbox), err)
 	}
-	for _, l := range lines {
-		f := splitRule(l)
-		var pkts uint64
-		target := ""
-		for i := 0; i < len(f); i++ {
-			switch f[i] {
-			case "-c":
-				if i+1 < len(f) {
-					fmt.Sscan(f[i+1], &pkts)
-				}
-			case "-j":
-				if i+1 < len(f) {
-					target = f[i+1]
-				}
-			}
-		}
-		switch target {
-		case "ACCEPT":
-			c.Accepted += pkts
-		case "DROP":
-			c.Denied += pkts
+	for _, p := range packets {
+		switch {
+		case strings.HasSuffix(p.line, "-j ACCEPT"):
+			c.Accepted += p.packets
+		case strings.HasSuffix(p.line, "-j DROP"):
+			c.Denied += p.packets
 		}
 	}
 	return c, nil
 }
 
-// Rules returns, as iptables -S lines, every rule that enforces the sandbox:
-// its own chain and its rules in the shared chains.
+// Rules returns, as iptables-save lines, every rule that enforces the
+// sandbox: its own chain and its rules in the shared chains.
 func (h *Host) Rules(sandbox string) ([]string, error) {
+	rs, err := h.t.load(v4)
+	if err != nil {
+		return nil, err
+	}
 	var out []string
-	want := `"` + comment(sandbox) + `"`
 	for _, c := range append([]chainRef{{v4, "filter", ChainName(sandbox)}}, sandboxRuleChains...) {
-		x := h.t.of(c.fam)
-		if ok, err := x.ChainExists(c.table, c.chain); err != nil || !ok {
-			continue
-		}
-		lines, err := x.List(c.table, c.chain)
-		if err != nil {
-			return nil, fmt.Errorf("list %s/%s: %w", c.table, c.chain, err)
-		}
-		for _, l := range lines {
-			if c.chain == ChainName(sandbox) || strings.Contains(l, want) {
-				out = append(out, "-t "+c.table+" "+l)
+		for _, l := range rs[c.table][c.chain] {
+			if c.chain == ChainName(sandbox) || ownedBy(l, comment(sandbox)) {
+				out = append(out, "-t "+c.table+" -A "+c.chain+" "+l)
 			}
 		}
 	}

@@ -70,14 +70,30 @@ func TestAttachInstallsEverythingAndDetachRemovesIt(t *testing.T) {
 	if twice := snapshot(t); twice != once {
 		t.Fatalf("second attach changed kernel state:\n%s", diffLines(once, twice))
 	}
+	// Every rule is written the way iptables-save prints it, so a second
+	// ensure finds nothing to do and writes nothing.
+	for _, f := range []family{v4, v6} {
+		rs, err := h.t.load(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sb.IP, sb.Gateway, sb.LogGroup = att.IP, att.Gateway, att.LogGroup
+		all := slices.Concat(baseRules(h.cfg.Bridge, h.cfg.Subnet), hookRules(), sandboxRules(h.cfg.Bridge, sb))
+		p := planEnsure(rs, f, slices.Concat(baseChains(), sandboxChains(sb)), all)
+		for _, table := range []string{"filter", "nat"} {
+			if in := p.input(table); in != "" {
+				t.Errorf("%s: rules not in canonical form, ensure would rewrite:\n%s", f, in)
+			}
+		}
+	}
 	save, _ := exec.Command("iptables-save").Output()
 	for _, want := range []string{
 		"-A FORWARD -m comment --comment clawguard -j CG-FORWARD",
-		"-A CG-FORWARD -i cgtest0 -j DROP",
+		"-A CG-FORWARD -i cgtest0 -m comment --comment \"clawguard bridge cgtest0\" -j DROP",
 		"-A " + ChainName(sb.Name) + " -m set --match-set " + SetName(sb.Name) + " dst,dst",
 		"--physdev-in " + VethName(sb.Name),
 		"--to-destination 10.89.250.1:15353",
-		"-A CG-POSTROUTING -s 10.89.250.0/24 ! -o cgtest0 -j MASQUERADE",
+		"-A CG-POSTROUTING -s 10.89.250.0/24 ! -o cgtest0 -m comment --comment \"clawguard bridge cgtest0\" -j MASQUERADE",
 	} {
 		if !strings.Contains(string(save), want) {
 			t.Errorf("iptables-save lacks %q", want)
@@ -174,14 +190,6 @@ func TestAddressesAreNotReusedWhileLeased(t *testing.T) {
 	}
 	if ip, _ := a.allocate("f"); ip.String() != "10.89.250.4" {
 		t.Fatalf("released address reused: got %s", ip)
-	}
-}
-
-func TestSplitRuleHonoursQuotes(t *testing.T) {
-	got := splitRule(`-A CG-FORWARD-SANDBOXES -s 10.89.0.2/32 -m comment --comment "clawguard sandbox a b" -j CG-1a2b3c4d`)
-	want := []string{"-A", "CG-FORWARD-SANDBOXES", "-s", "10.89.0.2/32", "-m", "comment", "--comment", "clawguard sandbox a b", "-j", "CG-1a2b3c4d"}
-	if !slices.Equal(got, want) {
-		t.Fatalf("got %q", got)
 	}
 }
 

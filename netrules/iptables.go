@@ -1,126 +1,302 @@
 package netrules
 
 import (
-	"errors"
+	"bytes"
 	"fmt"
+	"os/exec"
+	"slices"
 	"strings"
-
-	"github.com/coreos/go-iptables/iptables"
 )
 
-// ipt is the part of go-iptables we use, so tests can substitute a fake.
-type ipt interface {
-	ChainExists(table, chain string) (bool, error)
-	NewChain(table, chain string) error
-	ClearAndDeleteChain(table, chain string) error
-	Exists(table, chain string, rulespec ...string) (bool, error)
-	Insert(table, chain string, pos int, rulespec ...string) error
-	Append(table, chain string, rulespec ...string) error
-	DeleteIfExists(table, chain string, rulespec ...string) error
-	List(table, chain string) ([]string, error)
-	ListWithCounters(table, chain string) ([]string, error)
-	ListChains(table string) ([]string, error)
+// Rules are read with one iptables-save per family and changed with one
+// iptables-restore --noflush per table, as kube-proxy does: a sandbox's
+// rules go in or out in a single transaction, in milliseconds, instead of
+// one exec per rule. Every rule of ours carries an owner comment; a group of
+// rules (one owner in one chain) that is not exactly as wanted is rewritten by
+// deleting the lines with that comment, using the exact text iptables printed,
+// and appending the wanted ones, so a rule can never be duplicated.
+
+// runner reads and writes one family's rules; tests substitute a fake.
+type runner interface {
+	save(f family) (string, error)
+	restore(f family, table, input string) error
+	packets(f family, table, chain string) ([]counted, error)
 }
 
-// tables holds one runner per address family. go-iptables passes --wait, so
-// another program holding the xtables lock makes us wait, not fail.
-type tables struct{ v4, v6 ipt }
-
-func newTables() (tables, error) {
-	t4, err := iptables.NewWithProtocol(iptables.ProtocolIPv4)
-	if err != nil {
-		return tables{}, fmt.Errorf("iptables: %w", err)
-	}
-	t6, err := iptables.NewWithProtocol(iptables.ProtocolIPv6)
-	if err != nil {
-		return tables{}, fmt.Errorf("ip6tables: %w", err)
-	}
-	return tables{v4: t4, v6: t6}, nil
+// counted is a saved rule line with its packet counter.
+type counted struct {
+	line    string
+	packets uint64
 }
 
-func (t tables) of(f family) ipt {
+// execRunner runs the iptables-save/-restore binaries of the host (nft or
+// legacy, whichever `iptables` is). --wait makes us queue behind another
+// program holding the xtables lock instead of failing.
+type execRunner struct{}
+
+func (execRunner) save(f family) (string, error) { return saveCmd(f) }
+
+func saveCmd(f family, args ...string) (string, error) {
+	bin := "iptables-save"
 	if f == v6 {
-		return t.v6
+		bin = "ip6tables-save"
 	}
-	return t.v4
+	var out, stderr bytes.Buffer
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("%s: %v: %s", bin, err, strings.TrimSpace(stderr.String()))
+	}
+	return out.String(), nil
 }
 
-// ensureChains creates chains that do not exist yet; existing ones keep
-// their rules (reconcile adds whatever is missing).
-func (t tables) ensureChains(chains []chainRef) error {
+// packets reads one chain's rules with their packet counters.
+func (execRunner) packets(f family, table, chain string) ([]counted, error) {
+	out, err := saveCmd(f, "-c", "-t", table)
+	if err != nil {
+		return nil, err
+	}
+	var res []counted
+	prefix := "-A " + chain + " "
+	for _, l := range strings.Split(out, "\n") {
+		// "[packets:bytes] -A CHAIN rule"
+		cnt, rest, ok := strings.Cut(l, "] ")
+		if !ok || !strings.HasPrefix(cnt, "[") || !strings.HasPrefix(rest, prefix) {
+			continue
+		}
+		var c counted
+		fmt.Sscanf(cnt[1:], "%d:", &c.packets)
+		c.line = strings.TrimPrefix(rest, prefix)
+		res = append(res, c)
+	}
+	return res, nil
+}
+
+func (execRunner) restore(f family, table, input string) error {
+	bin := "iptables-restore"
+	if f == v6 {
+		bin = "ip6tables-restore"
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command(bin, "--wait", "--noflush")
+	cmd.Stdin, cmd.Stderr = strings.NewReader(input), &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s (table %s): %v: %s\ninput:\n%s", bin, table, err, strings.TrimSpace(stderr.String()), input)
+	}
+	return nil
+}
+
+// ruleset is one family's rules as iptables-save printed them: table ->
+// chain -> rule lines (the text after "-A CHAIN ").
+type ruleset map[string]map[string][]string
+
+func parseSave(out string) ruleset {
+	rs := ruleset{}
+	table := ""
+	for _, l := range strings.Split(out, "\n") {
+		switch {
+		case strings.HasPrefix(l, "*"):
+			table = l[1:]
+			rs[table] = map[string][]string{}
+		case strings.HasPrefix(l, ":") && table != "":
+			if f := strings.Fields(l[1:]); len(f) > 0 {
+				rs[table][f[0]] = rs[table][f[0]][:0:0]
+			}
+		case strings.HasPrefix(l, "-A ") && table != "":
+			chain, rest, _ := strings.Cut(l[3:], " ")
+			rs[table][chain] = append(rs[table][chain], rest)
+		}
+	}
+	return rs
+}
+
+func (rs ruleset) has(table, chain string) bool {
+	_, ok := rs[table][chain]
+	return ok
+}
+
+// render writes a rule spec as iptables-save would, quoting arguments with
+// spaces (our comments).
+func render(spec []string) string {
+	out := make([]string, len(spec))
+	for i, s := range spec {
+		if strings.ContainsAny(s, " \t") {
+			s = `"` + s + `"`
+		}
+		out[i] = s
+	}
+	return strings.Join(out, " ")
+}
+
+// owner is the comment that marks a rule as ours.
+func owner(spec []string) string {
+	for i := 0; i+1 < len(spec); i++ {
+		if spec[i] == "--comment" {
+			return spec[i+1]
+		}
+	}
+	return ""
+}
+
+// ownedBy reports whether a saved rule line carries the owner comment.
+func ownedBy(line, own string) bool {
+	return strings.Contains(line, "--comment "+render([]string{own})+" ") || strings.HasSuffix(line, "--comment "+render([]string{own}))
+}
+
+// plan collects restore lines per table: declarations and deletions come
+// before additions, and chain removals last, so one transaction per table
+// can add, move and remove rules and chains.
+type plan struct {
+	decl, del, add, drop map[string][]string
+}
+
+func newPlan() *plan {
+	return &plan{decl: map[string][]string{}, del: map[string][]string{}, add: map[string][]string{}, drop: map[string][]string{}}
+}
+
+func (p *plan) input(table string) string {
+	lines := slices.Concat(p.decl[table], p.del[table], p.add[table], p.drop[table])
+	if len(lines) == 0 {
+		return ""
+	}
+	return "*" + table + "\n" + strings.Join(lines, "\n") + "\nCOMMIT\n"
+}
+
+// planEnsure makes chains exist and each owner's rules in each chain be
+// exactly the wanted ones, in order. top rules (hooks from the built-in
+// chains) must be the first rule of their chain.
+func planEnsure(rs ruleset, f family, chains []chainRef, rules []rule) *plan {
+	p := newPlan()
 	for _, c := range chains {
-		ok, err := t.of(c.fam).ChainExists(c.table, c.chain)
-		if err != nil {
-			return fmt.Errorf("%s: check chain %s/%s: %w", c.fam, c.table, c.chain, err)
-		}
-		if ok {
-			continue
-		}
-		if err := t.of(c.fam).NewChain(c.table, c.chain); err != nil {
-			return fmt.Errorf("%s: create chain %s/%s: %w", c.fam, c.table, c.chain, err)
+		if c.fam == f && !rs.has(c.table, c.chain) {
+			p.decl[c.table] = append(p.decl[c.table], ":"+c.chain+" - [0:0]")
 		}
 	}
-	return nil
-}
-
-// ensureRules adds each rule that is not present, in order; an existing rule
-// is never added twice.
-func (t tables) ensureRules(rules []rule) error {
+	type key struct{ table, chain, owner string }
+	var order []key
+	groups := map[key][]string{}
 	for _, r := range rules {
-		x := t.of(r.fam)
-		ok, err := x.Exists(r.table, r.chain, r.spec...)
-		if err != nil {
-			return fmt.Errorf("%s: check rule in %s/%s: %w", r.fam, r.table, r.chain, err)
-		}
-		if ok {
+		if r.fam != f {
 			continue
 		}
+		line := render(r.spec)
 		if r.top {
-			err = x.Insert(r.table, r.chain, 1, r.spec...)
-		} else {
-			err = x.Append(r.table, r.chain, r.spec...)
+			existing := rs[r.table][r.chain]
+			if len(existing) > 0 && existing[0] == line {
+				continue
+			}
+			for _, l := range existing {
+				if l == line {
+					p.del[r.table] = append(p.del[r.table], "-D "+r.chain+" "+l)
+				}
+			}
+			p.add[r.table] = append(p.add[r.table], "-I "+r.chain+" 1 "+line)
+			continue
 		}
-		if err != nil {
-			return fmt.Errorf("%s: add rule to %s/%s (%s): %w", r.fam, r.table, r.chain, strings.Join(r.spec, " "), err)
+		k := key{r.table, r.chain, owner(r.spec)}
+		if _, seen := groups[k]; !seen {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], line)
+	}
+	for _, k := range order {
+		var have []string
+		for _, l := range rs[k.table][k.chain] {
+			if ownedBy(l, k.owner) {
+				have = append(have, l)
+			}
+		}
+		if slices.Equal(have, groups[k]) {
+			continue
+		}
+		for _, l := range have {
+			p.del[k.table] = append(p.del[k.table], "-D "+k.chain+" "+l)
+		}
+		for _, l := range groups[k] {
+			p.add[k.table] = append(p.add[k.table], "-A "+k.chain+" "+l)
+		}
+	}
+	return p
+}
+
+// planRemoveOwner deletes every rule with the owner comment from the given
+// chains and then removes the chains in drop (flushed first).
+func planRemoveOwner(rs ruleset, f family, own string, from []chainRef, drop []chainRef) *plan {
+	p := newPlan()
+	for _, c := range from {
+		if c.fam != f {
+			continue
+		}
+		for _, l := range rs[c.table][c.chain] {
+			if ownedBy(l, own) {
+				p.del[c.table] = append(p.del[c.table], "-D "+c.chain+" "+l)
+			}
+		}
+	}
+	for _, c := range drop {
+		if c.fam == f && rs.has(c.table, c.chain) {
+			p.drop[c.table] = append(p.drop[c.table], "-F "+c.chain, "-X "+c.chain)
+		}
+	}
+	return p
+}
+
+// tables applies plans through a runner.
+type tables struct{ r runner }
+
+func (t tables) load(f family) (ruleset, error) {
+	out, err := t.r.save(f)
+	if err != nil {
+		return nil, err
+	}
+	return parseSave(out), nil
+}
+
+func (t tables) apply(f family, p *plan) error {
+	for _, table := range []string{"filter", "nat"} {
+		if in := p.input(table); in != "" {
+			if err := t.r.restore(f, table, in); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
 }
 
-// deleteRules removes rules in reverse order; a missing rule is not an error.
-func (t tables) deleteRules(rules []rule) error {
-	var errs []error
-	for i := len(rules) - 1; i >= 0; i-- {
-		r := rules[i]
-		if err := t.of(r.fam).DeleteIfExists(r.table, r.chain, r.spec...); err != nil && !notFound(err) {
-			errs = append(errs, fmt.Errorf("%s: delete rule from %s/%s: %w", r.fam, r.table, r.chain, err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// deleteChains flushes and removes chains; a missing chain is not an error.
-func (t tables) deleteChains(chains []chainRef) error {
-	var errs []error
-	for i := len(chains) - 1; i >= 0; i-- {
-		c := chains[i]
-		x := t.of(c.fam)
-		ok, err := x.ChainExists(c.table, c.chain)
+// ensure makes chains and rules of both families as wanted.
+func (t tables) ensure(chains []chainRef, rules []rule) error {
+	for _, f := range []family{v4, v6} {
+		rs, err := t.load(f)
 		if err != nil {
-			errs = append(errs, err)
-			continue
+			return err
 		}
-		if !ok {
-			continue
-		}
-		if err := x.ClearAndDeleteChain(c.table, c.chain); err != nil && !notFound(err) {
-			errs = append(errs, fmt.Errorf("%s: delete chain %s/%s: %w", c.fam, c.table, c.chain, err))
+		if err := t.apply(f, planEnsure(rs, f, chains, rules)); err != nil {
+			return err
 		}
 	}
-	return errors.Join(errs...)
+	return nil
 }
 
-func notFound(err error) bool {
-	var e *iptables.Error
-	return errors.As(err, &e) && e.IsNotExist()
+// removeOwner deletes the owner's rules from chains and removes drop.
+func (t tables) removeOwner(own string, from, drop []chainRef) error {
+	for _, f := range []family{v4, v6} {
+		rs, err := t.load(f)
+		if err != nil {
+			return err
+		}
+		if err := t.apply(f, planRemoveOwner(rs, f, own, from, drop)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lines returns the saved rules of one chain (for status and counters).
+func (t tables) lines(f family, table, chain string) ([]string, bool, error) {
+	rs, err := t.load(f)
+	if err != nil {
+		return nil, false, err
+	}
+	l, ok := rs[table][chain]
+	return l, ok, nil
 }

@@ -2,6 +2,7 @@ package netrules
 
 import (
 	"net/netip"
+	"slices"
 	"strconv"
 )
 
@@ -62,39 +63,42 @@ func baseChains() []chainRef {
 }
 
 func baseRules(bridge string, subnet netip.Prefix) []rule {
-	logDrop := func(fam family, chain, dir string) []rule {
-		return []rule{
-			{fam: fam, table: "filter", chain: chain, spec: []string{dir, bridge, "-j", "NFLOG", "--nflog-group", strconv.Itoa(NFLOGGroup), "--nflog-prefix", "cg-base"}},
-			{fam: fam, table: "filter", chain: chain, spec: []string{dir, bridge, "-j", "DROP"}},
-		}
+	// Specs are written in the form iptables-save prints them (flag order,
+	// /32 masks, "50/sec"), so an installed rule compares equal as text.
+	own := []string{"-m", "comment", "--comment", bridgeOwner(bridge)}
+	r := func(fam family, table, chain string, spec ...string) rule {
+		return rule{fam: fam, table: table, chain: chain, spec: spec}
 	}
-	rules := []rule{
+	with := func(pre []string, post ...string) []string { return slices.Concat(pre, own, post) }
+	in, out := []string{"-i", bridge}, []string{"-o", bridge}
+	nflog := []string{"-j", "NFLOG", "--nflog-prefix", "cg-base", "--nflog-group", strconv.Itoa(NFLOGGroup)}
+	return []rule{
 		// Replies to connections a sandbox was allowed to open.
-		{fam: v4, table: "filter", chain: chainForward, spec: []string{"-o", bridge, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"}},
+		r(v4, "filter", chainForward, with(append(out, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"), "-j", "ACCEPT")...),
 		// Each sandbox's traffic goes to its own chain, which accepts or drops.
-		{fam: v4, table: "filter", chain: chainForward, spec: []string{"-i", bridge, "-j", chainForwardSB}},
-	}
-	// Whatever no sandbox chain took (spoofed sources, unknown sandboxes).
-	rules = append(rules, logDrop(v4, chainForward, "-i")...)
-	rules = append(rules,
+		r(v4, "filter", chainForward, with(in, "-j", chainForwardSB)...),
+		// Whatever no sandbox chain took (spoofed sources, unknown sandboxes).
+		r(v4, "filter", chainForward, with(in, nflog...)...),
+		r(v4, "filter", chainForward, with(in, "-j", "DROP")...),
 		// Nothing new enters a sandbox: no inbound connections, no sandbox-to-sandbox.
-		rule{fam: v4, table: "filter", chain: chainForward, spec: []string{"-o", bridge, "-j", "DROP"}},
+		r(v4, "filter", chainForward, with(out, "-j", "DROP")...),
 		// Replies to connections the host opened into a sandbox (a sandbox
 		// cannot create that state by itself).
-		rule{fam: v4, table: "filter", chain: chainInput, spec: []string{"-i", bridge, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"}},
-		rule{fam: v4, table: "filter", chain: chainInput, spec: []string{"-i", bridge, "-j", chainInputSB}},
-	)
-	// The host itself: only each sandbox's DNS port on the gateway is open.
-	rules = append(rules, logDrop(v4, chainInput, "-i")...)
-	rules = append(rules,
-		rule{fam: v4, table: "nat", chain: chainPostrouting, spec: []string{"-s", subnet.String(), "!", "-o", bridge, "-j", "MASQUERADE"}},
+		r(v4, "filter", chainInput, with(append(in, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"), "-j", "ACCEPT")...),
+		// The host itself: only each sandbox's DNS port on the gateway is open.
+		r(v4, "filter", chainInput, with(in, "-j", chainInputSB)...),
+		r(v4, "filter", chainInput, with(in, nflog...)...),
+		r(v4, "filter", chainInput, with(in, "-j", "DROP")...),
+		r(v4, "nat", chainPostrouting, with([]string{"-s", subnet.String(), "!", "-o", bridge}, "-j", "MASQUERADE")...),
 		// IPv6 is never allowed, in either direction.
-		rule{fam: v6, table: "filter", chain: chainForward, spec: []string{"-i", bridge, "-j", "DROP"}},
-		rule{fam: v6, table: "filter", chain: chainForward, spec: []string{"-o", bridge, "-j", "DROP"}},
-		rule{fam: v6, table: "filter", chain: chainInput, spec: []string{"-i", bridge, "-j", "DROP"}},
-	)
-	return rules
+		r(v6, "filter", chainForward, with(in, "-j", "DROP")...),
+		r(v6, "filter", chainForward, with(out, "-j", "DROP")...),
+		r(v6, "filter", chainInput, with(in, "-j", "DROP")...),
+	}
 }
+
+// bridgeOwner is the comment on a bridge's base rules.
+func bridgeOwner(bridge string) string { return "clawguard bridge " + bridge }
 
 // hookRules jump from the built-in chains into ours, at the top.
 func hookRules() []rule {
@@ -145,30 +149,33 @@ func sandboxChains(sb Sandbox) []chainRef {
 // flows and destinations in the sandbox's set, and drops the rest. Its DNS
 // to the gateway is redirected to its supervisor's proxy port.
 func sandboxRules(bridge string, sb Sandbox) []rule {
-	chain, set, veth, cmt := ChainName(sb.Name), SetName(sb.Name), VethName(sb.Name), comment(sb.Name)
-	from := []string{"-s", sb.IP.String(), "-m", "physdev", "--physdev-in", veth}
-	tagged := func(spec ...string) []string {
-		return append(append([]string{}, spec...), "-m", "comment", "--comment", cmt)
-	}
+	chain, set, veth := ChainName(sb.Name), SetName(sb.Name), VethName(sb.Name)
+	own := []string{"-m", "comment", "--comment", comment(sb.Name)}
+	with := func(pre []string, post ...string) []string { return slices.Concat(pre, own, post) }
+	src, gw := sb.IP.String()+"/32", sb.Gateway.String()
+	physdev := []string{"-m", "physdev", "--physdev-in", veth}
 	port := strconv.Itoa(sb.DNSPort)
-	gw := sb.Gateway.String()
+	r := func(table, chain string, spec []string) rule {
+		return rule{fam: v4, table: table, chain: chain, spec: spec}
+	}
 	rules := []rule{
-		{fam: v4, table: "filter", chain: chain, spec: tagged("-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT")},
-		{fam: v4, table: "filter", chain: chain, spec: tagged("-m", "set", "--match-set", set, "dst,dst", "-j", "ACCEPT")},
+		r("filter", chain, with([]string{"-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"}, "-j", "ACCEPT")),
+		r("filter", chain, with([]string{"-m", "set", "--match-set", set, "dst,dst"}, "-j", "ACCEPT")),
 	}
 	if sb.LogDenied {
 		// Rate-limited: a flood of drops must not flood the log.
-		rules = append(rules, rule{fam: v4, table: "filter", chain: chain, spec: tagged("-m", "limit", "--limit", "50/second", "--limit-burst", "100",
-			"-j", "NFLOG", "--nflog-group", strconv.Itoa(int(sb.LogGroup)), "--nflog-prefix", setPrefix+ShortID(sb.Name))})
+		rules = append(rules, r("filter", chain, with([]string{"-m", "limit", "--limit", "50/sec", "--limit-burst", "100"},
+			"-j", "NFLOG", "--nflog-prefix", setPrefix+ShortID(sb.Name), "--nflog-group", strconv.Itoa(int(sb.LogGroup)))))
 	}
 	rules = append(rules,
-		rule{fam: v4, table: "filter", chain: chain, spec: tagged("-j", "DROP")},
-		rule{fam: v4, table: "filter", chain: chainForwardSB, spec: tagged(append(from, "-j", chain)...)},
+		r("filter", chain, with(nil, "-j", "DROP")),
+		r("filter", chainForwardSB, with(slices.Concat([]string{"-s", src}, physdev), "-j", chain)),
 	)
 	for _, proto := range []string{"udp", "tcp"} {
 		rules = append(rules,
-			rule{fam: v4, table: "nat", chain: chainPrerouting, spec: tagged(append([]string{"-i", bridge}, append(from, "-d", gw, "-p", proto, "--dport", "53", "-j", "DNAT", "--to-destination", gw+":"+port)...)...)},
-			rule{fam: v4, table: "filter", chain: chainInputSB, spec: tagged(append(from, "-d", gw, "-p", proto, "--dport", port, "-j", "ACCEPT")...)},
+			r("nat", chainPrerouting, with(slices.Concat([]string{"-s", src, "-d", gw + "/32", "-i", bridge, "-p", proto}, physdev, []string{"-m", proto, "--dport", "53"}),
+				"-j", "DNAT", "--to-destination", gw+":"+port)),
+			r("filter", chainInputSB, with(slices.Concat([]string{"-s", src, "-d", gw + "/32", "-p", proto}, physdev, []string{"-m", proto, "--dport", port}), "-j", "ACCEPT")),
 		)
 	}
 	return rules

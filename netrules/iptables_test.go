@@ -1,0 +1,68 @@
+package netrules
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+const savedWithOneSandbox = `*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:CG-FORWARD-SANDBOXES - [0:0]
+:CG-1 - [0:0]
+-A FORWARD -j DOCKER-USER
+-A FORWARD -m comment --comment clawguard -j CG-FORWARD
+-A CG-FORWARD-SANDBOXES -s 10.89.0.2/32 -m physdev --physdev-in cg1 -m comment --comment "clawguard sandbox a" -j CG-1
+-A CG-FORWARD-SANDBOXES -s 10.89.0.3/32 -m physdev --physdev-in cg2 -m comment --comment "clawguard sandbox ab" -j CG-2
+-A CG-1 -m comment --comment "clawguard sandbox a" -j DROP
+COMMIT
+`
+
+func TestPlanRemoveOwnerTouchesOnlyThatOwner(t *testing.T) {
+	rs := parseSave(savedWithOneSandbox)
+	p := planRemoveOwner(rs, v4, comment("a"), []chainRef{{v4, "filter", chainForwardSB}}, []chainRef{{v4, "filter", "CG-1"}})
+	in := p.input("filter")
+	if !strings.Contains(in, `-D CG-FORWARD-SANDBOXES -s 10.89.0.2/32`) || strings.Contains(in, "10.89.0.3") {
+		t.Fatalf("plan:\n%s", in)
+	}
+	if strings.Index(in, "-D CG-FORWARD-SANDBOXES") > strings.Index(in, "-X CG-1") || !strings.Contains(in, "-F CG-1\n-X CG-1") {
+		t.Fatalf("the jump must go before the chain:\n%s", in)
+	}
+}
+
+func TestPlanEnsureMovesAHookThatIsNotFirst(t *testing.T) {
+	rs := parseSave(savedWithOneSandbox)
+	p := planEnsure(rs, v4, nil, []rule{hookRules()[0]})
+	in := p.input("filter")
+	want := "-D FORWARD -m comment --comment clawguard -j CG-FORWARD\n-I FORWARD 1 -m comment --comment clawguard -j CG-FORWARD"
+	if !strings.Contains(in, want) {
+		t.Fatalf("plan:\n%s", in)
+	}
+}
+
+func TestPlanEnsureRewritesAChangedGroupWithoutDuplicates(t *testing.T) {
+	sb := Sandbox{Name: "a", IP: netip.MustParseAddr("10.89.0.2"), Gateway: netip.MustParseAddr("10.89.0.1"), DNSPort: 1000}
+	rules := sandboxRules("clawguard0", sb)
+	// Installed with DNS port 1000; now the gate listens on 2000.
+	var saved strings.Builder
+	saved.WriteString("*filter\n:CG-INPUT-SANDBOXES - [0:0]\n")
+	for _, r := range rules {
+		if r.table == "filter" && r.chain == chainInputSB {
+			saved.WriteString("-A " + r.chain + " " + render(r.spec) + "\n")
+		}
+	}
+	saved.WriteString("COMMIT\n")
+	sb.DNSPort = 2000
+	p := planEnsure(parseSave(saved.String()), v4, nil, sandboxRules("clawguard0", sb))
+	in := p.input("filter")
+	if strings.Count(in, "-D CG-INPUT-SANDBOXES") != 2 || strings.Count(in, "-A CG-INPUT-SANDBOXES") != 2 || !strings.Contains(in, "--dport 2000") {
+		t.Fatalf("plan:\n%s", in)
+	}
+}
+
+func TestRenderQuotesArgumentsWithSpaces(t *testing.T) {
+	if got := render([]string{"-m", "comment", "--comment", "clawguard sandbox a", "-j", "DROP"}); got != `-m comment --comment "clawguard sandbox a" -j DROP` {
+		t.Fatal(got)
+	}
+}
