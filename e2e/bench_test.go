@@ -43,7 +43,9 @@ Method: %d interleaved rounds. For clawguard, the wall time from starting `+"`cl
 namespace, secret staging on tmpfs, container with the hardened spec and seccomp profile, task start) until it
 prints that the sandbox is running. For the baseline, the wall time of `+"`ctr run -d`"+` of the same image (already
 unpacked) on the same private containerd: containerd's default spec, no seccomp profile of ours, no secrets, no
-namespace set-up. Each sandbox is stopped and removed between rounds, outside the timed part.
+namespace set-up. Each sandbox is stopped and removed between rounds, outside the timed part; since it is the
+only sandbox, each stop also removes the bridge and base chains, so every clawguard round pays for creating
+them again (about 10 ms of its network step) as a single-sandbox user does.
 
 | | median | p95 |
 |---|---|---|

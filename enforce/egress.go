@@ -51,11 +51,18 @@ type egress struct {
 	audit    func(auditEvent)
 	now      func() time.Time
 
-	mu       sync.Mutex
-	refusals []Refusal
-	drops    []DroppedAnswer
-	denied   []DeniedPacket
-	dirty    chan struct{}
+	mu        sync.Mutex
+	installed map[netip.Addr]installedEntry // what the set holds, as we wrote it
+	refusals  []Refusal
+	drops     []DroppedAnswer
+	denied    []DeniedPacket
+	dirty     chan struct{}
+}
+
+// installedEntry is what was last written to the set for an address.
+type installedEntry struct {
+	until time.Time
+	ports string
 }
 
 // Refusal is a DNS query answered without asking upstream.
@@ -99,6 +106,7 @@ func newEgress(name string, p *profiles.Profile, net Network, snapPath string, a
 		name: name, policy: allowlist.NewPolicy(allowRules(p)), cache: allowlist.NewCache(), net: net,
 		minTTL: p.Egress.DNS.MinTTL.Duration, maxTTL: p.Egress.DNS.MaxTTL.Duration, log: log,
 		snapPath: snapPath, audit: audit, now: time.Now, dirty: make(chan struct{}, 1),
+		installed: map[netip.Addr]installedEntry{},
 	}
 }
 
@@ -179,11 +187,27 @@ func (e *egress) admit(name string, addrs []netip.Addr, ttl time.Duration, src a
 	}
 	bindings := e.cache.Update(now, name, keep, ports, allowlist.Keep(ttl, e.minTTL, e.maxTTL, grace), src)
 	var entries []netrules.Entry
+	var write []allowlist.Binding
+	e.mu.Lock()
 	for _, b := range bindings {
+		// Already in the set for longer than any client can use this answer
+		// (its TTL is at most keep-grace): no kernel write on the hot path.
+		if in, ok := e.installed[b.Addr]; ok && in.ports == fmt.Sprint(b.Ports) && !in.until.Before(b.Expires.Add(-grace/2)) {
+			continue
+		}
 		entries = append(entries, entriesFor(b.Addr, b.Ports, b.Expires.Sub(now))...)
+		write = append(write, b)
 	}
-	if err := e.net.Allow(e.name, entries); err != nil {
-		return nil, err
+	e.mu.Unlock()
+	if len(entries) > 0 {
+		if err := e.net.Allow(e.name, entries); err != nil {
+			return nil, err
+		}
+		e.mu.Lock()
+		for _, b := range write {
+			e.installed[b.Addr] = installedEntry{until: b.Expires, ports: fmt.Sprint(b.Ports)}
+		}
+		e.mu.Unlock()
 	}
 	e.changed()
 	return keep, nil

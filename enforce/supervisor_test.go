@@ -264,3 +264,7 @@ func TestStatusShowsLeftoversOfEitherKind(t *testing.T) {
 		t.Errorf("stray: %+v", got["stray"])
 	}
 }
+
+func profilesAllow(host string, port int) profiles.AllowEntry {
+	return profiles.AllowEntry{Host: host, Ports: []int{port}}
+}

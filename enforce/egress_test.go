@@ -1,0 +1,95 @@
+package enforce
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/clawguard/clawguard/netrules"
+)
+
+// recordingNet records set writes.
+type recordingNet struct {
+	fakeWorld
+	mu     sync.Mutex
+	writes [][]netrules.Entry
+	fail   error
+}
+
+func (r *recordingNet) Allow(_ string, e []netrules.Entry) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fail != nil {
+		return r.fail
+	}
+	r.writes = append(r.writes, e)
+	return nil
+}
+
+func testEgress(t *testing.T, n Network, now *time.Time) *egress {
+	t.Helper()
+	p := testProfile(t, "e")
+	p.Egress.Allow = append(p.Egress.Allow, profilesAllow("api.example.com", 443), profilesAllow("*.cdn.example.com", 443))
+	p.Egress.DNS.MinTTL.Duration, p.Egress.DNS.MaxTTL.Duration = 30*time.Second, time.Hour
+	e := newEgress("e", p, n, t.TempDir()+"/egress.json", func(auditEvent) {}, slog.New(slog.DiscardHandler))
+	e.now = func() time.Time { return *now }
+	return e
+}
+
+func TestAdmitInstallsThenSkipsWritesWhileTheSetCoversTheAnswer(t *testing.T) {
+	n := &recordingNet{}
+	now := time.Unix(10000, 0)
+	e := testEgress(t, n, &now)
+	a := netip.MustParseAddr("198.51.100.10")
+	got, err := e.Admit(context.Background(), "api.example.com.", []netip.Addr{a}, 60*time.Second)
+	if err != nil || len(got) != 1 || len(n.writes) != 1 {
+		t.Fatalf("first answer: %v %v, writes %d", got, err, len(n.writes))
+	}
+	// Both protocols, the allowlisted port, TTL plus grace.
+	if w := n.writes[0]; len(w) != 2 || w[0].Port != 443 || w[0].Timeout != 70*time.Second {
+		t.Fatalf("entries %+v", w)
+	}
+	now = now.Add(2 * time.Second)
+	if _, err := e.Admit(context.Background(), "api.example.com.", []netip.Addr{a}, 60*time.Second); err != nil || len(n.writes) != 1 {
+		t.Fatalf("a repeat answer 2s later rewrote the set (%d writes)", len(n.writes))
+	}
+	now = now.Add(30 * time.Second)
+	if _, err := e.Admit(context.Background(), "api.example.com.", []netip.Addr{a}, 60*time.Second); err != nil || len(n.writes) != 2 {
+		t.Fatalf("an answer that outlives the installed entry did not extend it (%d writes)", len(n.writes))
+	}
+}
+
+func TestAdmitDropsForbiddenAnswersAndRefusesNamesOutsideTheAllowlist(t *testing.T) {
+	n := &recordingNet{}
+	now := time.Unix(10000, 0)
+	e := testEgress(t, n, &now)
+	got, err := e.Admit(context.Background(), "x.cdn.example.com", []netip.Addr{
+		netip.MustParseAddr("169.254.169.254"), netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("198.51.100.20"),
+	}, time.Minute)
+	if err != nil || len(got) != 1 || got[0].String() != "198.51.100.20" {
+		t.Fatalf("admitted %v, %v", got, err)
+	}
+	if len(e.drops) != 2 {
+		t.Fatalf("drops recorded: %+v", e.drops)
+	}
+	if e.Allowed("cdn.example.com") || !e.Allowed("a.b.cdn.example.com") || e.Allowed("evil.test") {
+		t.Fatal("allowlist matching wrong")
+	}
+}
+
+func TestAdmitReportsAFailedInstall(t *testing.T) {
+	n := &recordingNet{fail: context.DeadlineExceeded}
+	now := time.Unix(10000, 0)
+	e := testEgress(t, n, &now)
+	if _, err := e.Admit(context.Background(), "api.example.com", []netip.Addr{netip.MustParseAddr("198.51.100.10")}, time.Minute); err == nil {
+		t.Fatal("a failed set write must fail the admission (the proxy answers SERVFAIL)")
+	}
+	// The next answer must try again, not trust a write that never happened.
+	n.fail = nil
+	if _, err := e.Admit(context.Background(), "api.example.com", []netip.Addr{netip.MustParseAddr("198.51.100.10")}, time.Minute); err != nil || len(n.writes) != 1 {
+		t.Fatalf("retry: %v, writes %d", err, len(n.writes))
+	}
+}
