@@ -242,12 +242,15 @@ func TestResolveThenConnectNeverRaces(t *testing.T) {
 func TestDNSChangeMovesTheAllowance(t *testing.T) {
 	h := env
 	const name = "moving.example.test"
-	h.net.dns.set(name, 1, apiAddr)
-	t.Cleanup(func() { h.net.dns.set(name, 1, apiAddr) })
+	// moveAddr is mapped by no other allowlisted name, so only this name's
+	// answers keep it allowed.
+	const moveAddr = "198.51.100.13"
+	h.net.dns.set(name, 1, moveAddr)
+	t.Cleanup(func() { h.net.dns.set(name, 1, moveAddr) })
 	sb := h.start(t, profile{Name: "egress-move", Extra: strings.Replace(egressProfile, "  dns:", "    - {host: "+name+", ports: [443]}\n  dns:", 1)})
 	var r probeResolved
 	h.netProbe(t, sb.name, &r, "resolve", name)
-	if len(r.Addrs) != 1 || r.Addrs[0] != apiAddr {
+	if len(r.Addrs) != 1 || r.Addrs[0] != moveAddr {
 		t.Fatalf("resolve before the change: %+v", r)
 	}
 	h.net.dns.set(name, 1, api2Addr)
@@ -262,13 +265,13 @@ func TestDNSChangeMovesTheAllowance(t *testing.T) {
 	if c := h.sandboxConnect(t, sb.name, api2Addr+":443"); !c.OK {
 		t.Fatalf("new address not reachable within TTL+1s: resolve %+v, connect %+v", r, c)
 	}
-	if c := h.sandboxConnect(t, sb.name, apiAddr+":443"); !c.OK {
+	if c := h.sandboxConnect(t, sb.name, moveAddr+":443"); !c.OK {
 		t.Fatalf("old address dropped before its timeout: %+v", c)
 	}
 	// 1 s TTL clamped to min_ttl 1 s, plus 10 s grace.
 	deadline := changed.Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		if c := h.sandboxConnect(t, sb.name, apiAddr+":443"); !c.OK {
+		if c := h.sandboxConnect(t, sb.name, moveAddr+":443"); !c.OK {
 			t.Logf("old address dropped %s after the change", time.Since(changed).Round(time.Second))
 			return
 		}

@@ -52,17 +52,17 @@ type egress struct {
 	now      func() time.Time
 
 	mu        sync.Mutex
-	installed map[netip.Addr]installedEntry // what the set holds, as we wrote it
+	installed map[installedKey]time.Time // until when the set holds each entry, as we wrote it
 	refusals  []Refusal
 	drops     []DroppedAnswer
 	denied    []DeniedPacket
 	dirty     chan struct{}
 }
 
-// installedEntry is what was last written to the set for an address.
-type installedEntry struct {
-	until time.Time
-	ports string
+// installedKey is one set entry (both protocols are written together).
+type installedKey struct {
+	addr netip.Addr
+	port uint16
 }
 
 // Refusal is a DNS query answered without asking upstream.
@@ -106,7 +106,7 @@ func newEgress(name string, p *profiles.Profile, net Network, snapPath string, a
 		name: name, policy: allowlist.NewPolicy(allowRules(p)), cache: allowlist.NewCache(), net: net,
 		minTTL: p.Egress.DNS.MinTTL.Duration, maxTTL: p.Egress.DNS.MaxTTL.Duration, log: log,
 		snapPath: snapPath, audit: audit, now: time.Now, dirty: make(chan struct{}, 1),
-		installed: map[netip.Addr]installedEntry{},
+		installed: map[installedKey]time.Time{},
 	}
 }
 
@@ -186,17 +186,23 @@ func (e *egress) admit(name string, addrs []netip.Addr, ttl time.Duration, src a
 		return nil, nil
 	}
 	bindings := e.cache.Update(now, name, keep, ports, allowlist.Keep(ttl, e.minTTL, e.maxTTL, grace), src)
+	// The set holds one entry per address and port, shared by every name
+	// that maps there: write only what extends an entry, never what would
+	// shorten another name's allowance, and nothing while the entry already
+	// outlives this answer (its TTL is at most keep-grace).
 	var entries []netrules.Entry
-	var write []allowlist.Binding
+	var wrote []installedKey
+	var until []time.Time
 	e.mu.Lock()
 	for _, b := range bindings {
-		// Already in the set for longer than any client can use this answer
-		// (its TTL is at most keep-grace): no kernel write on the hot path.
-		if in, ok := e.installed[b.Addr]; ok && in.ports == fmt.Sprint(b.Ports) && !in.until.Before(b.Expires.Add(-grace/2)) {
-			continue
+		for _, port := range b.Ports {
+			k := installedKey{b.Addr, port}
+			if in, ok := e.installed[k]; ok && !in.Before(b.Expires.Add(-grace/2)) {
+				continue
+			}
+			entries = append(entries, entriesFor(b.Addr, []uint16{port}, b.Expires.Sub(now))...)
+			wrote, until = append(wrote, k), append(until, b.Expires)
 		}
-		entries = append(entries, entriesFor(b.Addr, b.Ports, b.Expires.Sub(now))...)
-		write = append(write, b)
 	}
 	e.mu.Unlock()
 	if len(entries) > 0 {
@@ -204,8 +210,10 @@ func (e *egress) admit(name string, addrs []netip.Addr, ttl time.Duration, src a
 			return nil, err
 		}
 		e.mu.Lock()
-		for _, b := range write {
-			e.installed[b.Addr] = installedEntry{until: b.Expires, ports: fmt.Sprint(b.Ports)}
+		for i, k := range wrote {
+			if until[i].After(e.installed[k]) {
+				e.installed[k] = until[i]
+			}
 		}
 		e.mu.Unlock()
 	}

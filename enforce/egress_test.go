@@ -93,3 +93,26 @@ func TestAdmitReportsAFailedInstall(t *testing.T) {
 		t.Fatalf("retry: %v, writes %d", err, len(n.writes))
 	}
 }
+
+func TestAnAnswerForOneNameNeverShortensAnotherNamesAllowance(t *testing.T) {
+	n := &recordingNet{}
+	now := time.Unix(10000, 0)
+	e := testEgress(t, n, &now)
+	a := netip.MustParseAddr("198.51.100.10")
+	// api.example.com allows a for an hour; x.cdn.example.com maps to the same
+	// address and port with a 1 s TTL.
+	if _, err := e.Admit(context.Background(), "api.example.com", []netip.Addr{a}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(time.Second)
+	if _, err := e.Admit(context.Background(), "x.cdn.example.com", []netip.Addr{a}, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range n.writes[1:] {
+		for _, en := range w {
+			if en.Addr == a && en.Port == 443 && en.Timeout < time.Hour-time.Minute {
+				t.Fatalf("the short answer rewrote %s:443 with %s", a, en.Timeout)
+			}
+		}
+	}
+}
