@@ -59,6 +59,10 @@ type Config struct {
 type Supervisor struct {
 	cfg    Config
 	audit  *auditLog
+	// gates are the DNS gates this process runs, by sandbox: Teardown stops
+	// a sandbox's gate before it removes the directory the gate writes to.
+	gatesMu sync.Mutex
+	gates   map[string]func()
 	rt     Containers
 	net    Network
 	layout layout
@@ -72,7 +76,7 @@ func New(cfg Config, rt Containers, net Network) *Supervisor {
 	if cfg.Step == nil {
 		cfg.Step = func(string, time.Duration, error) {}
 	}
-	return &Supervisor{cfg: cfg, rt: rt, net: net, layout: layout{root: cfg.StateDir},
+	return &Supervisor{cfg: cfg, rt: rt, net: net, layout: layout{root: cfg.StateDir}, gates: map[string]func(){},
 		audit: &auditLog{path: AuditLogPath(cfg.StateDir), log: cfg.Log}}
 }
 
@@ -195,7 +199,16 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 			s.cfg.Log.Error("dns gate stopped", "sandbox", p.Name, "error", err)
 		}
 	}()
-	stop := func() { stopGate(); bg.Wait() }
+	stop := sync.OnceFunc(func() {
+		stopGate()
+		bg.Wait()
+		s.gatesMu.Lock()
+		delete(s.gates, p.Name)
+		s.gatesMu.Unlock()
+	})
+	s.gatesMu.Lock()
+	s.gates[p.Name] = stop
+	s.gatesMu.Unlock()
 	defer func() {
 		if retErr != nil {
 			stop()
@@ -392,6 +405,12 @@ func (s *Supervisor) Exists(ctx context.Context, name string) bool {
 // concurrently from two processes, or after a half-finished start. The log
 // file stays for `clawguard logs`.
 func (s *Supervisor) Teardown(ctx context.Context, name string) error {
+	s.gatesMu.Lock()
+	stopGate := s.gates[name]
+	s.gatesMu.Unlock()
+	if stopGate != nil {
+		stopGate()
+	}
 	unlock, err := s.layout.lock()
 	if err != nil {
 		return err
