@@ -57,15 +57,15 @@ type Config struct {
 // Supervisor starts, stops and inspects sandboxes. The foreground `run` and
 // the daemon use the same one.
 type Supervisor struct {
-	cfg    Config
-	audit  *auditLog
+	cfg   Config
+	audit *auditLog
 	// gates are the DNS gates this process runs, by sandbox: Teardown stops
 	// a sandbox's gate before it removes the directory the gate writes to.
 	gatesMu sync.Mutex
 	gates   map[string]func()
-	rt     Containers
-	net    Network
-	layout layout
+	rt      Containers
+	net     Network
+	layout  layout
 }
 
 // New returns a supervisor over the given collaborators.
