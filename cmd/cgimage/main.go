@@ -2,7 +2,7 @@
 // tests run, from files already on the host (busybox-static, the host's node
 // and its libraries, the cgprobe helper): no registry, no container engine.
 //
-//	cgimage -ref docker.io/clawguard/demo:1 -o demo.tar -probe bin/cgprobe [-node /usr/bin/node] [-file DEST=SRC] [-cmd ARG]...
+//	cgimage -ref docker.io/clawguard/demo:1 -o demo.tar -probe bin/cgprobe [-node /usr/bin/node] [-bin /usr/bin/iperf3] [-file DEST=SRC] [-cmd ARG]...
 package main
 
 import (
@@ -30,8 +30,10 @@ func main() {
 		busybox = flag.String("busybox", "/bin/busybox", "static busybox to install with its applets; empty for an image with no shell")
 		node    = flag.String("node", "", "node binary to install at /usr/bin/node, with the shared libraries it links")
 		files   multi
+		bins    multi
 		cmd     multi
 	)
+	flag.Var(&bins, "bin", "host binary to install at the same path, with the shared libraries it links (repeatable)")
 	flag.Var(&files, "file", "DEST=SRC[:MODE] host file to add (repeatable)")
 	flag.Var(&cmd, "cmd", "image command, one argument per flag (repeatable)")
 	flag.Parse()
@@ -39,13 +41,16 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
-	if err := build(*ref, *out, *probe, *busybox, *node, files, cmd); err != nil {
+	if *node != "" {
+		bins = append(bins, *node+"=usr/bin/node")
+	}
+	if err := build(*ref, *out, *probe, *busybox, bins, files, cmd); err != nil {
 		fmt.Fprintln(os.Stderr, "cgimage:", err)
 		os.Exit(1)
 	}
 }
 
-func build(ref, out, probe, busybox, node string, files, cmd []string) error {
+func build(ref, out, probe, busybox string, bins, files, cmd []string) error {
 	img := ociarchive.New(ref)
 	img.Cmd = cmd
 	img.WorkingDir = "/workspace"
@@ -68,9 +73,14 @@ func build(ref, out, probe, busybox, node string, files, cmd []string) error {
 	if probe != "" {
 		img.HostFile("usr/local/bin/cgprobe", probe, 0o755)
 	}
-	if node != "" {
-		img.HostFile("usr/bin/node", node, 0o755)
-		libs, err := sharedLibs(node)
+	for _, b := range bins {
+		// SRC[=DEST]: installed at DEST (default: the same path).
+		src, dest, ok := strings.Cut(b, "=")
+		if !ok {
+			dest = src
+		}
+		img.HostFile(dest, src, 0o755)
+		libs, err := sharedLibs(src)
 		if err != nil {
 			return err
 		}
