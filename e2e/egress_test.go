@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -548,4 +550,88 @@ func TestStatusShowsAllowlistDenialsAndRules(t *testing.T) {
 			t.Errorf("audit log lacks %s", want)
 		}
 	}
+}
+
+// TestSpoofedSourceGetsNoOtherSandboxsAllowance: sandbox B sends from A's
+// address to a destination only A may reach. The packets must not enter A's
+// chain (they come from B's port) and end in the base chain's drop.
+func TestSpoofedSourceGetsNoOtherSandboxsAllowance(t *testing.T) {
+	h := env
+	a := h.start(t, profile{Name: "spoof-a", Extra: "egress:\n  allow:\n    - {cidr: " + apiAddr + "/32, ports: [443]}\n"})
+	b := h.start(t, profile{Name: "spoof-b"})
+	aIP := h.sandboxIP(t, a.name)
+	aChain := "CG-" + shortID(a.name)
+
+	// Control: A's own connection goes through A's chain and is accepted.
+	before := chainPackets(t, "filter", aChain)
+	if c := h.sandboxConnect(t, a.name, apiAddr+":443"); !c.OK {
+		t.Fatalf("control: A cannot reach its own allowlisted destination: %+v", c)
+	}
+	if chainPackets(t, "filter", aChain) == before {
+		t.Fatal("control: A's chain counted nothing for A's own connection, so the check below proves nothing")
+	}
+
+	// B takes A's address as a second address (root in B's namespace can; the
+	// agent inside cannot) and connects from it.
+	if err := run("ip", "netns", "exec", "cg-"+b.name, "ip", "addr", "add", aIP+"/32", "dev", "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	aBefore := chainPackets(t, "filter", aChain)
+	baseBefore := baseDrops(t)
+	out, err := exec.Command("ip", "netns", "exec", "cg-"+b.name, h.probe, "connect-from", aIP, apiAddr+":443").CombinedOutput()
+	if err != nil {
+		t.Fatalf("probe: %v %s", err, out)
+	}
+	if strings.Contains(string(out), `"OK": true`) {
+		t.Fatalf("spoofed connection succeeded: %s", out)
+	}
+	if got := chainPackets(t, "filter", aChain); got != aBefore {
+		t.Fatalf("spoofed packets entered A's chain (%d -> %d packets)", aBefore, got)
+	}
+	if baseDrops(t) == baseBefore {
+		t.Fatal("the spoofed packets were not dropped by the base chain")
+	}
+}
+
+func shortID(name string) string {
+	sum := sha256.Sum256([]byte(name))
+	return hex.EncodeToString(sum[:4])
+}
+
+// chainPackets sums the packet counters of one chain.
+func chainPackets(t testing.TB, table, chain string) uint64 {
+	t.Helper()
+	out, err := exec.Command("iptables-save", "-c", "-t", table).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total uint64
+	for _, l := range strings.Split(string(out), "\n") {
+		cnt, rest, ok := strings.Cut(l, "] ")
+		if ok && strings.HasPrefix(rest, "-A "+chain+" ") {
+			var p uint64
+			fmt.Sscanf(strings.TrimPrefix(cnt, "["), "%d:", &p)
+			total += p
+		}
+	}
+	return total
+}
+
+// baseDrops counts packets the base forward chain dropped from the bridge.
+func baseDrops(t testing.TB) uint64 {
+	t.Helper()
+	out, err := exec.Command("iptables-save", "-c", "-t", "filter").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		cnt, rest, ok := strings.Cut(l, "] ")
+		if ok && strings.HasPrefix(rest, "-A CG-FORWARD -i "+testBridge) && strings.HasSuffix(rest, "-j DROP") {
+			var p uint64
+			fmt.Sscanf(strings.TrimPrefix(cnt, "["), "%d:", &p)
+			return p
+		}
+	}
+	t.Fatal("no base drop rule for the test bridge")
+	return 0
 }

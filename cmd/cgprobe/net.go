@@ -25,6 +25,17 @@ func netCheck(args []string) (any, error) {
 			return nil, fmt.Errorf("usage: resolve NAME")
 		}
 		return resolve(args[1]), nil
+	case "connect-from": // connect-from SRC HOST:PORT: bind the source address first
+		if len(args) != 3 {
+			return nil, fmt.Errorf("usage: connect-from SRC HOST:PORT")
+		}
+		d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(args[1])}}
+		c, err := d.Dial("tcp", args[2])
+		if err != nil {
+			return Connected{Error: errString(err)}, nil
+		}
+		c.Close()
+		return Connected{OK: true}, nil
 	case "connect": // connect HOST:PORT [TIMEOUT]
 		if len(args) < 2 {
 			return nil, fmt.Errorf("usage: connect HOST:PORT [TIMEOUT]")
