@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/clawguard/clawguard/netrules/nettest"
 )
 
 // egressProfile allowlists names of the fake internet, with a 1 s minimum
@@ -310,16 +312,16 @@ func TestSupervisorKilledStaysClosed(t *testing.T) {
 // namespace state before a sandbox starts and after it stops.
 func TestStopLeavesNoKernelState(t *testing.T) {
 	h := env
-	before := kernelState(t)
+	before := nettest.KernelState(t)
 	sb := h.start(t, profile{Name: "egress-residue", Extra: egressProfile})
 	var r probeResolved
 	h.netProbe(t, sb.name, &r, "resolve", "api.example.test")
-	if during := kernelState(t); during == before {
+	if during := nettest.KernelState(t); during == before {
 		t.Fatal("a running sandbox changed no kernel state: the comparison proves nothing")
 	}
 	h.stopSandbox(t, sb)
-	if after := kernelState(t); after != before {
-		t.Fatalf("kernel state after stop differs:\n%s", diffLines(before, after))
+	if after := nettest.KernelState(t); after != before {
+		t.Fatalf("kernel state after stop differs:\n%s", nettest.Diff(before, after))
 	}
 }
 
@@ -367,189 +369,6 @@ func hostAddrs(t testing.TB) []string {
 		out = append(out, ipn.IP.String())
 	}
 	return out
-}
-
-// kernelState is every rule, set, link and namespace, without counters.
-func kernelState(t testing.TB) string {
-	t.Helper()
-	var b strings.Builder
-	for _, c := range [][]string{{"iptables-save"}, {"ip6tables-save"}, {"ipset", "list", "-n"}, {"ip", "-o", "link"}, {"ip", "netns"}} {
-		out, err := exec.Command(c[0], c[1:]...).Output()
-		if err != nil {
-			t.Fatalf("%v: %v", c, err)
-		}
-		for _, l := range strings.Split(string(out), "\n") {
-			if strings.HasPrefix(l, "#") || strings.HasPrefix(l, ":") {
-				continue
-			}
-			if c[0] == "ip" && c[1] == "-o" {
-				if f := strings.Fields(l); len(f) > 1 {
-					l = f[1]
-				}
-			}
-			b.WriteString(l + "\n")
-		}
-	}
-	return b.String()
-}
-
-func diffLines(a, b string) string {
-	as, bs := strings.Split(a, "\n"), strings.Split(b, "\n")
-	in := func(l []string, s string) bool {
-		for _, x := range l {
-			if x == s {
-				return true
-			}
-		}
-		return false
-	}
-	var out []string
-	for _, l := range bs {
-		if !in(as, l) {
-			out = append(out, "+ "+l)
-		}
-	}
-	for _, l := range as {
-		if !in(bs, l) {
-			out = append(out, "- "+l)
-		}
-	}
-	return strings.Join(out, "\n")
-}
-
-// TestStatusShowsAllowlistDenialsAndRules: after real traffic, status reports
-// the addresses each entry opens, the refused queries, the answers dropped for
-// private targets, the denied packets with their destination, the counters,
-// and (--rules) the rules and set members; the audit log has the same events.
-func TestStatusShowsAllowlistDenialsAndRules(t *testing.T) {
-	h := env
-	sb := h.start(t, profile{Name: "egress-status", Extra: egressProfile})
-	var r probeResolved
-	h.netProbe(t, sb.name, &r, "resolve", "api.example.test")
-	h.netProbe(t, sb.name, &r, "resolve", "evil.example.org")
-	h.netProbe(t, sb.name, &r, "resolve", "meta.example.test")
-	if c := h.sandboxConnect(t, sb.name, apiAddr+":443"); !c.OK {
-		t.Fatalf("allowed connect failed: %+v", c)
-	}
-	h.sandboxConnect(t, sb.name, deniedAddr+":443")
-
-	var st []struct {
-		Allowlist []struct {
-			Host      string `json:"host"`
-			Addresses []struct {
-				Name             string `json:"name"`
-				Address          string `json:"address"`
-				ExpiresInSeconds int64  `json:"expires_in_seconds"`
-				Source           string `json:"source"`
-			} `json:"addresses"`
-		} `json:"allowlist"`
-		Packets struct {
-			Accepted uint64 `json:"accepted_packets"`
-			Denied   uint64 `json:"denied_packets"`
-		} `json:"packets"`
-		Denied []struct {
-			Destination string `json:"destination"`
-			Port        int    `json:"port"`
-			Protocol    string `json:"protocol"`
-		} `json:"denied_packets"`
-		Refused []struct {
-			Name, Type, Reason string
-		} `json:"refused_queries"`
-		Dropped []struct {
-			Name    string `json:"name"`
-			Address string `json:"address"`
-		} `json:"dropped_answers"`
-		Rules      []string `json:"rules"`
-		SetMembers []struct {
-			Address string `json:"address"`
-			Port    int    `json:"port"`
-		} `json:"set_members"`
-	}
-	// Snapshots and logs are published asynchronously; give them a moment.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		out, stderr, code := h.cg("status", "--json", "--rules", sb.name)
-		if code != 0 {
-			t.Fatalf("status: %s", stderr)
-		}
-		if err := json.Unmarshal([]byte(out), &st); err != nil || len(st) != 1 {
-			t.Fatalf("status JSON: %v\n%s", err, out)
-		}
-		if len(st[0].Denied) > 0 && len(st[0].Refused) > 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	s := st[0]
-	found := false
-	for _, a := range s.Allowlist {
-		for _, ad := range a.Addresses {
-			if a.Host == "api.example.test" && ad.Address == apiAddr && ad.ExpiresInSeconds > 0 && ad.Source != "" {
-				found = true
-			}
-		}
-	}
-	if !found {
-		t.Errorf("allowlist does not show %s for api.example.test: %+v", apiAddr, s.Allowlist)
-	}
-	if s.Packets.Accepted == 0 || s.Packets.Denied == 0 {
-		t.Errorf("counters %+v", s.Packets)
-	}
-	deniedSeen := false
-	for _, d := range s.Denied {
-		if d.Destination == deniedAddr && d.Port == 443 && d.Protocol == "tcp" {
-			deniedSeen = true
-		}
-	}
-	if !deniedSeen {
-		t.Errorf("denied packets lack %s:443/tcp: %+v", deniedAddr, s.Denied)
-	}
-	refusedSeen := false
-	for _, q := range s.Refused {
-		if q.Name == "evil.example.org" {
-			refusedSeen = true
-		}
-	}
-	if !refusedSeen {
-		t.Errorf("refused queries lack evil.example.org: %+v", s.Refused)
-	}
-	metaDropped := false
-	for _, d := range s.Dropped {
-		if d.Name == "meta.example.test" && d.Address == metadataAddr {
-			metaDropped = true
-		}
-	}
-	if !metaDropped {
-		t.Errorf("dropped answers lack meta.example.test -> %s: %+v", metadataAddr, s.Dropped)
-	}
-	rules := strings.Join(s.Rules, "\n")
-	if !strings.Contains(rules, "--match-set cg-") || !strings.Contains(rules, "-j DROP") || !strings.Contains(rules, "DNAT") {
-		t.Errorf("rules:\n%s", rules)
-	}
-	memberSeen := false
-	for _, m := range s.SetMembers {
-		if m.Address == apiAddr && m.Port == 443 {
-			memberSeen = true
-		}
-	}
-	if !memberSeen {
-		t.Errorf("set members lack %s:443: %+v", apiAddr, s.SetMembers)
-	}
-	table, _, _ := h.cg("status", sb.name)
-	for _, want := range []string{"api.example.test", apiAddr, "refused DNS queries", "evil.example.org", "denied connection attempts"} {
-		if !strings.Contains(table, want) {
-			t.Errorf("status table lacks %q:\n%s", want, table)
-		}
-	}
-	audit, err := os.ReadFile(h.stateDir + "/audit.jsonl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{`"kind":"started"`, `"kind":"refused_query"`, `"kind":"denied_packet"`, `"kind":"dropped_answer"`} {
-		if !strings.Contains(string(audit), want) {
-			t.Errorf("audit log lacks %s", want)
-		}
-	}
 }
 
 // TestSpoofedSourceGetsNoOtherSandboxsAllowance: sandbox B sends from A's

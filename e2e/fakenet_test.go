@@ -5,13 +5,14 @@ import (
 	"io"
 	"net"
 	"os/exec"
-	goruntime "runtime"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/miekg/dns"
 	"github.com/vishvananda/netns"
+
+	"github.com/clawguard/clawguard/netrules"
 )
 
 // fakeNet is the suite's own internet: a network namespace joined to the host
@@ -139,30 +140,8 @@ func startFakeNet() (*fakeNet, error) {
 	return f, nil
 }
 
-// inNS runs fn on a thread inside the fake namespace; sockets made there
-// stay there.
-func (f *fakeNet) inNS(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		goruntime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(f.ns); err != nil {
-			errc <- err
-			return
-		}
-		err = fn()
-		if netns.Set(orig) == nil {
-			goruntime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
-}
+// inNS runs fn inside the fake namespace; sockets made there stay there.
+func (f *fakeNet) inNS(fn func() error) error { return netrules.InNetNS(f.ns, fn) }
 
 // serveHello answers every connection with the address and port it reached.
 func serveHello(ln net.Listener) {

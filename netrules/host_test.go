@@ -10,6 +10,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/clawguard/clawguard/netrules/nettest"
 )
 
 // Kernel tests use their own bridge and subnet so they never touch a real
@@ -24,34 +26,9 @@ func testHost(t *testing.T) *Host {
 	return h
 }
 
-// snapshot is the kernel state our objects could leave: rules, sets, links.
-func snapshot(t *testing.T) string {
-	t.Helper()
-	var b strings.Builder
-	for _, c := range [][]string{{"iptables-save"}, {"ip6tables-save"}, {"ipset", "list", "-n"}, {"ip", "-o", "link"}, {"ip", "netns"}} {
-		out, err := exec.Command(c[0], c[1:]...).Output()
-		if err != nil {
-			t.Fatalf("%v: %v", c, err)
-		}
-		for _, l := range strings.Split(string(out), "\n") {
-			// Counters, timestamps and link states change on their own.
-			if strings.HasPrefix(l, "#") || strings.HasPrefix(l, ":") {
-				continue
-			}
-			if c[0] == "ip" && c[1] == "-o" {
-				if f := strings.Fields(l); len(f) > 1 {
-					l = f[1]
-				}
-			}
-			b.WriteString(l + "\n")
-		}
-	}
-	return b.String()
-}
-
 func TestAttachInstallsEverythingAndDetachRemovesIt(t *testing.T) {
 	h := testHost(t)
-	before := snapshot(t)
+	before := nettest.KernelState(t)
 	sb := Sandbox{Name: "nrtest-a", DNSPort: 15353, LogDenied: true}
 	t.Cleanup(func() { _ = h.Detach(sb.Name) })
 	static := []Entry{{Addr: netip.MustParseAddr("198.51.100.7"), Proto: ProtoTCP, Port: 443}}
@@ -63,12 +40,12 @@ func TestAttachInstallsEverythingAndDetachRemovesIt(t *testing.T) {
 		t.Fatalf("attachment %+v", att)
 	}
 	// Attaching again changes nothing: no duplicate rule, same address.
-	once := snapshot(t)
+	once := nettest.KernelState(t)
 	if again, err := h.Attach(sb, static); err != nil || again != att {
 		t.Fatalf("second attach: %+v, %v", again, err)
 	}
-	if twice := snapshot(t); twice != once {
-		t.Fatalf("second attach changed kernel state:\n%s", diffLines(once, twice))
+	if twice := nettest.KernelState(t); twice != once {
+		t.Fatalf("second attach changed kernel state:\n%s", nettest.Diff(once, twice))
 	}
 	// Every rule is written the way iptables-save prints it, so a second
 	// ensure finds nothing to do and writes nothing.
@@ -134,8 +111,8 @@ func TestAttachInstallsEverythingAndDetachRemovesIt(t *testing.T) {
 	if err := h.Detach(sb.Name); err != nil {
 		t.Fatal(err)
 	}
-	if after := snapshot(t); after != before {
-		t.Fatalf("detach left kernel state behind:\n%s", diffLines(before, after))
+	if after := nettest.KernelState(t); after != before {
+		t.Fatalf("detach left kernel state behind:\n%s", nettest.Diff(before, after))
 	}
 	if err := h.Detach(sb.Name); err != nil {
 		t.Fatalf("second detach: %v", err)
@@ -196,20 +173,4 @@ func TestAddressesAreNotReusedWhileLeased(t *testing.T) {
 func portIsolated(t *testing.T, port string) bool {
 	out, err := exec.Command("bridge", "-d", "link", "show", "dev", port).Output()
 	return err == nil && strings.Contains(string(out), "isolated on")
-}
-
-func diffLines(a, b string) string {
-	as, bs := strings.Split(a, "\n"), strings.Split(b, "\n")
-	var out []string
-	for _, l := range bs {
-		if !slices.Contains(as, l) {
-			out = append(out, "+ "+l)
-		}
-	}
-	for _, l := range as {
-		if !slices.Contains(bs, l) {
-			out = append(out, "- "+l)
-		}
-	}
-	return strings.Join(out, "\n")
 }

@@ -147,11 +147,24 @@ func deleteVeth(sandbox string) error {
 // disableIPv6 turns IPv6 off for every interface of the namespace, so the
 // sandbox has no IPv6 address, not even link-local.
 func disableIPv6(ns netns.NsHandle) error {
+	return InNetNS(ns, func() error {
+		for _, f := range []string{"/proc/sys/net/ipv6/conf/all/disable_ipv6", "/proc/sys/net/ipv6/conf/default/disable_ipv6"} {
+			if err := os.WriteFile(f, []byte("1"), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("disable IPv6 (%s): %w", f, err)
+			}
+		}
+		return nil
+	})
+}
+
+// InNetNS runs fn on an OS thread inside ns and returns its error. Sockets
+// fn opens stay in ns; /proc/sys/net is ns's. The thread is handed back to
+// the scheduler only if it could return to its own namespace; otherwise it
+// dies with its goroutine.
+func InNetNS(ns netns.NsHandle, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		goruntime.LockOSThread()
-		// The thread is not unlocked: after entering another namespace it
-		// must die with the goroutine rather than run other code.
 		orig, err := netns.Get()
 		if err != nil {
 			errc <- err
@@ -162,16 +175,11 @@ func disableIPv6(ns netns.NsHandle) error {
 			errc <- fmt.Errorf("enter namespace: %w", err)
 			return
 		}
-		var werr error
-		for _, f := range []string{"/proc/sys/net/ipv6/conf/all/disable_ipv6", "/proc/sys/net/ipv6/conf/default/disable_ipv6"} {
-			if err := os.WriteFile(f, []byte("1"), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
-				werr = fmt.Errorf("disable IPv6 (%s): %w", f, err)
-			}
-		}
-		if err := netns.Set(orig); err == nil {
+		err = fn()
+		if netns.Set(orig) == nil {
 			goruntime.UnlockOSThread()
 		}
-		errc <- werr
+		errc <- err
 	}()
 	return <-errc
 }
