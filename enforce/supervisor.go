@@ -179,42 +179,17 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 
 	// The DNS gate listens before the rules that lead to it exist, so the
 	// first query of the agent already finds it.
-	eg := newEgress(p.Name, p, s.net, s.layout.egressFile(p.Name), func(e auditEvent) { s.audit.write(p.Name, e) }, s.cfg.Log)
-	proxy, err := dnsproxy.New(dnsproxy.Config{Upstreams: s.cfg.DNSUpstreams, MaxTTL: p.Egress.DNS.MaxTTL.Duration, Log: s.cfg.Log}, eg)
+	g, err := s.openGate(ctx, p)
 	if err != nil {
 		return nil, err
 	}
-	gw := s.net.Gateway()
-	pc, ln, err := dnsproxy.Listen(gw, 0)
-	if err != nil {
-		return nil, err
-	}
-	gateCtx, stopGate := context.WithCancel(context.WithoutCancel(ctx))
-	// The gate and its refresh loop run until Close; stop waits for both.
-	var bg sync.WaitGroup
-	bg.Add(1)
-	go func() {
-		defer bg.Done()
-		if err := proxy.Serve(gateCtx, pc, ln); err != nil {
-			s.cfg.Log.Error("dns gate stopped", "sandbox", p.Name, "error", err)
-		}
-	}()
-	stop := sync.OnceFunc(func() {
-		stopGate()
-		bg.Wait()
-		s.gatesMu.Lock()
-		delete(s.gates, p.Name)
-		s.gatesMu.Unlock()
-	})
-	s.gatesMu.Lock()
-	s.gates[p.Name] = stop
-	s.gatesMu.Unlock()
 	defer func() {
 		if retErr != nil {
-			stop()
+			g.stop()
 		}
 	}()
-	st.DNSPort = pc.LocalAddr().(*net.UDPAddr).Port
+	st.DNSPort = g.port
+	eg, gw := g.eg, s.net.Gateway()
 
 	var att netrules.Attachment
 	if err := step("network", func() error {
@@ -237,13 +212,11 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 		if r, err := nflog.Listen(att.LogGroup); err != nil {
 			s.cfg.Log.Warn("denied packets will not be reported", "sandbox", p.Name, "error", err)
 		} else {
-			bg.Add(1)
-			go func() {
-				defer bg.Done()
-				if err := r.Run(gateCtx, eg.deniedPacket); err != nil {
+			g.background(func(ctx context.Context) {
+				if err := r.Run(ctx, eg.deniedPacket); err != nil {
 					s.cfg.Log.Warn("denied-packet log stopped", "sandbox", p.Name, "error", err)
 				}
-			}()
+			})
 		}
 	}
 	resolv := s.layout.resolvConf(p.Name)
@@ -263,7 +236,7 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 	}
 	var first map[string]time.Duration
 	_ = step("allowlist", func() error {
-		first = eg.resolveAll(ctx, proxy)
+		first = eg.resolveAll(ctx, g.proxy)
 		return nil
 	})
 	var exitC <-chan containerd.ExitStatus
@@ -274,8 +247,7 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 	}); err != nil {
 		return nil, err
 	}
-	bg.Add(1)
-	go func() { defer bg.Done(); eg.run(gateCtx, proxy, first, st.DNSPort) }()
+	g.background(func(ctx context.Context) { eg.run(ctx, g.proxy, first, g.port) })
 	st.Status, st.StartedAt = "running", time.Now().UTC()
 	if err := s.layout.write(st); err != nil {
 		return nil, err
@@ -283,7 +255,59 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 	took := time.Since(began)
 	s.audit.write(p.Name, auditEvent{Kind: "started", Reason: fmt.Sprintf("pid %d, address %s, image %s", st.Pid, st.IP, sb.Image)})
 	s.cfg.Log.Info("sandbox started", "sandbox", p.Name, "pid", st.Pid, "took", took)
-	return &Started{Name: p.Name, Pid: st.Pid, IP: st.IP, Exit: exitC, LogPath: sb.LogPath, Took: took, stop: stop}, nil
+	return &Started{Name: p.Name, Pid: st.Pid, IP: st.IP, Exit: exitC, LogPath: sb.LogPath, Took: took, stop: g.stop}, nil
+}
+
+// gate is one sandbox's DNS gate and the work around it (refresh loop,
+// denied-packet reader), running in this process until stop.
+type gate struct {
+	eg    *egress
+	proxy *dnsproxy.Proxy
+	port  int
+	ctx   context.Context
+	wg    sync.WaitGroup
+	stop  func()
+}
+
+// openGate starts the sandbox's DNS gate on a free port of the gateway and
+// registers it, so Teardown in this process can stop it first.
+func (s *Supervisor) openGate(ctx context.Context, p *profiles.Profile) (*gate, error) {
+	eg := newEgress(p.Name, p, s.net, s.layout.egressFile(p.Name), func(e auditEvent) { s.audit.write(p.Name, e) }, s.cfg.Log)
+	proxy, err := dnsproxy.New(dnsproxy.Config{Upstreams: s.cfg.DNSUpstreams, MaxTTL: p.Egress.DNS.MaxTTL.Duration, Log: s.cfg.Log}, eg)
+	if err != nil {
+		return nil, err
+	}
+	pc, ln, err := dnsproxy.Listen(s.net.Gateway(), 0)
+	if err != nil {
+		return nil, err
+	}
+	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	g := &gate{eg: eg, proxy: proxy, port: pc.LocalAddr().(*net.UDPAddr).Port, ctx: gctx}
+	g.stop = sync.OnceFunc(func() {
+		cancel()
+		g.wg.Wait()
+		s.gatesMu.Lock()
+		delete(s.gates, p.Name)
+		s.gatesMu.Unlock()
+	})
+	s.gatesMu.Lock()
+	s.gates[p.Name] = g.stop
+	s.gatesMu.Unlock()
+	g.background(func(ctx context.Context) {
+		if err := proxy.Serve(ctx, pc, ln); err != nil {
+			s.cfg.Log.Error("dns gate stopped", "sandbox", p.Name, "error", err)
+		}
+	})
+	return g, nil
+}
+
+// background runs fn until the gate stops; stop waits for it.
+func (g *gate) background(fn func(ctx context.Context)) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		fn(g.ctx)
+	}()
 }
 
 // sandboxSpec translates a validated profile into the runtime's description.
