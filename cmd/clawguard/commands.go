@@ -107,8 +107,12 @@ func printStatus(w io.Writer, list []enforce.Status) {
 		if s.Packets != nil {
 			accepted, denied = fmt.Sprint(s.Packets.Accepted), fmt.Sprint(s.Packets.Denied)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%g\t%d\n", s.Name, s.State, dash(s.Pid), uptime(s.UptimeSeconds),
-			orDash(s.IP), accepted, denied, s.Image, profiles.FormatSize(s.MemoryBytes), s.CPUs, s.Pids)
+		mem, cpus, pids := "-", "-", "-"
+		if s.MemoryBytes > 0 {
+			mem, cpus, pids = profiles.FormatSize(s.MemoryBytes), fmt.Sprint(s.CPUs), fmt.Sprint(s.Pids)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.State, dash(s.Pid), uptime(s.UptimeSeconds),
+			orDash(s.IP), accepted, denied, s.Image, mem, cpus, pids)
 	}
 	tw.Flush()
 	for _, s := range list {
