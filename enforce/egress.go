@@ -27,6 +27,8 @@ type Network interface {
 	Members(sandbox string) ([]netrules.SetMember, error)
 	Counters(sandbox string) (netrules.Counters, error)
 	Rules(sandbox string) ([]string, error)
+	// Sweep removes kernel objects of sandboxes not in keep.
+	Sweep(keep []string) ([]string, error)
 }
 
 // grace keeps an address allowed a little past its TTL, so a connection

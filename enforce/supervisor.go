@@ -41,6 +41,7 @@ type Containers interface {
 	List(ctx context.Context) ([]runtime.Info, error)
 	Exec(ctx context.Context, name string, args []string, o runtime.ExecOptions) (int, error)
 	Limits(ctx context.Context, name string) (runtime.Limits, error)
+	SweepSnapshots(ctx context.Context) ([]string, error)
 }
 
 // Config is what a Supervisor needs besides its collaborators.

@@ -118,9 +118,11 @@ func (f *fakeWorld) Detach(sandbox string) error {
 
 func (f *fakeWorld) Allow(string, []netrules.Entry) error { return nil }
 
-func (f *fakeWorld) Members(string) ([]netrules.SetMember, error) { return nil, nil }
-func (f *fakeWorld) Counters(string) (netrules.Counters, error)   { return netrules.Counters{}, nil }
-func (f *fakeWorld) Rules(string) ([]string, error)               { return nil, nil }
+func (f *fakeWorld) Members(string) ([]netrules.SetMember, error)     { return nil, nil }
+func (f *fakeWorld) Counters(string) (netrules.Counters, error)       { return netrules.Counters{}, nil }
+func (f *fakeWorld) Rules(string) ([]string, error)                   { return nil, nil }
+func (f *fakeWorld) Sweep([]string) ([]string, error)                 { return nil, nil }
+func (f *fakeWorld) SweepSnapshots(context.Context) ([]string, error) { return nil, nil }
 
 // Gateway is loopback so the DNS gate can really listen in unit tests.
 func (f *fakeWorld) Gateway() netip.Addr { return netip.MustParseAddr("127.0.0.1") }
@@ -267,4 +269,37 @@ func TestStatusShowsLeftoversOfEitherKind(t *testing.T) {
 
 func profilesAllow(host string, port int) profiles.AllowEntry {
 	return profiles.AllowEntry{Host: host, Ports: []int{port}}
+}
+
+func TestReconcileKeepsLiveSandboxesAndRemovesTheRest(t *testing.T) {
+	w := newFakeWorld("")
+	stateDir := t.TempDir()
+	sup := New(testConfig(stateDir), w, w)
+	live, err := sup.Start(context.Background(), testProfile(t, "live"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(live.Close)
+	// A sandbox whose supervisor and task are gone: state only.
+	if err := os.MkdirAll(filepath.Join(stateDir, "sandboxes", "dead"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := sup.layout.write(&State{Name: "dead", Status: "running", Supervisor: 1 << 30}); err != nil {
+		t.Fatal(err)
+	}
+	// A container labelled as ours that no state knows.
+	w.containers["stray"] = true
+	rep, err := sup.Reconcile(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(rep.Kept, []string{"live"}) {
+		t.Fatalf("kept %v", rep.Kept)
+	}
+	if len(rep.Removed) != 2 || w.containers["stray"] || !w.containers["live"] {
+		t.Fatalf("removed %v; containers %v", rep.Removed, w.containers)
+	}
+	if _, err := os.Stat(filepath.Join(stateDir, "sandboxes", "dead")); !os.IsNotExist(err) {
+		t.Fatalf("dead sandbox's state remains: %v", err)
+	}
 }

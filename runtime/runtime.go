@@ -17,6 +17,7 @@ import (
 	cgroup1stats "github.com/containerd/cgroups/v3/cgroup1/stats"
 	cgroup2stats "github.com/containerd/cgroups/v3/cgroup2/stats"
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
@@ -410,4 +411,40 @@ func notFound(err error) error {
 		return ErrNotFound
 	}
 	return err
+}
+
+// SweepSnapshots removes active snapshots in our namespace that no container
+// uses (a create that died half-way), and returns their keys. Committed
+// snapshots are image layers and stay.
+func (r *Runtime) SweepSnapshots(ctx context.Context) ([]string, error) {
+	ctx = r.ns(ctx)
+	cs, err := r.client.Containers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	used := map[string]bool{}
+	for _, c := range cs {
+		if info, err := c.Info(ctx, containerd.WithoutRefreshedMetadata); err == nil {
+			used[info.SnapshotKey] = true
+		}
+	}
+	sn := r.client.SnapshotService(r.snapshotter)
+	var orphans []string
+	err = sn.Walk(ctx, func(_ context.Context, i snapshots.Info) error {
+		if i.Kind == snapshots.KindActive && !used[i.Name] {
+			orphans = append(orphans, i.Name)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots: %w", err)
+	}
+	var removed []string
+	for _, k := range orphans {
+		if err := sn.Remove(ctx, k); err != nil && !errdefs.IsNotFound(err) {
+			return removed, fmt.Errorf("remove snapshot %s: %w", k, err)
+		}
+		removed = append(removed, k)
+	}
+	return removed, nil
 }

@@ -367,3 +367,41 @@ func (g *globals) withSupervisor(fn func(ctx context.Context, sup *enforce.Super
 		return fn(ctx, sup, cmd, args)
 	}
 }
+
+func reconcileCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "reconcile [--json]",
+		Short: "Remove everything of ours that belongs to no live sandbox, and say what",
+		Long: `Make the host hold exactly the objects of the live sandboxes. A sandbox is live
+when its container has a task (it keeps running, and its rules stay in force,
+even if the clawguard that started it died). Everything else of ours is
+removed: sandboxes whose task is gone, containers labelled clawguard.sandbox
+with no state, iptables chains and rules, ip sets, veths, network namespaces
+and address leases named after no live sandbox, and snapshots no container
+uses. Objects of another clawguard on the same host (sandboxes on another
+bridge) are left alone.`,
+		Args: cobra.NoArgs,
+		RunE: g.withSupervisor(func(ctx context.Context, sup *enforce.Supervisor, cmd *cobra.Command, _ []string) error {
+			start := time.Now()
+			rep, err := sup.Reconcile(ctx)
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				if jerr := enc.Encode(rep); jerr != nil {
+					return jerr
+				}
+				return err
+			}
+			out := cmd.OutOrStdout()
+			for _, r := range rep.Removed {
+				fmt.Fprintln(out, "removed", r)
+			}
+			fmt.Fprintf(out, "reconciled in %s: %d live sandbox(es) kept, %d object(s) removed\n",
+				time.Since(start).Round(time.Millisecond), len(rep.Kept), len(rep.Removed))
+			return err
+		}),
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	return cmd
+}

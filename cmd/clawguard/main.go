@@ -80,7 +80,7 @@ Start with:
 	pf.BoolVar(&g.debug, "debug", false, "log debug detail to stderr")
 
 	root.AddCommand(
-		runCmd(g), stopCmd(g), statusCmd(g), execCmd(g), logsCmd(g), profileCmd(g), versionCmd(),
+		runCmd(g), stopCmd(g), statusCmd(g), execCmd(g), logsCmd(g), profileCmd(g), reconcileCmd(g), versionCmd(),
 	)
 	root.SetArgs(args)
 	err := root.Execute()
