@@ -10,7 +10,7 @@ LDFLAGS := -X main.version=$(VERSION)
 
 # Host packages clawguard and its tests use (Debian names). nodejs only when
 # no node is on the PATH: the tests copy the host's node into an image.
-DEB_PKGS := containerd runc iptables ipset libseccomp-dev iproute2 busybox-static gcc systemd
+DEB_PKGS := containerd runc iptables ipset libseccomp-dev iproute2 busybox-static gcc systemd iputils-ping
 
 .PHONY: all deps build test unit e2e demo demo-stop bench lint install clean
 

@@ -184,9 +184,7 @@ func TestDeniedDestinations(t *testing.T) {
 	})
 	t.Run("ICMP, even to an allowlisted address", func(t *testing.T) {
 		if err := exec.Command("ping", "-c", "1", "-W", "2", apiAddr).Run(); err != nil {
-			if _, lerr := exec.LookPath("ping"); lerr == nil {
-				t.Fatalf("control: %s does not answer ping from the host: %v", apiAddr, err)
-			}
+			t.Fatalf("control: %s does not answer ping from the host: %v", apiAddr, err)
 		}
 		// Let the sandbox user open ICMP sockets in its namespace, so that
 		// only the firewall can stop the echo.

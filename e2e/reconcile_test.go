@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/clawguard/clawguard/netrules/nettest"
 )
 
 // TestReconcileRemovesExactlyTheOrphans plants objects named as ours that
@@ -120,5 +122,36 @@ func TestReconcileRemovesExactlyTheOrphans(t *testing.T) {
 	out, _, _ = h.cg("reconcile", "--json")
 	if err := json.Unmarshal([]byte(out), &rep); err != nil || len(rep.Removed) != 0 {
 		t.Fatalf("second reconcile removed %v (%v)", rep.Removed, err)
+	}
+}
+
+// TestReconcileAfterASupervisorCrashChangesNothing: the supervisor of a
+// running sandbox is SIGKILLed; reconcile keeps the sandbox (its task runs,
+// its rules hold) and leaves the kernel state exactly as it was.
+func TestReconcileAfterASupervisorCrashChangesNothing(t *testing.T) {
+	h := env
+	sb := h.start(t, profile{Name: "reconcile-crash", Extra: egressProfile})
+	if err := sb.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-sb.exited
+	before := nettest.KernelState(t)
+	out, stderr, code := h.cg("reconcile", "--json")
+	if code != 0 {
+		t.Fatalf("reconcile: %s", stderr)
+	}
+	var rep struct{ Kept, Removed []string }
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(rep.Kept, []string{sb.name}) || len(rep.Removed) != 0 {
+		t.Fatalf("reconcile kept %v, removed %v", rep.Kept, rep.Removed)
+	}
+	if after := nettest.KernelState(t); after != before {
+		t.Fatalf("reconcile changed the kernel state of a live sandbox:\n%s", nettest.Diff(before, after))
+	}
+	mustAnswerFromHost(t, deniedAddr+":443")
+	if c := h.sandboxConnect(t, sb.name, deniedAddr+":443"); c.OK {
+		t.Fatal("denied destination open after the crash and reconcile")
 	}
 }
