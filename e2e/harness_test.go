@@ -156,10 +156,13 @@ const (
 	testGW     = "10.89.251.1"
 )
 
+// socket is the suite's daemon socket, never the host's.
+func (h *harness) socket() string { return filepath.Join(h.dir, "cg.sock") }
+
 // globalFlags point the CLI at the suite's containerd, state, network and
 // fake upstream DNS server.
 func (h *harness) globalFlags() []string {
-	return []string{"--containerd-address", h.address, "--state-dir", h.stateDir,
+	return []string{"--containerd-address", h.address, "--state-dir", h.stateDir, "--socket", h.socket(),
 		"--bridge", testBridge, "--subnet", testSubnet, "--dns-upstream", fakeDNSAddr + ":53"}
 }
 

@@ -21,26 +21,26 @@ const stateVersion = 1
 // State is what clawguard remembers about one sandbox between commands. It
 // never holds a secret value: only the names of the secret files.
 type State struct {
-	Version     int                   `json:"version"`
-	Name        string                `json:"name"`
-	Image       string                `json:"image"`
-	Profile     string                `json:"profile"`
-	Status      string                `json:"status"` // starting, running
-	CreatedAt   time.Time             `json:"created_at"`
-	StartedAt   time.Time             `json:"started_at,omitzero"`
-	Pid         uint32                `json:"pid,omitempty"`
-	Supervisor  int                   `json:"supervisor_pid"`
-	NetNS       string                `json:"netns"`
-	IP          netip.Addr            `json:"ip,omitzero"`
-	Gateway     netip.Addr            `json:"gateway,omitzero"`
-	DNSPort     int                   `json:"dns_port,omitempty"`
-	Secrets     []string              `json:"secrets,omitempty"`
-	LogPath     string                `json:"log_path"`
-	StopTimeout string                `json:"stop_timeout"`
-	Allow       []profiles.AllowEntry `json:"allow"`
-	Memory      int64                 `json:"memory_bytes"`
-	CPUs        float64               `json:"cpus"`
-	Pids        int64                 `json:"pids"`
+	Version     int             `json:"version"`
+	Name        string          `json:"name"`
+	Image       string          `json:"image"`
+	Profile     string          `json:"profile"`
+	Status      string          `json:"status"` // starting, running
+	CreatedAt   time.Time       `json:"created_at"`
+	StartedAt   time.Time       `json:"started_at,omitzero"`
+	Pid         uint32          `json:"pid,omitempty"`
+	Supervisor  int             `json:"supervisor_pid"`
+	NetNS       string          `json:"netns"`
+	IP          netip.Addr      `json:"ip,omitzero"`
+	Gateway     netip.Addr      `json:"gateway,omitzero"`
+	DNSPort     int             `json:"dns_port,omitempty"`
+	Secrets     []string        `json:"secrets,omitempty"`
+	LogPath     string          `json:"log_path"`
+	StopTimeout string          `json:"stop_timeout"`
+	Egress      profiles.Egress `json:"egress"`
+	Memory      int64           `json:"memory_bytes"`
+	CPUs        float64         `json:"cpus"`
+	Pids        int64           `json:"pids"`
 }
 
 // layout names the files under the state directory.

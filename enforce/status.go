@@ -115,7 +115,7 @@ func (s *Supervisor) status(name string, infos map[string]runtime.Info, now time
 		if state.IP.IsValid() {
 			st.IP, st.Network = state.IP.String(), state.IP.String()+" via "+state.Gateway.String()
 		}
-		for _, a := range state.Allow {
+		for _, a := range state.Egress.Allow {
 			st.Allowlist = append(st.Allowlist, AllowStatus{Host: a.Host, CIDR: a.CIDR, Ports: a.Ports, Addresses: []AddressStatus{}})
 		}
 	case errors.Is(err, os.ErrNotExist):

@@ -152,7 +152,7 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 	st := &State{
 		Name: p.Name, Image: sb.Image, Profile: p.Source, Status: "starting", CreatedAt: time.Now().UTC(),
 		Supervisor: os.Getpid(), LogPath: sb.LogPath, Secrets: secretNames, StopTimeout: p.StopTimeout.String(),
-		Memory: sb.MemoryBytes, CPUs: sb.CPUs, Pids: sb.Pids, Allow: p.Egress.Allow,
+		Memory: sb.MemoryBytes, CPUs: sb.CPUs, Pids: sb.Pids, Egress: p.Egress,
 	}
 	if err := s.layout.write(st); err != nil {
 		return nil, err
@@ -180,7 +180,7 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 
 	// The DNS gate listens before the rules that lead to it exist, so the
 	// first query of the agent already finds it.
-	g, err := s.openGate(ctx, p)
+	g, err := s.openGate(ctx, p, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -208,17 +208,7 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 		return nil, err
 	}
 	if *p.Egress.LogDenied {
-		// Dropped packets are reported, not enforced, from here: without a
-		// reader the rules still drop, only the report is lost.
-		if r, err := nflog.Listen(att.LogGroup); err != nil {
-			s.cfg.Log.Warn("denied packets will not be reported", "sandbox", p.Name, "error", err)
-		} else {
-			g.background(func(ctx context.Context) {
-				if err := r.Run(ctx, eg.deniedPacket); err != nil {
-					s.cfg.Log.Warn("denied-packet log stopped", "sandbox", p.Name, "error", err)
-				}
-			})
-		}
+		s.reportDenied(g, p.Name, att.LogGroup)
 	}
 	resolv := s.layout.resolvConf(p.Name)
 	if err := os.WriteFile(resolv, []byte("nameserver "+gw.String()+"\noptions ndots:1 timeout:2 attempts:2\n"), 0o644); err != nil {
@@ -272,13 +262,13 @@ type gate struct {
 
 // openGate starts the sandbox's DNS gate on a free port of the gateway and
 // registers it, so Teardown in this process can stop it first.
-func (s *Supervisor) openGate(ctx context.Context, p *profiles.Profile) (*gate, error) {
+func (s *Supervisor) openGate(ctx context.Context, p *profiles.Profile, port int) (*gate, error) {
 	eg := newEgress(p.Name, p, s.net, s.layout.egressFile(p.Name), func(e auditEvent) { s.audit.write(p.Name, e) }, s.cfg.Log)
 	proxy, err := dnsproxy.New(dnsproxy.Config{Upstreams: s.cfg.DNSUpstreams, MaxTTL: p.Egress.DNS.MaxTTL.Duration, Log: s.cfg.Log}, eg)
 	if err != nil {
 		return nil, err
 	}
-	pc, ln, err := dnsproxy.Listen(s.net.Gateway(), 0)
+	pc, ln, err := dnsproxy.Listen(s.net.Gateway(), port)
 	if err != nil {
 		return nil, err
 	}
@@ -300,6 +290,22 @@ func (s *Supervisor) openGate(ctx context.Context, p *profiles.Profile) (*gate, 
 		}
 	})
 	return g, nil
+}
+
+// reportDenied reads the sandbox's NFLOG group for the gate. Dropped
+// packets are reported, not enforced, from here: without a reader the rules
+// still drop, only the report is lost.
+func (s *Supervisor) reportDenied(g *gate, name string, group uint16) {
+	r, err := nflog.Listen(group)
+	if err != nil {
+		s.cfg.Log.Warn("denied packets will not be reported", "sandbox", name, "error", err)
+		return
+	}
+	g.background(func(ctx context.Context) {
+		if err := r.Run(ctx, g.eg.deniedPacket); err != nil {
+			s.cfg.Log.Warn("denied-packet log stopped", "sandbox", name, "error", err)
+		}
+	})
 }
 
 // background runs fn until the gate stops; stop waits for it.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -30,9 +31,24 @@ timeout (default: the profile's stop_timeout), then remove its task, container,
 snapshot, secrets and network namespace. Also cleans up what a crashed
 'clawguard run' left behind. The log stays (see 'clawguard logs').`,
 		Args: cobra.ExactArgs(1),
-		RunE: g.withSupervisor(func(ctx context.Context, sup *enforce.Supervisor, cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) error {
 			start := time.Now()
-			if err := sup.Stop(ctx, args[0], timeout); err != nil {
+			// A daemon supervising the sandbox stops it itself, so that its
+			// watcher and DNS gate go with it.
+			if c, err := g.daemon(); err == nil {
+				path := "/v1/sandboxes/" + url.PathEscape(args[0])
+				if timeout > 0 {
+					path += "?timeout=" + timeout.String()
+				}
+				if err := c.do(cmd.Context(), "DELETE", path, nil, nil); err != nil {
+					if errors.Is(err, errNotFoundRemote) {
+						return fmt.Errorf("no sandbox named %q (see `clawguard status`)", args[0])
+					}
+					return err
+				}
+			} else if err := g.withSupervisor(func(ctx context.Context, sup *enforce.Supervisor, _ *cobra.Command, args []string) error {
+				return sup.Stop(ctx, args[0], timeout)
+			})(cmd, args); err != nil {
 				if errors.Is(err, runtime.ErrNotFound) {
 					return fmt.Errorf("no sandbox named %q (see `clawguard status`)", args[0])
 				}
@@ -40,7 +56,7 @@ snapshot, secrets and network namespace. Also cleans up what a crashed
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "clawguard: sandbox %s stopped and removed (%s)\n", args[0], time.Since(start).Round(time.Millisecond))
 			return nil
-		}),
+		},
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, "time between SIGTERM and SIGKILL (default: the profile's stop_timeout)")
 	return cmd

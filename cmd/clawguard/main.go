@@ -42,6 +42,7 @@ func usage(format string, args ...any) error { return usageError{fmt.Errorf(form
 type globals struct {
 	containerdAddress string
 	stateDir          string
+	socket            string
 	bridge            string
 	subnet            string
 	dnsUpstreams      []string
@@ -74,13 +75,14 @@ Start with:
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.containerdAddress, "containerd-address", "/run/containerd/containerd.sock", "containerd socket")
 	pf.StringVar(&g.stateDir, "state-dir", "/var/lib/clawguard", "where sandbox state and logs are kept")
+	pf.StringVar(&g.socket, "socket", "/run/clawguard/clawguard.sock", "the daemon's API socket")
 	pf.StringVar(&g.bridge, "bridge", "clawguard0", "bridge the sandboxes are attached to")
 	pf.StringVar(&g.subnet, "subnet", "10.89.0.0/24", "IPv4 subnet of the bridge; the first address is the gateway and DNS gate")
 	pf.StringSliceVar(&g.dnsUpstreams, "dns-upstream", nil, "DNS servers allowlisted names are resolved with, IP[:PORT] (default: the host's resolv.conf nameservers)")
 	pf.BoolVar(&g.debug, "debug", false, "log debug detail to stderr")
 
 	root.AddCommand(
-		runCmd(g), stopCmd(g), statusCmd(g), execCmd(g), logsCmd(g), profileCmd(g), reconcileCmd(g), versionCmd(),
+		runCmd(g), stopCmd(g), statusCmd(g), execCmd(g), logsCmd(g), profileCmd(g), reconcileCmd(g), daemonCmd(g), versionCmd(),
 	)
 	root.SetArgs(args)
 	err := root.Execute()

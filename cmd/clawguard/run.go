@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 
 func runCmd(g *globals) *cobra.Command {
 	var profilePath, name, image string
+	var detach bool
 	cmd := &cobra.Command{
 		Use:   "run [--profile FILE] [--name NAME] [--image REF]",
 		Short: "Start a sandbox in the foreground; Ctrl-C stops it and removes everything it created",
@@ -31,6 +33,9 @@ removed again. The agent's output is shown here and kept in the state
 directory (see 'clawguard logs'). Ctrl-C or SIGTERM stops the sandbox
 (SIGTERM, then SIGKILL after stop_timeout) and removes its container,
 snapshot, network namespace and secrets.
+
+With --detach the daemon starts and supervises the sandbox (see 'clawguard
+daemon') and run returns once the sandbox runs.
 
 Exit status: 0 when the sandbox was stopped or exited 0; 1 when it failed or
 exited non-zero; 2 for a bad command line or an invalid profile.`,
@@ -49,6 +54,9 @@ exited non-zero; 2 for a bad command line or an invalid profile.`,
 			if image != "" {
 				p.Image, p.ImageArchive = image, ""
 			}
+			if detach {
+				return runDetached(cmd, g, profilePath, name, image)
+			}
 			return runForeground(cmd, g, p)
 		},
 	}
@@ -56,6 +64,7 @@ exited non-zero; 2 for a bad command line or an invalid profile.`,
 	f.StringVar(&profilePath, "profile", "", "profile file (default: the built-in openclaw profile)")
 	f.StringVar(&name, "name", "", "sandbox name (default: the profile's name)")
 	f.StringVar(&image, "image", "", "image reference to run instead of the profile's")
+	f.BoolVar(&detach, "detach", false, "start the sandbox in the daemon and return at once")
 	return cmd
 }
 
@@ -144,4 +153,28 @@ func runForeground(cmd *cobra.Command, g *globals, p *profiles.Profile) error {
 		fmt.Fprintf(errOut, "clawguard: sandbox %s stopped and removed\n", p.Name)
 		return nil
 	}
+}
+
+// runDetached asks the daemon to start the sandbox. The daemon loads the
+// profile itself (it is on the same host); relative paths of the built-in
+// profile start at this command's working directory.
+func runDetached(cmd *cobra.Command, g *globals, profilePath, name, image string) error {
+	c, err := g.daemon()
+	if err != nil {
+		return usage("--detach needs the daemon: %v", err)
+	}
+	req := enforce.RunRequest{Name: name, Image: image}
+	if profilePath != "" {
+		if req.Profile, err = filepath.Abs(profilePath); err != nil {
+			return err
+		}
+	} else if req.Dir, err = os.Getwd(); err != nil {
+		return err
+	}
+	var resp enforce.RunResponse
+	if err := c.do(cmd.Context(), "POST", "/v1/sandboxes", req, &resp); err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "clawguard: sandbox %s running in the daemon (pid %d, address %s, started in %.0fms)\n", resp.Name, resp.Pid, resp.IP, resp.TookMs)
+	return nil
 }

@@ -1,0 +1,206 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"os/user"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
+
+	"github.com/clawguard/clawguard/enforce"
+	"github.com/clawguard/clawguard/profiles"
+)
+
+// daemonConfig is /etc/clawguard/config.yaml: the global flags, and the
+// daemon's own settings. Unknown keys are errors.
+type daemonConfig struct {
+	ContainerdAddress   string   `yaml:"containerd_address"`
+	StateDir            string   `yaml:"state_dir"`
+	Socket              string   `yaml:"socket"`
+	SocketGroup         string   `yaml:"socket_group"`
+	Bridge              string   `yaml:"bridge"`
+	Subnet              string   `yaml:"subnet"`
+	DNSUpstream         []string `yaml:"dns_upstream"`
+	StopSandboxesOnExit bool     `yaml:"stop_sandboxes_on_exit"`
+}
+
+const defaultConfig = "/etc/clawguard/config.yaml"
+
+func daemonCmd(g *globals) *cobra.Command {
+	var configPath string
+	var stopOnExit bool
+	cmd := &cobra.Command{
+		Use:   "daemon [--config /etc/clawguard/config.yaml]",
+		Short: "Run the host service that owns every sandbox",
+		Long: `Run clawguard as the host service. At start it reconciles (removes whatever
+belongs to no running sandbox) and adopts the sandboxes still running: their
+DNS gates come back on the ports their rules already point at, so their rules
+do not change. It then serves the API on --socket (mode 0600, root only, or
+0660 for socket_group) for 'run --detach', 'stop' and 'status', and tells
+systemd it is ready.
+
+On SIGTERM the sandboxes keep running and stay enforced by their kernel rules
+(no name resolves until a daemon adopts them again); with
+--stop-sandboxes-on-exit they are stopped and removed instead.
+
+The config file takes the global flags as keys (containerd_address,
+state_dir, socket, bridge, subnet, dns_upstream) plus socket_group and
+stop_sandboxes_on_exit; flags given on the command line win.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadDaemonConfig(configPath, cmd.Flags().Changed("config"))
+			if err != nil {
+				return err
+			}
+			g.applyConfig(cmd, cfg)
+			gid := -1
+			if cfg.SocketGroup != "" {
+				grp, err := user.LookupGroup(cfg.SocketGroup)
+				if err != nil {
+					return usage("%s: socket_group %q: %v", configPath, cfg.SocketGroup, err)
+				}
+				gid, _ = strconv.Atoi(grp.Gid)
+			}
+			ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer cancel()
+			sup, closeFn, err := g.supervisor(ctx, nil)
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			d := enforce.NewDaemon(sup, enforce.DaemonConfig{
+				Socket: g.socket, SocketGID: gid, StopSandboxesOnExit: stopOnExit || cfg.StopSandboxesOnExit,
+			}, g.logger())
+			return d.Run(ctx, func() { sdNotify("READY=1") })
+		},
+	}
+	cmd.Flags().StringVar(&configPath, "config", defaultConfig, "daemon configuration file (a missing default file is fine)")
+	cmd.Flags().BoolVar(&stopOnExit, "stop-sandboxes-on-exit", false, "stop every sandbox when the daemon exits")
+	return cmd
+}
+
+func loadDaemonConfig(path string, explicit bool) (daemonConfig, error) {
+	var cfg daemonConfig
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) && !explicit {
+		return cfg, nil
+	}
+	if err != nil {
+		return cfg, usage("config %s: %v", path, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return cfg, usage("config %s: %v (keys: containerd_address, state_dir, socket, socket_group, bridge, subnet, dns_upstream, stop_sandboxes_on_exit)", path, err)
+	}
+	return cfg, nil
+}
+
+// applyConfig fills the globals the command line did not set.
+func (g *globals) applyConfig(cmd *cobra.Command, c daemonConfig) {
+	set := func(flag string, dst *string, v string) {
+		if v != "" && !cmd.Flags().Changed(flag) {
+			*dst = v
+		}
+	}
+	set("containerd-address", &g.containerdAddress, c.ContainerdAddress)
+	set("state-dir", &g.stateDir, c.StateDir)
+	set("socket", &g.socket, c.Socket)
+	set("bridge", &g.bridge, c.Bridge)
+	set("subnet", &g.subnet, c.Subnet)
+	if len(c.DNSUpstream) > 0 && !cmd.Flags().Changed("dns-upstream") {
+		g.dnsUpstreams = c.DNSUpstream
+	}
+}
+
+// sdNotify tells systemd about the service's state when run under it.
+func sdNotify(state string) {
+	addr := os.Getenv("NOTIFY_SOCKET")
+	if addr == "" {
+		return
+	}
+	c, err := net.Dial("unixgram", addr)
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	_, _ = c.Write([]byte(state))
+}
+
+// daemonClient talks to the daemon's API; the host part of every URL is
+// ignored, the socket is dialled.
+type daemonClient struct{ http *http.Client }
+
+// errNoDaemon means no daemon answers on the socket.
+var errNoDaemon = errors.New("no clawguard daemon is running")
+
+// daemon returns a client if a daemon answers on the socket.
+func (g *globals) daemon() (*daemonClient, error) {
+	c, err := net.DialTimeout("unix", g.socket, time.Second)
+	if errors.Is(err, syscall.EACCES) {
+		return nil, fmt.Errorf("the clawguard daemon's socket %s: permission denied (run as root, or be in its socket_group)", g.socket)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w on %s (start it with `clawguard daemon` or `systemctl start clawguard`)", errNoDaemon, g.socket)
+	}
+	c.Close()
+	return &daemonClient{http: &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", g.socket)
+		},
+	}}}, nil
+}
+
+// do sends a request and decodes the answer into out (if not nil); API
+// errors come back as typed errors: profile errors keep their fields.
+func (c *daemonClient) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://clawguard"+path, body)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("clawguard daemon: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		var e enforce.APIError
+		if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
+			return fmt.Errorf("clawguard daemon: %s", resp.Status)
+		}
+		if len(e.Profile) > 0 {
+			return &profiles.Error{Source: "(daemon)", Fields: e.Profile}
+		}
+		if resp.StatusCode == http.StatusNotFound {
+			return fmt.Errorf("%s: %w", e.Error, errNotFoundRemote)
+		}
+		return errors.New(e.Error)
+	}
+	if out != nil {
+		return json.NewDecoder(resp.Body).Decode(out)
+	}
+	return nil
+}
+
+var errNotFoundRemote = errors.New("not found")

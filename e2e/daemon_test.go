@@ -1,0 +1,205 @@
+package e2e
+
+import (
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"context"
+
+	"github.com/clawguard/clawguard/netrules/nettest"
+)
+
+// daemon is a `clawguard daemon` process this test started.
+type daemonProc struct {
+	cmd    *exec.Cmd
+	out    *lockedBuffer
+	exited chan struct{}
+}
+
+func (h *harness) startDaemon(t *testing.T) *daemonProc {
+	t.Helper()
+	d := &daemonProc{out: &lockedBuffer{}, exited: make(chan struct{})}
+	d.cmd = exec.Command(h.bin, append(h.globalFlags(), "daemon", "--config", "/dev/null")...)
+	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = d.cmd.Wait(); close(d.exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-d.exited:
+		default:
+			_ = d.cmd.Process.Kill()
+			<-d.exited
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-d.exited:
+			t.Fatalf("daemon exited:\n%s", d.out.String())
+		default:
+		}
+		if c, err := net.Dial("unix", h.socket()); err == nil {
+			c.Close()
+			return d
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("daemon not answering after 30s:\n%s", d.out.String())
+	return nil
+}
+
+func (h *harness) resolvesInSandbox(t testing.TB, name string) bool {
+	var r probeResolved
+	h.netProbe(t, name, &r, "resolve", "api.example.test")
+	return len(r.Addrs) == 1 && r.Addrs[0] == apiAddr
+}
+
+// TestDaemonAdoptsDetachedSandboxesAfterACrash: two sandboxes started with
+// run --detach; the daemon is SIGKILLed (denied stays denied, nothing
+// resolves) and started again: both adopted, the kernel state identical (no
+// duplicate rule), DNS answering again.
+func TestDaemonAdoptsDetachedSandboxesAfterACrash(t *testing.T) {
+	h := env
+	d := h.startDaemon(t)
+	var names []string
+	for _, n := range []string{"daemon-a", "daemon-b"} {
+		_, file := h.project(t, profile{Name: n, Extra: egressProfile})
+		start := time.Now()
+		if _, stderr, code := h.cg("run", "--detach", "--profile", file); code != 0 {
+			t.Fatalf("run --detach %s: exit %d: %s\ndaemon:\n%s", n, code, stderr, d.out.String())
+		}
+		t.Logf("run --detach %s returned in %s", n, time.Since(start).Round(time.Millisecond))
+		names = append(names, n)
+		t.Cleanup(func() { h.cg("stop", "--timeout", "1s", n) })
+	}
+	for _, n := range names {
+		if st := h.status(t, n); st == nil || st.State != "running" {
+			t.Fatalf("%s: %+v", n, st)
+		}
+		if !h.resolvesInSandbox(t, n) {
+			t.Fatalf("%s: the daemon's DNS gate does not answer", n)
+		}
+	}
+	before := nettest.KernelState(t)
+
+	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-d.exited
+	mustAnswerFromHost(t, deniedAddr+":443")
+	for _, n := range names {
+		if c := h.sandboxConnect(t, n, deniedAddr+":443"); c.OK {
+			t.Fatalf("%s: denied destination open while the daemon is down", n)
+		}
+		if h.resolvesInSandbox(t, n) {
+			t.Fatalf("%s: a name resolved while the daemon is down", n)
+		}
+	}
+
+	h.startDaemon(t)
+	if after := nettest.KernelState(t); after != before {
+		t.Fatalf("kernel state after adoption differs:\n%s", nettest.Diff(before, after))
+	}
+	for _, n := range names {
+		if !h.resolvesInSandbox(t, n) {
+			t.Fatalf("%s: DNS does not answer after adoption", n)
+		}
+	}
+	if _, stderr, code := h.cg("stop", names[0]); code != 0 {
+		t.Fatalf("stop through the daemon: %s", stderr)
+	}
+	h.assertNothingOf(t, names[0])
+}
+
+// TestDaemonAPIRefusesBadInputStrangersAndBrowsers.
+func TestDaemonAPIRefusesBadInputStrangersAndBrowsers(t *testing.T) {
+	h := env
+	h.startDaemon(t)
+	dir, _ := h.project(t, profile{Name: "daemon-bad"})
+	bad := dir + "/bad.yaml"
+	if err := run("sh", "-c", "printf 'name: daemon-bad\\nimage: busybox\\nuser: \"0:0\"\\n' > "+bad); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code := h.cg("run", "--detach", "--profile", bad)
+	if code != 2 || !strings.Contains(stderr, "user") {
+		t.Fatalf("invalid profile through the daemon: exit %d: %s", code, stderr)
+	}
+	if _, stderr, code := h.cg("stop", "no-such-sandbox"); code != 1 || !strings.Contains(stderr, "no-such-sandbox") {
+		t.Fatalf("stop of a missing sandbox: exit %d: %s", code, stderr)
+	}
+	// A user that is not root cannot reach the socket.
+	// The binary is copied where nobody may run it, and the suite's
+	// directory opened to traversal, so that only the socket's own mode can
+	// stop the stranger.
+	binDir, err := os.MkdirTemp("/tmp", "cgbin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(binDir) })
+	if err := os.Chmod(binDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := run("install", "-m", "0755", h.bin, binDir+"/clawguard"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(h.dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Chmod(h.dir, 0o700) })
+	// The built-in profile: nothing to read from disk, the socket comes first.
+	nobody := exec.Command(binDir+"/clawguard", append(h.globalFlags(), "run", "--detach")...)
+	nobody.Dir = binDir
+	nobody.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := nobody.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "socket") || !strings.Contains(string(out), "permission denied") {
+		t.Fatalf("a non-root user reached the daemon: %v %s", err, out)
+	}
+	// A browser-style request is refused even from root.
+	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", h.socket())
+	}}}
+	req, _ := http.NewRequest("GET", "http://clawguard/v1/sandboxes", nil)
+	req.Header.Set("Origin", "http://evil.example")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("browser request answered %s", resp.Status)
+	}
+}
+
+// TestDaemonSIGTERMLeavesSandboxesRunningAndEnforced.
+func TestDaemonSIGTERMLeavesSandboxesRunningAndEnforced(t *testing.T) {
+	h := env
+	d := h.startDaemon(t)
+	_, file := h.project(t, profile{Name: "daemon-term", Extra: egressProfile})
+	if _, stderr, code := h.cg("run", "--detach", "--profile", file); code != 0 {
+		t.Fatalf("run --detach: %s", stderr)
+	}
+	t.Cleanup(func() { h.cg("stop", "--timeout", "1s", "daemon-term") })
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-d.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatal("daemon did not exit on SIGTERM")
+	}
+	if st := h.status(t, "daemon-term"); st == nil || st.State != "running" {
+		t.Fatalf("sandbox after the daemon's SIGTERM: %+v", st)
+	}
+	mustAnswerFromHost(t, deniedAddr+":443")
+	if c := h.sandboxConnect(t, "daemon-term", deniedAddr+":443"); c.OK {
+		t.Fatal("denied destination open after the daemon exited")
+	}
+}

@@ -1,0 +1,66 @@
+package enforce
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/clawguard/clawguard/netrules"
+	"github.com/clawguard/clawguard/profiles"
+)
+
+// Adopt takes over a running sandbox that this process did not start (after
+// a supervisor or daemon restart). Its DNS gate listens again on the port
+// the sandbox's redirect rule already points at, its rules and set are
+// ensured (nothing changes if they are intact: no duplicate rule, ever), its
+// names are resolved again, and the returned Started reports the task's exit.
+func (s *Supervisor) Adopt(ctx context.Context, name string) (_ *Started, retErr error) {
+	st, err := s.layout.read(name)
+	if err != nil {
+		return nil, fmt.Errorf("adopt %s: %w", name, err)
+	}
+	info, err := s.rt.Inspect(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("adopt %s: %w", name, err)
+	}
+	if info.State != "running" {
+		return nil, fmt.Errorf("adopt %s: its task is %q, not running", name, info.State)
+	}
+	exitC, err := s.rt.Wait(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("adopt %s: %w", name, err)
+	}
+	p := &profiles.Profile{Name: name, Egress: st.Egress}
+	if p.Egress.LogDenied == nil {
+		t := true
+		p.Egress.LogDenied = &t
+	}
+	g, err := s.openGate(ctx, p, st.DNSPort)
+	if err != nil {
+		return nil, fmt.Errorf("adopt %s: %w (is another clawguard supervising it?)", name, err)
+	}
+	defer func() {
+		if retErr != nil {
+			g.stop()
+		}
+	}()
+	static, err := g.eg.staticEntries()
+	if err != nil {
+		return nil, err
+	}
+	att, err := s.net.Attach(netrules.Sandbox{Name: name, DNSPort: g.port, LogDenied: *p.Egress.LogDenied}, static)
+	if err != nil {
+		return nil, fmt.Errorf("adopt %s: %w", name, err)
+	}
+	if *p.Egress.LogDenied {
+		s.reportDenied(g, name, att.LogGroup)
+	}
+	first := g.eg.resolveAll(ctx, g.proxy)
+	g.background(func(ctx context.Context) { g.eg.run(ctx, g.proxy, first, g.port) })
+	st.Supervisor, st.DNSPort = os.Getpid(), g.port
+	if err := s.layout.write(st); err != nil {
+		return nil, err
+	}
+	s.audit.write(name, auditEvent{Kind: "adopted", Reason: fmt.Sprintf("pid %d", info.Pid)})
+	return &Started{Name: name, Pid: info.Pid, IP: st.IP, Exit: exitC, LogPath: st.LogPath, stop: g.stop}, nil
+}

@@ -1,0 +1,388 @@
+package enforce
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/clawguard/clawguard/profiles"
+	"github.com/clawguard/clawguard/runtime"
+)
+
+// DaemonConfig is what the daemon needs beyond its supervisor.
+type DaemonConfig struct {
+	Socket string
+	// SocketGID, when not negative, may also use the socket (mode 0660).
+	SocketGID int
+	// StopSandboxesOnExit stops every sandbox when the daemon exits; by
+	// default they keep running, enforced by their kernel rules.
+	StopSandboxesOnExit bool
+}
+
+// Daemon owns every sandbox on the host: it reconciles at start, adopts the
+// running ones, serves the API, and tears a sandbox down when its task exits.
+type Daemon struct {
+	sup *Supervisor
+	cfg DaemonConfig
+	log *slog.Logger
+
+	mu      sync.Mutex
+	running map[string]*Started
+	quit    chan struct{}
+	wg      sync.WaitGroup
+}
+
+// NewDaemon returns a daemon over sup.
+func NewDaemon(sup *Supervisor, cfg DaemonConfig, log *slog.Logger) *Daemon {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Daemon{sup: sup, cfg: cfg, log: log, running: map[string]*Started{}, quit: make(chan struct{})}
+}
+
+// Run reconciles, adopts, serves until ctx ends, then lets go of the
+// sandboxes (or stops them). ready is called once the API answers.
+func (d *Daemon) Run(ctx context.Context, ready func()) error {
+	rep, err := d.sup.Reconcile(ctx)
+	if err != nil {
+		d.log.Error("reconcile at start", "error", err)
+	}
+	for _, r := range rep.Removed {
+		d.log.Info("reconcile removed", "object", r)
+	}
+	for _, name := range rep.Kept {
+		st, err := d.sup.Adopt(ctx, name)
+		if err != nil {
+			d.log.Error("adopt sandbox", "sandbox", name, "error", err)
+			continue
+		}
+		d.log.Info("adopted sandbox", "sandbox", name, "pid", st.Pid)
+		d.watch(st)
+	}
+	ln, err := listenSocket(d.cfg.Socket, d.cfg.SocketGID)
+	if err != nil {
+		d.release()
+		return err
+	}
+	srv := &http.Server{
+		Handler:           d.handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ConnContext:       withPeer,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	if ready != nil {
+		ready()
+	}
+	d.log.Info("daemon ready", "socket", d.cfg.Socket, "sandboxes", len(rep.Kept))
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutdownCtx)
+	_ = os.Remove(d.cfg.Socket)
+	if d.cfg.StopSandboxesOnExit {
+		d.stopAll(context.WithoutCancel(ctx))
+	}
+	d.release()
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// watch tears a sandbox down when its task exits, unless the daemon is
+// letting go of it.
+func (d *Daemon) watch(st *Started) {
+	d.mu.Lock()
+	d.running[st.Name] = st
+	d.mu.Unlock()
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		select {
+		case es := <-st.Exit:
+			code, _, _ := es.Result()
+			d.log.Info("sandbox exited", "sandbox", st.Name, "code", code)
+			if err := d.sup.Teardown(context.Background(), st.Name); err != nil {
+				d.log.Error("tear down exited sandbox", "sandbox", st.Name, "error", err)
+			}
+			d.mu.Lock()
+			delete(d.running, st.Name)
+			d.mu.Unlock()
+		case <-d.quit:
+		}
+	}()
+}
+
+// release stops the DNS gates in this process; the sandboxes and their
+// kernel rules stay, closed to anything new, until a daemon adopts them.
+func (d *Daemon) release() {
+	close(d.quit)
+	d.wg.Wait()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, st := range d.running {
+		st.Close()
+	}
+}
+
+func (d *Daemon) stopAll(ctx context.Context) {
+	d.mu.Lock()
+	names := make([]string, 0, len(d.running))
+	for n := range d.running {
+		names = append(names, n)
+	}
+	d.mu.Unlock()
+	for _, n := range names {
+		if err := d.sup.Stop(ctx, n, 0); err != nil {
+			d.log.Error("stop sandbox on exit", "sandbox", n, "error", err)
+		}
+	}
+}
+
+// listenSocket makes the API socket, owned by root with mode 0600 (0660 and
+// the group when one is allowed), replacing a stale one.
+func listenSocket(path string, gid int) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("socket directory: %w", err)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("another clawguard daemon answers on %s", path)
+	}
+	_ = os.Remove(path)
+	old := unix.Umask(0o177)
+	ln, err := net.Listen("unix", path)
+	unix.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if gid >= 0 {
+		if err := os.Chown(path, 0, gid); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("socket group: %w", err)
+		}
+		if err := os.Chmod(path, 0o660); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
+	return ln, nil
+}
+
+type peerKey struct{}
+
+// withPeer records the caller's credentials, read from the socket itself.
+func withPeer(ctx context.Context, c net.Conn) context.Context {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return ctx
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return ctx
+	}
+	var cred *unix.Ucred
+	_ = raw.Control(func(fd uintptr) { cred, _ = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
+	if cred == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, peerKey{}, cred)
+}
+
+// API types, shared with the CLI.
+type (
+	// RunRequest starts a sandbox in the daemon.
+	RunRequest struct {
+		Profile string `json:"profile,omitempty"` // absolute path; empty for the built-in default
+		Dir     string `json:"dir"`               // where the built-in profile's relative paths start
+		Name    string `json:"name,omitempty"`
+		Image   string `json:"image,omitempty"`
+	}
+	// RunResponse describes the started sandbox.
+	RunResponse struct {
+		Name   string  `json:"name"`
+		Pid    uint32  `json:"pid"`
+		IP     string  `json:"ip"`
+		TookMs float64 `json:"took_ms"`
+	}
+	// APIError is every error the API returns.
+	APIError struct {
+		Error   string                `json:"error"`
+		Profile []profiles.FieldError `json:"profile_errors,omitempty"`
+	}
+)
+
+func (d *Daemon) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/sandboxes", d.handleStatus)
+	mux.HandleFunc("POST /v1/sandboxes", d.handleRun)
+	mux.HandleFunc("DELETE /v1/sandboxes/{name}", d.handleStop)
+	mux.HandleFunc("POST /v1/reconcile", d.handleReconcile)
+	return d.guard(mux)
+}
+
+// guard refuses browser-style requests (a page must not drive the daemon
+// through a forwarded socket) and callers that are not root or the
+// allowed group, before any handler runs.
+func (d *Daemon) guard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Origin") != "" || r.Header.Get("Referer") != "" {
+			writeErr(w, http.StatusForbidden, errors.New("browser requests are refused"))
+			return
+		}
+		cred, ok := r.Context().Value(peerKey{}).(*unix.Ucred)
+		if !ok || !d.allowed(cred) {
+			writeErr(w, http.StatusForbidden, errors.New("only root (or the configured socket group) may use the clawguard API"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// allowed: root, or a member (primary or supplementary) of the socket group.
+func (d *Daemon) allowed(c *unix.Ucred) bool {
+	if c.Uid == 0 {
+		return true
+	}
+	if d.cfg.SocketGID < 0 {
+		return false
+	}
+	if int(c.Gid) == d.cfg.SocketGID {
+		return true
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.Pid))
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if g, ok := strings.CutPrefix(line, "Groups:"); ok {
+			for _, f := range strings.Fields(g) {
+				if f == strconv.Itoa(d.cfg.SocketGID) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+func (d *Daemon) handleStatus(w http.ResponseWriter, r *http.Request) {
+	list, err := d.sup.Status(r.Context(), r.URL.Query().Get("name"), time.Now(), r.URL.Query().Get("rules") == "1")
+	if err != nil {
+		writeErr(w, statusOf(err), err)
+		return
+	}
+	if list == nil {
+		list = []Status{}
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+func (d *Daemon) handleRun(w http.ResponseWriter, r *http.Request) {
+	var req RunRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeErr(w, http.StatusBadRequest, fmt.Errorf("decode request: %w", err))
+		return
+	}
+	var p *profiles.Profile
+	var err error
+	switch {
+	case req.Profile != "" && !filepath.IsAbs(req.Profile):
+		err = fmt.Errorf("profile path %q must be absolute", req.Profile)
+	case req.Profile != "":
+		p, err = profiles.Load(req.Profile)
+	case !filepath.IsAbs(req.Dir):
+		err = fmt.Errorf("dir %q must be absolute", req.Dir)
+	default:
+		p, err = profiles.LoadBuiltin(profiles.DefaultName, req.Dir)
+	}
+	if err != nil {
+		writeErr(w, statusOf(err), err)
+		return
+	}
+	if req.Name != "" {
+		p.Name = req.Name
+	}
+	if req.Image != "" {
+		p.Image, p.ImageArchive = req.Image, ""
+	}
+	// The sandbox outlives this request.
+	st, err := d.sup.Start(context.WithoutCancel(r.Context()), p, nil)
+	if err != nil {
+		writeErr(w, statusOf(err), err)
+		return
+	}
+	d.watch(st)
+	writeJSON(w, http.StatusCreated, RunResponse{Name: st.Name, Pid: st.Pid, IP: st.IP.String(), TookMs: float64(st.Took.Microseconds()) / 1000})
+}
+
+func (d *Daemon) handleStop(w http.ResponseWriter, r *http.Request) {
+	var timeout time.Duration
+	if t := r.URL.Query().Get("timeout"); t != "" {
+		var err error
+		if timeout, err = time.ParseDuration(t); err != nil {
+			writeErr(w, http.StatusBadRequest, fmt.Errorf("timeout %q: %w", t, err))
+			return
+		}
+	}
+	if err := d.sup.Stop(r.Context(), r.PathValue("name"), timeout); err != nil {
+		writeErr(w, statusOf(err), err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (d *Daemon) handleReconcile(w http.ResponseWriter, r *http.Request) {
+	rep, err := d.sup.Reconcile(r.Context())
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+func statusOf(err error) int {
+	var pe *profiles.Error
+	switch {
+	case errors.As(err, &pe):
+		return http.StatusUnprocessableEntity
+	case errors.Is(err, runtime.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, ErrExists):
+		return http.StatusConflict
+	}
+	return http.StatusInternalServerError
+}
+
+func writeErr(w http.ResponseWriter, code int, err error) {
+	e := APIError{Error: err.Error()}
+	var pe *profiles.Error
+	if errors.As(err, &pe) {
+		e.Profile = pe.Fields
+	}
+	writeJSON(w, code, e)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
