@@ -90,24 +90,28 @@ func TestStatusJSONIsStable(t *testing.T) {
 	}
 }
 
-// TestSystemdUnitVerifies runs systemd-analyze verify on the shipped unit,
+// TestSystemdUnitsVerify runs systemd-analyze verify on the shipped units,
 // pointed at the binary under test.
-func TestSystemdUnitVerifies(t *testing.T) {
+func TestSystemdUnitsVerify(t *testing.T) {
 	h := env
 	root, err := moduleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	unit, err := os.ReadFile(filepath.Join(root, "deploy", "systemd", "clawguard@.service"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "clawguard@openclaw.service")
-	if err := os.WriteFile(path, bytes.ReplaceAll(unit, []byte("/usr/local/bin/clawguard"), []byte(h.bin)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("systemd-analyze", "verify", path).CombinedOutput()
-	if err != nil || len(bytes.TrimSpace(out)) > 0 {
-		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	for unit, as := range map[string]string{"clawguard@.service": "clawguard@openclaw.service", "clawguard.service": "clawguard.service"} {
+		t.Run(unit, func(t *testing.T) {
+			text, err := os.ReadFile(filepath.Join(root, "deploy", "systemd", unit))
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(t.TempDir(), as)
+			if err := os.WriteFile(path, bytes.ReplaceAll(text, []byte("/usr/local/bin/clawguard"), []byte(h.bin)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command("systemd-analyze", "verify", path).CombinedOutput()
+			if err != nil || len(bytes.TrimSpace(out)) > 0 {
+				t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+			}
+		})
 	}
 }
