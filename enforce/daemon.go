@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -234,6 +235,7 @@ func (d *Daemon) handler() http.Handler {
 	mux.HandleFunc("POST /v1/sandboxes", d.handleRun)
 	mux.HandleFunc("DELETE /v1/sandboxes/{name}", d.handleStop)
 	mux.HandleFunc("POST /v1/reconcile", d.handleReconcile)
+	mux.HandleFunc("GET /v1/health", d.handleHealth)
 	return d.guard(mux)
 }
 
@@ -357,6 +359,21 @@ func (d *Daemon) handleReconcile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, rep)
+}
+
+// Health is the daemon's own state, for operators and leak checks.
+type Health struct {
+	Sandboxes  int `json:"sandboxes"`
+	Goroutines int `json:"goroutines"`
+	OpenFiles  int `json:"open_files"`
+}
+
+func (d *Daemon) handleHealth(w http.ResponseWriter, _ *http.Request) {
+	d.mu.Lock()
+	n := len(d.running)
+	d.mu.Unlock()
+	fds, _ := os.ReadDir("/proc/self/fd")
+	writeJSON(w, http.StatusOK, Health{Sandboxes: n, Goroutines: goruntime.NumGoroutine(), OpenFiles: len(fds)})
 }
 
 func statusOf(err error) int {
