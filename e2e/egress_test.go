@@ -452,3 +452,36 @@ func baseDrops(t testing.TB) uint64 {
 	t.Fatal("no base drop rule for the test bridge")
 	return 0
 }
+
+// TestPublishedPortIsReachableFromLoopbackOnly: a published port forwards
+// from the host's loopback to the sandbox, and exists on no other address.
+func TestPublishedPortIsReachableFromLoopbackOnly(t *testing.T) {
+	h := env
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	sb := h.start(t, profile{Name: "publish", Args: []string{"/usr/local/bin/cgprobe", "listen", "8080"},
+		Extra: fmt.Sprintf("publish: [\"127.0.0.1:%d:8080\"]\n", port)})
+	ip := h.sandboxIP(t, sb.name)
+	var got string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if got, err = hostConnect(fmt.Sprintf("127.0.0.1:%d", port)); err == nil && got != "" {
+			break
+		}
+	}
+	if !strings.Contains(got, ip+":8080") {
+		t.Fatalf("published port answered %q (%v), want the sandbox at %s:8080", got, err, ip)
+	}
+	for _, addr := range hostAddrs(t) {
+		if c, err := net.DialTimeout("tcp", fmt.Sprintf("%s:%d", addr, port), time.Second); err == nil {
+			c.Close()
+			t.Fatalf("published port reachable on %s", addr)
+		}
+	}
+	if !strings.Contains(sb.out.String(), "published (this host only)") {
+		t.Errorf("run did not say what it published:\n%s", sb.out.String())
+	}
+}

@@ -55,6 +55,9 @@ func (s *Supervisor) Adopt(ctx context.Context, name string) (_ *Started, retErr
 	if *p.Egress.LogDenied {
 		s.reportDenied(g, name, att.LogGroup)
 	}
+	if err := g.publish(st.Publish, st.IP, s.cfg.Log); err != nil {
+		return nil, fmt.Errorf("adopt %s: %w", name, err)
+	}
 	first := g.eg.resolveAll(ctx, g.proxy)
 	g.background(func(ctx context.Context) { g.eg.run(ctx, g.proxy, first, g.port) })
 	st.Supervisor, st.DNSPort = os.Getpid(), g.port

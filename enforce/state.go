@@ -38,6 +38,7 @@ type State struct {
 	LogPath     string          `json:"log_path"`
 	StopTimeout string          `json:"stop_timeout"`
 	Egress      profiles.Egress `json:"egress"`
+	Publish     []string        `json:"publish,omitempty"`
 	Memory      int64           `json:"memory_bytes"`
 	CPUs        float64         `json:"cpus"`
 	Pids        int64           `json:"pids"`

@@ -35,6 +35,7 @@ type Status struct {
 	Problem       string    `json:"problem,omitempty"`
 
 	IP             string             `json:"ip,omitempty"`
+	Published      []string           `json:"published,omitempty"`
 	Allowlist      []AllowStatus      `json:"allowlist"`
 	Packets        *netrules.Counters `json:"packets,omitempty"`
 	DeniedPackets  []DeniedPacket     `json:"denied_packets"`
@@ -112,6 +113,7 @@ func (s *Supervisor) status(name string, infos map[string]runtime.Info, now time
 		st.Image, st.Profile, st.StartedAt = state.Image, state.Profile, state.StartedAt
 		st.MemoryBytes, st.CPUs, st.Pids = state.Memory, state.CPUs, state.Pids
 		st.Secrets, st.LogPath = state.Secrets, state.LogPath
+		st.Published = state.Publish
 		if state.IP.IsValid() {
 			st.IP, st.Network = state.IP.String(), state.IP.String()+" via "+state.Gateway.String()
 		}

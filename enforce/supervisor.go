@@ -152,7 +152,7 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 	st := &State{
 		Name: p.Name, Image: sb.Image, Profile: p.Source, Status: "starting", CreatedAt: time.Now().UTC(),
 		Supervisor: os.Getpid(), LogPath: sb.LogPath, Secrets: secretNames, StopTimeout: p.StopTimeout.String(),
-		Memory: sb.MemoryBytes, CPUs: sb.CPUs, Pids: sb.Pids, Egress: p.Egress,
+		Memory: sb.MemoryBytes, CPUs: sb.CPUs, Pids: sb.Pids, Egress: p.Egress, Publish: p.Publish,
 	}
 	if err := s.layout.write(st); err != nil {
 		return nil, err
@@ -209,6 +209,9 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 	}
 	if *p.Egress.LogDenied {
 		s.reportDenied(g, p.Name, att.LogGroup)
+	}
+	if err := g.publish(p.Publish, att.IP, s.cfg.Log); err != nil {
+		return nil, err
 	}
 	resolv := s.layout.resolvConf(p.Name)
 	if err := os.WriteFile(resolv, []byte("nameserver "+gw.String()+"\noptions ndots:1 timeout:2 attempts:2\n"), 0o644); err != nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -106,10 +107,6 @@ func runForeground(cmd *cobra.Command, g *globals, p *profiles.Profile) error {
 	for _, w := range profiles.Warnings(p) {
 		fmt.Fprintf(errOut, "  ! warning: %s\n", w)
 	}
-	// Said plainly so nobody mistakes a validated field for an enforced one.
-	if len(p.Publish) > 0 {
-		fmt.Fprintf(errOut, "  ! note: publish %v is validated but not yet forwarded (needs the clawguard daemon)\n", p.Publish)
-	}
 	progress := func(format string, args ...any) { fmt.Fprintf(errOut, "    "+format+"\n", args...) }
 	started, err := sup.Start(ctx, p, progress)
 	if err != nil {
@@ -118,6 +115,9 @@ func runForeground(cmd *cobra.Command, g *globals, p *profiles.Profile) error {
 	defer started.Close()
 	fmt.Fprintf(errOut, "clawguard: sandbox %s running (pid %d, address %s, started in %s); egress: %d allowlist entries, everything else denied; Ctrl-C stops it\n",
 		started.Name, started.Pid, started.IP, started.Took.Round(time.Millisecond), len(p.Egress.Allow))
+	if len(p.Publish) > 0 {
+		fmt.Fprintf(errOut, "clawguard: published (this host only): %s\n", strings.Join(p.Publish, ", "))
+	}
 	fmt.Fprintf(errOut, "clawguard: output follows (also in %s)\n", started.LogPath)
 
 	exited := make(chan struct{})
