@@ -117,14 +117,23 @@ func (d *Daemon) watch(st *Started) {
 		defer d.wg.Done()
 		select {
 		case es := <-st.Exit:
+			// Only this instance of the sandbox is ours to tear down: if it
+			// was stopped through the API (entry gone), or the name already
+			// belongs to a new sandbox (entry replaced), do nothing.
+			d.mu.Lock()
+			mine := d.running[st.Name] == st
+			if mine {
+				delete(d.running, st.Name)
+			}
+			d.mu.Unlock()
+			if !mine {
+				return
+			}
 			code, _, _ := es.Result()
 			d.log.Info("sandbox exited", "sandbox", st.Name, "code", code)
 			if err := d.sup.Teardown(context.Background(), st.Name); err != nil {
 				d.log.Error("tear down exited sandbox", "sandbox", st.Name, "error", err)
 			}
-			d.mu.Lock()
-			delete(d.running, st.Name)
-			d.mu.Unlock()
 		case <-d.quit:
 		}
 	}()
@@ -345,7 +354,21 @@ func (d *Daemon) handleStop(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if err := d.sup.Stop(r.Context(), r.PathValue("name"), timeout); err != nil {
+	name := r.PathValue("name")
+	// Taken from the watcher before the stop: the exit it is about to see is
+	// this stop's, and the teardown is done here.
+	d.mu.Lock()
+	st := d.running[name]
+	delete(d.running, name)
+	d.mu.Unlock()
+	if err := d.sup.Stop(r.Context(), name, timeout); err != nil {
+		if st != nil && !errors.Is(err, runtime.ErrNotFound) {
+			d.mu.Lock()
+			if _, taken := d.running[name]; !taken {
+				d.running[name] = st // still running: keep watching it
+			}
+			d.mu.Unlock()
+		}
 		writeErr(w, statusOf(err), err)
 		return
 	}
