@@ -22,10 +22,12 @@ type daemonProc struct {
 	exited chan struct{}
 }
 
-func (h *harness) startDaemon(t *testing.T) *daemonProc {
+func (h *harness) startDaemon(t *testing.T) *daemonProc { return h.startDaemonWith(t, "/dev/null") }
+
+func (h *harness) startDaemonWith(t *testing.T, config string) *daemonProc {
 	t.Helper()
 	d := &daemonProc{out: &lockedBuffer{}, exited: make(chan struct{})}
-	d.cmd = exec.Command(h.bin, append(h.globalFlags(), "daemon", "--config", "/dev/null")...)
+	d.cmd = exec.Command(h.bin, append(h.globalFlags(), "daemon", "--config", config)...)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -201,5 +203,46 @@ func TestDaemonSIGTERMLeavesSandboxesRunningAndEnforced(t *testing.T) {
 	mustAnswerFromHost(t, deniedAddr+":443")
 	if c := h.sandboxConnect(t, "daemon-term", deniedAddr+":443"); c.OK {
 		t.Fatal("denied destination open after the daemon exited")
+	}
+}
+
+// TestDaemonStartsDeclaredSandboxesAndRestartsThemOnExit: the config names
+// two profiles; both start with the daemon, and the one that exits is
+// started again.
+func TestDaemonStartsDeclaredSandboxesAndRestartsThemOnExit(t *testing.T) {
+	h := env
+	_, okFile := h.project(t, profile{Name: "declared-ok"})
+	_, crashFile := h.project(t, profile{Name: "declared-crash", Args: []string{"sh", "-c", "sleep 1; exit 3"}})
+	config := t.TempDir() + "/config.yaml"
+	if err := os.WriteFile(config, []byte("sandboxes:\n  - {profile: "+okFile+"}\n  - {profile: "+crashFile+"}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := h.startDaemonWith(t, config)
+	t.Cleanup(func() {
+		_ = d.cmd.Process.Signal(syscall.SIGTERM)
+		<-d.exited
+		h.cg("stop", "--timeout", "1s", "declared-ok")
+		h.cg("stop", "--timeout", "1s", "declared-crash")
+	})
+	if st := h.status(t, "declared-ok"); st == nil || st.State != "running" {
+		t.Fatalf("declared sandbox not running: %+v\n%s", st, d.out.String())
+	}
+	starts := func() int {
+		b, _ := os.ReadFile(h.stateDir + "/audit.jsonl")
+		n := 0
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, `"sandbox":"declared-crash"`) && strings.Contains(l, `"kind":"started"`) {
+				n++
+			}
+		}
+		return n
+	}
+	first := starts()
+	deadline := time.Now().Add(8 * time.Second)
+	for starts() < first+1 && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if starts() < first+1 {
+		t.Fatalf("the sandbox that exited was not started again (%d starts):\n%s", starts(), d.out.String())
 	}
 }

@@ -30,7 +30,20 @@ type DaemonConfig struct {
 	// StopSandboxesOnExit stops every sandbox when the daemon exits; by
 	// default they keep running, enforced by their kernel rules.
 	StopSandboxesOnExit bool
+	// Sandboxes are profile files started with the daemon and restarted
+	// when they exit.
+	Sandboxes []string
 }
+
+// Restart policy of declared sandboxes: exponential backoff, and a sandbox
+// that restarts flapLimit times within flapWindow is left stopped and
+// reported, not hammered.
+const (
+	backoffFirst = time.Second
+	backoffMax   = time.Minute
+	flapLimit    = 5
+	flapWindow   = 10 * time.Minute
+)
 
 // Daemon owns every sandbox on the host: it reconciles at start, adopts the
 // running ones, serves the API, and tears a sandbox down when its task exits.
@@ -39,10 +52,18 @@ type Daemon struct {
 	cfg DaemonConfig
 	log *slog.Logger
 
-	mu      sync.Mutex
-	running map[string]*Started
-	quit    chan struct{}
-	wg      sync.WaitGroup
+	mu       sync.Mutex
+	running  map[string]*Started
+	declared map[string]*declared // by sandbox name
+	quit     chan struct{}
+	wg       sync.WaitGroup
+}
+
+// declared is a sandbox the config asks for, and its restart history.
+type declared struct {
+	profile  string
+	restarts []time.Time
+	flapping bool
 }
 
 // NewDaemon returns a daemon over sup.
@@ -50,7 +71,7 @@ func NewDaemon(sup *Supervisor, cfg DaemonConfig, log *slog.Logger) *Daemon {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Daemon{sup: sup, cfg: cfg, log: log, running: map[string]*Started{}, quit: make(chan struct{})}
+	return &Daemon{sup: sup, cfg: cfg, log: log, running: map[string]*Started{}, declared: map[string]*declared{}, quit: make(chan struct{})}
 }
 
 // Run reconciles, adopts, serves until ctx ends, then lets go of the
@@ -71,6 +92,9 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 		}
 		d.log.Info("adopted sandbox", "sandbox", name, "pid", st.Pid)
 		d.watch(st)
+	}
+	for _, path := range d.cfg.Sandboxes {
+		d.startDeclared(ctx, path)
 	}
 	ln, err := listenSocket(d.cfg.Socket, d.cfg.SocketGID)
 	if err != nil {
@@ -134,9 +158,91 @@ func (d *Daemon) watch(st *Started) {
 			if err := d.sup.Teardown(context.Background(), st.Name); err != nil {
 				d.log.Error("tear down exited sandbox", "sandbox", st.Name, "error", err)
 			}
+			d.restartLater(st.Name)
 		case <-d.quit:
 		}
 	}()
+}
+
+// startDeclared starts a sandbox of the config unless it already runs
+// (adopted). A failure is retried like an exit.
+func (d *Daemon) startDeclared(ctx context.Context, path string) {
+	p, err := profiles.Load(path)
+	if err != nil {
+		d.log.Error("declared sandbox: invalid profile; not started", "profile", path, "error", err)
+		return
+	}
+	d.mu.Lock()
+	if d.declared[p.Name] == nil {
+		d.declared[p.Name] = &declared{profile: path}
+	}
+	_, running := d.running[p.Name]
+	d.mu.Unlock()
+	if running {
+		return
+	}
+	st, err := d.sup.Start(context.WithoutCancel(ctx), p, nil)
+	if err != nil {
+		d.log.Error("declared sandbox did not start", "sandbox", p.Name, "error", err)
+		d.restartLater(p.Name)
+		return
+	}
+	d.log.Info("declared sandbox started", "sandbox", p.Name, "pid", st.Pid)
+	d.watch(st)
+}
+
+// restartLater schedules a declared sandbox's restart with backoff, or
+// gives up on a flapping one.
+func (d *Daemon) restartLater(name string) {
+	d.mu.Lock()
+	decl := d.declared[name]
+	if decl == nil || decl.flapping {
+		d.mu.Unlock()
+		return
+	}
+	now := time.Now()
+	recent := decl.restarts[:0]
+	for _, t := range decl.restarts {
+		if now.Sub(t) < flapWindow {
+			recent = append(recent, t)
+		}
+	}
+	decl.restarts = recent
+	if len(recent) >= flapLimit {
+		decl.flapping = true
+		d.mu.Unlock()
+		d.log.Error("declared sandbox is flapping; not restarting it (fix it, then restart the daemon or run it by hand)",
+			"sandbox", name, "restarts", len(recent), "window", flapWindow)
+		d.sup.audit.write(name, auditEvent{Kind: "flapping", Reason: fmt.Sprintf("%d restarts in %s", len(recent), flapWindow)})
+		return
+	}
+	delay := min(backoffMax, backoffFirst<<len(recent))
+	decl.restarts = append(decl.restarts, now)
+	path := decl.profile
+	d.mu.Unlock()
+	d.log.Info("restarting declared sandbox", "sandbox", name, "in", delay)
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		select {
+		case <-time.After(delay):
+			d.startDeclared(context.Background(), path)
+		case <-d.quit:
+		}
+	}()
+}
+
+// Flapping lists declared sandboxes that were given up on.
+func (d *Daemon) flapping() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for n, decl := range d.declared {
+		if decl.flapping {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // release stops the DNS gates in this process; the sandboxes and their
@@ -386,9 +492,10 @@ func (d *Daemon) handleReconcile(w http.ResponseWriter, r *http.Request) {
 
 // Health is the daemon's own state, for operators and leak checks.
 type Health struct {
-	Sandboxes  int `json:"sandboxes"`
-	Goroutines int `json:"goroutines"`
-	OpenFiles  int `json:"open_files"`
+	Sandboxes  int      `json:"sandboxes"`
+	Goroutines int      `json:"goroutines"`
+	OpenFiles  int      `json:"open_files"`
+	Flapping   []string `json:"flapping,omitempty"`
 }
 
 func (d *Daemon) handleHealth(w http.ResponseWriter, _ *http.Request) {
@@ -396,7 +503,7 @@ func (d *Daemon) handleHealth(w http.ResponseWriter, _ *http.Request) {
 	n := len(d.running)
 	d.mu.Unlock()
 	fds, _ := os.ReadDir("/proc/self/fd")
-	writeJSON(w, http.StatusOK, Health{Sandboxes: n, Goroutines: goruntime.NumGoroutine(), OpenFiles: len(fds)})
+	writeJSON(w, http.StatusOK, Health{Sandboxes: n, Goroutines: goruntime.NumGoroutine(), OpenFiles: len(fds), Flapping: d.flapping()})
 }
 
 func statusOf(err error) int {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -34,6 +35,9 @@ type daemonConfig struct {
 	Subnet              string   `yaml:"subnet"`
 	DNSUpstream         []string `yaml:"dns_upstream"`
 	StopSandboxesOnExit bool     `yaml:"stop_sandboxes_on_exit"`
+	Sandboxes           []struct {
+		Profile string `yaml:"profile"`
+	} `yaml:"sandboxes"`
 }
 
 const defaultConfig = "/etc/clawguard/config.yaml"
@@ -57,7 +61,10 @@ On SIGTERM the sandboxes keep running and stay enforced by their kernel rules
 
 The config file takes the global flags as keys (containerd_address,
 state_dir, socket, bridge, subnet, dns_upstream) plus socket_group and
-stop_sandboxes_on_exit; flags given on the command line win.`,
+stop_sandboxes_on_exit; flags given on the command line win. Sandboxes listed
+under sandboxes ({profile: /etc/clawguard/profiles/NAME.yaml}) start with the
+daemon and restart when they exit, with backoff (1s, 2s, 4s ... 1m); one that
+restarts 5 times in 10 minutes is left stopped and reported as flapping.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadDaemonConfig(configPath, cmd.Flags().Changed("config"))
@@ -80,9 +87,14 @@ stop_sandboxes_on_exit; flags given on the command line win.`,
 				return err
 			}
 			defer closeFn()
-			d := enforce.NewDaemon(sup, enforce.DaemonConfig{
-				Socket: g.socket, SocketGID: gid, StopSandboxesOnExit: stopOnExit || cfg.StopSandboxesOnExit,
-			}, g.logger())
+			dc := enforce.DaemonConfig{Socket: g.socket, SocketGID: gid, StopSandboxesOnExit: stopOnExit || cfg.StopSandboxesOnExit}
+			for i, sb := range cfg.Sandboxes {
+				if !filepath.IsAbs(sb.Profile) {
+					return usage("%s: sandboxes[%d].profile %q must be an absolute path", configPath, i, sb.Profile)
+				}
+				dc.Sandboxes = append(dc.Sandboxes, sb.Profile)
+			}
+			d := enforce.NewDaemon(sup, dc, g.logger())
 			return d.Run(ctx, func() { sdNotify("READY=1") })
 		},
 	}
@@ -103,7 +115,7 @@ func loadDaemonConfig(path string, explicit bool) (daemonConfig, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return cfg, usage("config %s: %v (keys: containerd_address, state_dir, socket, socket_group, bridge, subnet, dns_upstream, stop_sandboxes_on_exit)", path, err)
+		return cfg, usage("config %s: %v (keys: containerd_address, state_dir, socket, socket_group, bridge, subnet, dns_upstream, stop_sandboxes_on_exit, sandboxes)", path, err)
 	}
 	return cfg, nil
 }
