@@ -22,9 +22,9 @@ type daemonProc struct {
 	exited chan struct{}
 }
 
-func (h *harness) startDaemon(t *testing.T) *daemonProc { return h.startDaemonWith(t, "/dev/null") }
+func (h *harness) startDaemon(t testing.TB) *daemonProc { return h.startDaemonWith(t, "/dev/null") }
 
-func (h *harness) startDaemonWith(t *testing.T, config string) *daemonProc {
+func (h *harness) startDaemonWith(t testing.TB, config string) *daemonProc {
 	t.Helper()
 	d := &daemonProc{out: &lockedBuffer{}, exited: make(chan struct{})}
 	d.cmd = exec.Command(h.bin, append(h.globalFlags(), "daemon", "--config", config)...)

@@ -485,3 +485,138 @@ func TestPublishedPortIsReachableFromLoopbackOnly(t *testing.T) {
 		t.Errorf("run did not say what it published:\n%s", sb.out.String())
 	}
 }
+
+// TestStatusShowsAllowlistDenialsAndRules: after real traffic, status reports
+// the addresses each entry opens, the refused queries, the answers dropped for
+// private targets, the denied packets with their destination, the counters,
+// and (--rules) the rules and set members; the audit log has the same events.
+func TestStatusShowsAllowlistDenialsAndRules(t *testing.T) {
+	h := env
+	sb := h.start(t, profile{Name: "egress-status", Extra: egressProfile})
+	var r probeResolved
+	h.netProbe(t, sb.name, &r, "resolve", "api.example.test")
+	h.netProbe(t, sb.name, &r, "resolve", "evil.example.org")
+	h.netProbe(t, sb.name, &r, "resolve", "meta.example.test")
+	if c := h.sandboxConnect(t, sb.name, apiAddr+":443"); !c.OK {
+		t.Fatalf("allowed connect failed: %+v", c)
+	}
+	h.sandboxConnect(t, sb.name, deniedAddr+":443")
+
+	var st []struct {
+		Allowlist []struct {
+			Host      string `json:"host"`
+			Addresses []struct {
+				Name             string `json:"name"`
+				Address          string `json:"address"`
+				ExpiresInSeconds int64  `json:"expires_in_seconds"`
+				Source           string `json:"source"`
+			} `json:"addresses"`
+		} `json:"allowlist"`
+		Packets struct {
+			Accepted uint64 `json:"accepted_packets"`
+			Denied   uint64 `json:"denied_packets"`
+		} `json:"packets"`
+		Denied []struct {
+			Destination string `json:"destination"`
+			Port        int    `json:"port"`
+			Protocol    string `json:"protocol"`
+		} `json:"denied_packets"`
+		Refused []struct {
+			Name, Type, Reason string
+		} `json:"refused_queries"`
+		Dropped []struct {
+			Name    string `json:"name"`
+			Address string `json:"address"`
+		} `json:"dropped_answers"`
+		Rules      []string `json:"rules"`
+		SetMembers []struct {
+			Address string `json:"address"`
+			Port    int    `json:"port"`
+		} `json:"set_members"`
+	}
+	// Snapshots and logs are published asynchronously; give them a moment.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, stderr, code := h.cg("status", "--json", "--rules", sb.name)
+		if code != 0 {
+			t.Fatalf("status: %s", stderr)
+		}
+		if err := json.Unmarshal([]byte(out), &st); err != nil || len(st) != 1 {
+			t.Fatalf("status JSON: %v\n%s", err, out)
+		}
+		if len(st[0].Denied) > 0 && len(st[0].Refused) > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	s := st[0]
+	found := false
+	for _, a := range s.Allowlist {
+		for _, ad := range a.Addresses {
+			if a.Host == "api.example.test" && ad.Address == apiAddr && ad.ExpiresInSeconds > 0 && ad.Source != "" {
+				found = true
+			}
+		}
+	}
+	if !found {
+		t.Errorf("allowlist does not show %s for api.example.test: %+v", apiAddr, s.Allowlist)
+	}
+	if s.Packets.Accepted == 0 || s.Packets.Denied == 0 {
+		t.Errorf("counters %+v", s.Packets)
+	}
+	deniedSeen := false
+	for _, d := range s.Denied {
+		if d.Destination == deniedAddr && d.Port == 443 && d.Protocol == "tcp" {
+			deniedSeen = true
+		}
+	}
+	if !deniedSeen {
+		t.Errorf("denied packets lack %s:443/tcp: %+v", deniedAddr, s.Denied)
+	}
+	refusedSeen := false
+	for _, q := range s.Refused {
+		if q.Name == "evil.example.org" {
+			refusedSeen = true
+		}
+	}
+	if !refusedSeen {
+		t.Errorf("refused queries lack evil.example.org: %+v", s.Refused)
+	}
+	metaDropped := false
+	for _, d := range s.Dropped {
+		if d.Name == "meta.example.test" && d.Address == metadataAddr {
+			metaDropped = true
+		}
+	}
+	if !metaDropped {
+		t.Errorf("dropped answers lack meta.example.test -> %s: %+v", metadataAddr, s.Dropped)
+	}
+	rules := strings.Join(s.Rules, "\n")
+	if !strings.Contains(rules, "--match-set cg-") || !strings.Contains(rules, "-j DROP") || !strings.Contains(rules, "DNAT") {
+		t.Errorf("rules:\n%s", rules)
+	}
+	memberSeen := false
+	for _, m := range s.SetMembers {
+		if m.Address == apiAddr && m.Port == 443 {
+			memberSeen = true
+		}
+	}
+	if !memberSeen {
+		t.Errorf("set members lack %s:443: %+v", apiAddr, s.SetMembers)
+	}
+	table, _, _ := h.cg("status", sb.name)
+	for _, want := range []string{"api.example.test", apiAddr, "refused DNS queries", "evil.example.org", "denied connection attempts"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("status table lacks %q:\n%s", want, table)
+		}
+	}
+	audit, err := os.ReadFile(h.stateDir + "/audit.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"kind":"started"`, `"kind":"refused_query"`, `"kind":"denied_packet"`, `"kind":"dropped_answer"`} {
+		if !strings.Contains(string(audit), want) {
+			t.Errorf("audit log lacks %s", want)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -72,8 +73,8 @@ func Listen(group uint16) (*Reader, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("nflog: bind: %w", err)
 	}
-	// Reads time out so Run can notice its context ending.
-	tv := unix.NsecToTimeval(int64(500 * time.Millisecond))
+	// Configuration replies are read blocking, but only for a moment.
+	tv := unix.NsecToTimeval(int64(2 * time.Second))
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("nflog: timeout: %w", err)
@@ -129,19 +130,37 @@ func (r *Reader) config(attrs []byte) error {
 }
 
 // Run calls fn for each logged packet until ctx ends, then closes the socket.
+// The socket is read through Go's poller: an idle reader costs nothing, and
+// closing the file (when ctx ends) wakes it.
 func (r *Reader) Run(ctx context.Context, fn func(Packet)) error {
-	defer unix.Close(r.fd)
+	if err := unix.SetNonblock(r.fd, true); err != nil {
+		unix.Close(r.fd)
+		return fmt.Errorf("nflog: %w", err)
+	}
+	f := os.NewFile(uintptr(r.fd), "nflog")
+	defer f.Close()
+	raw, err := f.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("nflog: %w", err)
+	}
+	stop := context.AfterFunc(ctx, func() { f.Close() })
+	defer stop()
 	buf := make([]byte, recvBufBytes)
 	for ctx.Err() == nil {
-		n, _, err := unix.Recvfrom(r.fd, buf, 0)
-		if err != nil {
-			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
-				continue
+		var n int
+		var rerr error
+		err := raw.Read(func(fd uintptr) bool {
+			n, _, rerr = unix.Recvfrom(int(fd), buf, unix.MSG_DONTWAIT)
+			return !errors.Is(rerr, unix.EAGAIN)
+		})
+		if err != nil { // the file was closed
+			return nil
+		}
+		if rerr != nil {
+			if errors.Is(rerr, unix.EINTR) || errors.Is(rerr, unix.ENOBUFS) {
+				continue // ENOBUFS: the kernel dropped some logs under load; keep reading
 			}
-			if errors.Is(err, unix.ENOBUFS) {
-				continue // the kernel dropped some logs under load; keep reading
-			}
-			return fmt.Errorf("nflog: read group %d: %w", r.group, err)
+			return fmt.Errorf("nflog: read group %d: %w", r.group, rerr)
 		}
 		now := time.Now()
 		for b := buf[:n]; len(b) >= nlmsgHdrLen; {
