@@ -29,7 +29,7 @@ const (
 	copyRange    = 64 // the IPv4 header and the ports are all we read
 	nlmsgHdrLen  = 16
 	nfgenmsgLen  = 4
-	recvBufBytes = 1 << 16
+	recvBufBytes = 16 << 10 // ~100 logged packets of 64 copied bytes each
 )
 
 // Packet is one logged packet: where it was going.
