@@ -25,12 +25,16 @@ type auditEvent struct {
 
 // auditLog appends events as JSON lines to audit.jsonl in the state
 // directory. Each event is one write on an O_APPEND file, so lines from
-// several clawguard processes do not interleave.
+// several clawguard processes do not interleave. Past maxBytes the file is
+// rotated to audit.jsonl.1 (one generation kept).
 type auditLog struct {
-	mu   sync.Mutex
-	path string
-	log  *slog.Logger
+	mu       sync.Mutex
+	path     string
+	log      *slog.Logger
+	maxBytes int64
 }
+
+const auditMaxBytes = 10 << 20
 
 func (a *auditLog) write(sandbox string, e auditEvent) {
 	if e.Time.IsZero() {
@@ -46,6 +50,15 @@ func (a *auditLog) write(sandbox string, e auditEvent) {
 	if err := os.MkdirAll(filepath.Dir(a.path), 0o700); err != nil {
 		a.log.Warn("audit log", "error", err)
 		return
+	}
+	limit := a.maxBytes
+	if limit <= 0 {
+		limit = auditMaxBytes
+	}
+	if fi, err := os.Stat(a.path); err == nil && fi.Size() >= limit {
+		if err := os.Rename(a.path, a.path+".1"); err != nil {
+			a.log.Warn("audit log rotation", "error", err)
+		}
 	}
 	f, err := os.OpenFile(a.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
