@@ -74,6 +74,20 @@ func (h *harness) sandboxConnect(t testing.TB, name, addr string) probeConnected
 	return c
 }
 
+// assertEnforced checks a running sandbox still enforces its allowlist:
+// the allowlisted api.example.test address answers, and a destination that
+// answers the host is refused.
+func (h *harness) assertEnforced(t testing.TB, name string) {
+	t.Helper()
+	if c := h.sandboxConnect(t, name, apiAddr+":443"); !c.OK {
+		t.Fatalf("%s: allowed destination refused: %+v", name, c)
+	}
+	mustAnswerFromHost(t, deniedAddr+":443")
+	if c := h.sandboxConnect(t, name, deniedAddr+":443"); c.OK {
+		t.Fatalf("%s: denied destination open", name)
+	}
+}
+
 // mustAnswerFromHost is the control case of every denial test: the
 // destination answers when no clawguard rule is in the way.
 func mustAnswerFromHost(t testing.TB, addr string) {

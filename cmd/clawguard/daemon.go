@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -80,13 +79,6 @@ restarts 5 times in 10 minutes is left stopped and reported as flapping.`,
 				}
 				gid, _ = strconv.Atoi(grp.Gid)
 			}
-			ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer cancel()
-			sup, closeFn, err := g.supervisor(ctx, nil)
-			if err != nil {
-				return err
-			}
-			defer closeFn()
 			dc := enforce.DaemonConfig{Socket: g.socket, SocketGID: gid, StopSandboxesOnExit: stopOnExit || cfg.StopSandboxesOnExit}
 			for i, sb := range cfg.Sandboxes {
 				if !filepath.IsAbs(sb.Profile) {
@@ -94,8 +86,10 @@ restarts 5 times in 10 minutes is left stopped and reported as flapping.`,
 				}
 				dc.Sandboxes = append(dc.Sandboxes, sb.Profile)
 			}
-			d := enforce.NewDaemon(sup, dc, g.logger())
-			return d.Run(ctx, func() { sdNotify("READY=1") })
+			return g.withSupervisor(func(ctx context.Context, sup *enforce.Supervisor, _ *cobra.Command, _ []string) error {
+				d := enforce.NewDaemon(sup, dc, g.logger())
+				return d.Run(ctx, func() { sdNotify("READY=1") })
+			})(cmd, nil)
 		},
 	}
 	cmd.Flags().StringVar(&configPath, "config", defaultConfig, "daemon configuration file (a missing default file is fine)")
