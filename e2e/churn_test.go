@@ -22,6 +22,19 @@ type health struct {
 	OpenFiles  int `json:"open_files"`
 }
 
+// healthy reports whether the daemon's API answers.
+func (h *harness) healthy() bool {
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", h.socket())
+	}}}
+	resp, err := client.Get("http://clawguard/v1/health")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
 func (h *harness) health(t testing.TB) health {
 	t.Helper()
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {

@@ -48,8 +48,9 @@ func (h *harness) startDaemonWith(t testing.TB, config string) *daemonProc {
 			t.Fatalf("daemon exited:\n%s", d.out.String())
 		default:
 		}
-		if c, err := net.Dial("unix", h.socket()); err == nil {
-			c.Close()
+		// The socket accepts connections before the API serves (it is bound
+		// first, as the single-instance guard): wait for an answer.
+		if h.healthy() {
 			return d
 		}
 		time.Sleep(50 * time.Millisecond)

@@ -77,6 +77,13 @@ func NewDaemon(sup *Supervisor, cfg DaemonConfig, log *slog.Logger) *Daemon {
 // Run reconciles, adopts, serves until ctx ends, then lets go of the
 // sandboxes (or stops them). ready is called once the API answers.
 func (d *Daemon) Run(ctx context.Context, ready func()) error {
+	// The socket is bound first: it is also what keeps a second daemon from
+	// reconciling and adopting sandboxes this one owns. It answers only once
+	// adoption is done.
+	ln, err := listenSocket(d.cfg.Socket, d.cfg.SocketGID)
+	if err != nil {
+		return err
+	}
 	rep, err := d.sup.Reconcile(ctx)
 	if err != nil {
 		d.log.Error("reconcile at start", "error", err)
@@ -95,11 +102,6 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 	}
 	for _, path := range d.cfg.Sandboxes {
 		d.startDeclared(ctx, path)
-	}
-	ln, err := listenSocket(d.cfg.Socket, d.cfg.SocketGID)
-	if err != nil {
-		d.release()
-		return err
 	}
 	srv := &http.Server{
 		Handler:           d.handler(),
