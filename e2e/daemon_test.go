@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -245,5 +246,52 @@ func TestDaemonStartsDeclaredSandboxesAndRestartsThemOnExit(t *testing.T) {
 	}
 	if starts() < first+1 {
 		t.Fatalf("the sandbox that exited was not started again (%d starts):\n%s", starts(), d.out.String())
+	}
+}
+
+// TestDaemonMetricsReportEnforcement: with --metrics-addr the daemon serves
+// per-sandbox packet, set and DNS counts on loopback.
+func TestDaemonMetricsReportEnforcement(t *testing.T) {
+	h := env
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg := t.TempDir() + "/config.yaml"
+	if err := os.WriteFile(cfg, []byte("metrics_addr: "+addr+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := h.startDaemonWith(t, cfg)
+	t.Cleanup(func() { _ = d.cmd.Process.Signal(syscall.SIGTERM); <-d.exited })
+	_, file := h.project(t, profile{Name: "daemon-metrics", Extra: egressProfile})
+	if _, stderr, code := h.cg("run", "--detach", "--profile", file); code != 0 {
+		t.Fatalf("run --detach: %s", stderr)
+	}
+	t.Cleanup(func() { h.cg("stop", "--timeout", "1s", "daemon-metrics") })
+	h.assertEnforced(t, "daemon-metrics")
+	var r probeResolved
+	h.netProbe(t, "daemon-metrics", &r, "resolve", "evil.example.org")
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		"clawguard_sandboxes 1",
+		`clawguard_packets_accepted_total{sandbox="daemon-metrics"}`,
+		`clawguard_packets_denied_total{sandbox="daemon-metrics"}`,
+		`clawguard_allowlist_set_entries{sandbox="daemon-metrics"}`,
+		`clawguard_dns_refused_total{sandbox="daemon-metrics"}`,
+		"clawguard_sandbox_start_seconds_count 1",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if strings.Contains(string(body), `clawguard_packets_denied_total{sandbox="daemon-metrics"} 0`) {
+		t.Error("denied packets not counted")
 	}
 }

@@ -65,5 +65,5 @@ func (s *Supervisor) Adopt(ctx context.Context, name string) (_ *Started, retErr
 		return nil, err
 	}
 	s.audit.write(name, auditEvent{Kind: "adopted", Reason: fmt.Sprintf("pid %d", info.Pid)})
-	return &Started{Name: name, Pid: info.Pid, IP: st.IP, Exit: exitC, LogPath: st.LogPath, stop: g.stop}, nil
+	return &Started{Name: name, Pid: info.Pid, IP: st.IP, Exit: exitC, LogPath: st.LogPath, stop: g.stop, egress: g.eg}, nil
 }

@@ -33,6 +33,8 @@ type DaemonConfig struct {
 	// Sandboxes are profile files started with the daemon and restarted
 	// when they exit.
 	Sandboxes []string
+	// MetricsAddr, if set, serves Prometheus metrics there (loopback only).
+	MetricsAddr string
 }
 
 // Restart policy of declared sandboxes: exponential backoff, and a sandbox
@@ -57,6 +59,7 @@ type Daemon struct {
 	declared map[string]*declared // by sandbox name
 	quit     chan struct{}
 	wg       sync.WaitGroup
+	metrics  *metrics
 }
 
 // declared is a sandbox the config asks for, and its restart history.
@@ -71,7 +74,9 @@ func NewDaemon(sup *Supervisor, cfg DaemonConfig, log *slog.Logger) *Daemon {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Daemon{sup: sup, cfg: cfg, log: log, running: map[string]*Started{}, declared: map[string]*declared{}, quit: make(chan struct{})}
+	d := &Daemon{sup: sup, cfg: cfg, log: log, running: map[string]*Started{}, declared: map[string]*declared{}, quit: make(chan struct{})}
+	d.metrics = newMetrics(d)
+	return d
 }
 
 // Run reconciles, adopts, serves until ctx ends, then lets go of the
@@ -83,6 +88,16 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 	ln, err := listenSocket(d.cfg.Socket, d.cfg.SocketGID)
 	if err != nil {
 		return err
+	}
+	if d.cfg.MetricsAddr != "" {
+		mln, err := d.metrics.listen(d.cfg.MetricsAddr)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		mctx, stopMetrics := context.WithCancel(ctx)
+		defer stopMetrics()
+		go d.metrics.serve(mctx, mln)
 	}
 	rep, err := d.sup.Reconcile(ctx)
 	if err != nil {
@@ -189,6 +204,7 @@ func (d *Daemon) startDeclared(ctx context.Context, path string) {
 		d.restartLater(p.Name)
 		return
 	}
+	d.metrics.startTime.Observe(st.Took.Seconds())
 	d.log.Info("declared sandbox started", "sandbox", p.Name, "pid", st.Pid)
 	d.watch(st)
 }
@@ -449,6 +465,7 @@ func (d *Daemon) handleRun(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, statusOf(err), err)
 		return
 	}
+	d.metrics.startTime.Observe(st.Took.Seconds())
 	d.watch(st)
 	writeJSON(w, http.StatusCreated, RunResponse{Name: st.Name, Pid: st.Pid, IP: st.IP.String(), TookMs: float64(st.Took.Microseconds()) / 1000})
 }

@@ -43,3 +43,18 @@ func TestOldRestartsDoNotCountTowardsFlapping(t *testing.T) {
 	close(d.quit)
 	d.wg.Wait()
 }
+
+func TestMetricsRefuseNonLoopbackAddresses(t *testing.T) {
+	m := newMetrics(NewDaemon(New(testConfig(t.TempDir()), newFakeWorld(""), newFakeWorld("")), DaemonConfig{}, nil))
+	for _, addr := range []string{"0.0.0.0:9464", "192.0.2.2:9464", "9464", "localhost:9464"} {
+		if ln, err := m.listen(addr); err == nil {
+			ln.Close()
+			t.Errorf("%s accepted", addr)
+		}
+	}
+	ln, err := m.listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+}

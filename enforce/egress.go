@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/clawguard/clawguard/netrules"
@@ -52,6 +53,9 @@ type egress struct {
 	snapPath string
 	audit    func(auditEvent)
 	now      func() time.Time
+
+	// Counts for metrics.
+	answered, refused, refreshErrors atomic.Uint64
 
 	mu        sync.Mutex
 	installed map[installedKey]time.Time // until when the set holds each entry, as we wrote it
@@ -162,6 +166,7 @@ func (e *egress) Allowed(name string) bool {
 // Admit implements dnsproxy.Gate: drop forbidden addresses, then install the
 // rest in the set; the proxy releases the answer only after this returns.
 func (e *egress) Admit(_ context.Context, name string, addrs []netip.Addr, ttl time.Duration) ([]netip.Addr, error) {
+	e.answered.Add(1)
 	return e.admit(name, addrs, ttl, allowlist.FromQuery)
 }
 
@@ -237,6 +242,7 @@ func (e *egress) deniedPacket(p nflog.Packet) {
 
 // Refused implements dnsproxy.Gate.
 func (e *egress) Refused(name, qtype, reason string) {
+	e.refused.Add(1)
 	e.log.Info("dns query refused", "sandbox", e.name, "name", name, "type", qtype, "reason", reason)
 	e.mu.Lock()
 	e.refusals = appendCapped(e.refusals, Refusal{Time: e.now(), Name: allowlist.Canonical(name), Type: qtype, Reason: reason})
@@ -280,6 +286,7 @@ func (e *egress) resolve(ctx context.Context, p *dnsproxy.Proxy, name string, sr
 		_, err = e.admit(name, addrs, ttl, src)
 	}
 	if err != nil {
+		e.refreshErrors.Add(1)
 		e.log.Warn("resolve allowlisted name", "sandbox", e.name, "name", name, "error", err)
 		return 5 * time.Second
 	}

@@ -105,6 +105,7 @@ type Started struct {
 	LogPath string
 	Took    time.Duration
 	stop    func()
+	egress  *egress // for metrics
 }
 
 // Close stops the sandbox's DNS gate in this process. The kernel rules stay:
@@ -249,7 +250,7 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 	took := time.Since(began)
 	s.audit.write(p.Name, auditEvent{Kind: "started", Reason: fmt.Sprintf("pid %d, address %s, image %s", st.Pid, st.IP, sb.Image)})
 	s.cfg.Log.Info("sandbox started", "sandbox", p.Name, "pid", st.Pid, "took", took)
-	return &Started{Name: p.Name, Pid: st.Pid, IP: st.IP, Exit: exitC, LogPath: sb.LogPath, Took: took, stop: g.stop}, nil
+	return &Started{Name: p.Name, Pid: st.Pid, IP: st.IP, Exit: exitC, LogPath: sb.LogPath, Took: took, stop: g.stop, egress: g.eg}, nil
 }
 
 // gate is one sandbox's DNS gate and the work around it (refresh loop,

@@ -34,6 +34,7 @@ type daemonConfig struct {
 	Subnet              string   `yaml:"subnet"`
 	DNSUpstream         []string `yaml:"dns_upstream"`
 	StopSandboxesOnExit bool     `yaml:"stop_sandboxes_on_exit"`
+	MetricsAddr         string   `yaml:"metrics_addr"`
 	Sandboxes           []struct {
 		Profile string `yaml:"profile"`
 	} `yaml:"sandboxes"`
@@ -42,7 +43,7 @@ type daemonConfig struct {
 const defaultConfig = "/etc/clawguard/config.yaml"
 
 func daemonCmd(g *globals) *cobra.Command {
-	var configPath string
+	var configPath, metricsAddr string
 	var stopOnExit bool
 	cmd := &cobra.Command{
 		Use:   "daemon [--config /etc/clawguard/config.yaml]",
@@ -79,7 +80,10 @@ restarts 5 times in 10 minutes is left stopped and reported as flapping.`,
 				}
 				gid, _ = strconv.Atoi(grp.Gid)
 			}
-			dc := enforce.DaemonConfig{Socket: g.socket, SocketGID: gid, StopSandboxesOnExit: stopOnExit || cfg.StopSandboxesOnExit}
+			if metricsAddr == "" {
+				metricsAddr = cfg.MetricsAddr
+			}
+			dc := enforce.DaemonConfig{Socket: g.socket, SocketGID: gid, StopSandboxesOnExit: stopOnExit || cfg.StopSandboxesOnExit, MetricsAddr: metricsAddr}
 			for i, sb := range cfg.Sandboxes {
 				if !filepath.IsAbs(sb.Profile) {
 					return usage("%s: sandboxes[%d].profile %q must be an absolute path", configPath, i, sb.Profile)
@@ -94,6 +98,7 @@ restarts 5 times in 10 minutes is left stopped and reported as flapping.`,
 	}
 	cmd.Flags().StringVar(&configPath, "config", defaultConfig, "daemon configuration file (a missing default file is fine)")
 	cmd.Flags().BoolVar(&stopOnExit, "stop-sandboxes-on-exit", false, "stop every sandbox when the daemon exits")
+	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus metrics on this loopback IP:PORT, e.g. 127.0.0.1:9464 (default: off)")
 	return cmd
 }
 
@@ -109,7 +114,7 @@ func loadDaemonConfig(path string, explicit bool) (daemonConfig, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return cfg, usage("config %s: %v (keys: containerd_address, state_dir, socket, socket_group, bridge, subnet, dns_upstream, stop_sandboxes_on_exit, sandboxes)", path, err)
+		return cfg, usage("config %s: %v (keys: containerd_address, state_dir, socket, socket_group, bridge, subnet, dns_upstream, stop_sandboxes_on_exit, metrics_addr, sandboxes)", path, err)
 	}
 	return cfg, nil
 }
