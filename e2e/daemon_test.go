@@ -116,6 +116,9 @@ func TestDaemonAdoptsDetachedSandboxesAfterACrash(t *testing.T) {
 		if !h.resolvesInSandbox(t, n) {
 			t.Fatalf("%s: DNS does not answer after adoption", n)
 		}
+		if st := h.status(t, n); st == nil || st.State != "running" {
+			t.Fatalf("%s: status after adoption: %+v", n, st)
+		}
 	}
 	if _, stderr, code := h.cg("stop", names[0]); code != 0 {
 		t.Fatalf("stop through the daemon: %s", stderr)
@@ -294,4 +297,28 @@ func TestDaemonMetricsReportEnforcement(t *testing.T) {
 	if strings.Contains(string(body), `clawguard_packets_denied_total{sandbox="daemon-metrics"} 0`) {
 		t.Error("denied packets not counted")
 	}
+}
+
+// TestDaemonStopsSandboxesOnExitWhenAsked: --stop-sandboxes-on-exit stops
+// and removes every sandbox when the daemon is stopped.
+func TestDaemonStopsSandboxesOnExitWhenAsked(t *testing.T) {
+	h := env
+	cfg := t.TempDir() + "/config.yaml"
+	if err := os.WriteFile(cfg, []byte("stop_sandboxes_on_exit: true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := h.startDaemonWith(t, cfg)
+	_, file := h.project(t, profile{Name: "daemon-exit"})
+	if _, stderr, code := h.cg("run", "--detach", "--profile", file); code != 0 {
+		t.Fatalf("run --detach: %s", stderr)
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-d.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("daemon did not exit")
+	}
+	h.assertNothingOf(t, "daemon-exit")
 }

@@ -119,6 +119,9 @@ func (g *globals) logger() *slog.Logger {
 	if g.debug {
 		level = slog.LevelDebug
 	}
+	if underJournal() {
+		return slog.New(&journalHandler{level: level})
+	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }
 
