@@ -145,11 +145,7 @@ func testProfile(t *testing.T, name string) *profiles.Profile {
 func TestStartRunsStepsInOrderWithTheTaskLast(t *testing.T) {
 	w := newFakeWorld("")
 	sup := New(testConfig(t.TempDir()), w, w)
-	st, err := sup.Start(context.Background(), testProfile(t, "a"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
+	st := mustStart(t, sup, "a")
 	if st.Pid != 42 {
 		t.Fatalf("pid %d", st.Pid)
 	}
@@ -207,13 +203,9 @@ func TestInvalidProfileTouchesNothing(t *testing.T) {
 func TestNameInUseDoesNotTouchTheExistingSandbox(t *testing.T) {
 	w := newFakeWorld("")
 	sup := New(testConfig(t.TempDir()), w, w)
-	first, err := sup.Start(context.Background(), testProfile(t, "a"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(first.Close)
+	mustStart(t, sup, "a")
 	w.calls = nil
-	_, err = sup.Start(context.Background(), testProfile(t, "a"), nil)
+	_, err := sup.Start(context.Background(), testProfile(t, "a"), nil)
 	if !errors.Is(err, ErrExists) {
 		t.Fatalf("err = %v", err)
 	}
@@ -225,11 +217,7 @@ func TestNameInUseDoesNotTouchTheExistingSandbox(t *testing.T) {
 func TestTeardownIsIdempotent(t *testing.T) {
 	w := newFakeWorld("")
 	sup := New(testConfig(t.TempDir()), w, w)
-	first, err := sup.Start(context.Background(), testProfile(t, "a"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(first.Close)
+	mustStart(t, sup, "a")
 	for i := 0; i < 2; i++ {
 		if err := sup.Teardown(context.Background(), "a"); err != nil {
 			t.Fatalf("teardown %d: %v", i, err)
@@ -275,11 +263,7 @@ func TestReconcileKeepsLiveSandboxesAndRemovesTheRest(t *testing.T) {
 	w := newFakeWorld("")
 	stateDir := t.TempDir()
 	sup := New(testConfig(stateDir), w, w)
-	live, err := sup.Start(context.Background(), testProfile(t, "live"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(live.Close)
+	mustStart(t, sup, "live")
 	// A sandbox whose supervisor and task are gone: state only.
 	if err := os.MkdirAll(filepath.Join(stateDir, "sandboxes", "dead"), 0o700); err != nil {
 		t.Fatal(err)
@@ -302,4 +286,15 @@ func TestReconcileKeepsLiveSandboxesAndRemovesTheRest(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(stateDir, "sandboxes", "dead")); !os.IsNotExist(err) {
 		t.Fatalf("dead sandbox's state remains: %v", err)
 	}
+}
+
+// mustStart starts a sandbox on the fakes and closes its gate after the test.
+func mustStart(t *testing.T, sup *Supervisor, name string) *Started {
+	t.Helper()
+	st, err := sup.Start(context.Background(), testProfile(t, name), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	return st
 }
