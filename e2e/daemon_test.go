@@ -23,6 +23,19 @@ type daemonProc struct {
 	exited chan struct{}
 }
 
+// terminate sends SIGTERM and waits for the daemon to exit.
+func (d *daemonProc) terminate(t testing.TB) {
+	t.Helper()
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-d.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("daemon did not exit on SIGTERM:\n%s", d.out.String())
+	}
+}
+
 func (h *harness) startDaemon(t testing.TB) *daemonProc { return h.startDaemonWith(t, "/dev/null") }
 
 func (h *harness) startDaemonWith(t testing.TB, config string) *daemonProc {
@@ -194,14 +207,7 @@ func TestDaemonSIGTERMLeavesSandboxesRunningAndEnforced(t *testing.T) {
 		t.Fatalf("run --detach: %s", stderr)
 	}
 	t.Cleanup(func() { h.cg("stop", "--timeout", "1s", "daemon-term") })
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-d.exited:
-	case <-time.After(20 * time.Second):
-		t.Fatal("daemon did not exit on SIGTERM")
-	}
+	d.terminate(t)
 	if st := h.status(t, "daemon-term"); st == nil || st.State != "running" {
 		t.Fatalf("sandbox after the daemon's SIGTERM: %+v", st)
 	}
@@ -312,13 +318,6 @@ func TestDaemonStopsSandboxesOnExitWhenAsked(t *testing.T) {
 	if _, stderr, code := h.cg("run", "--detach", "--profile", file); code != 0 {
 		t.Fatalf("run --detach: %s", stderr)
 	}
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-d.exited:
-	case <-time.After(30 * time.Second):
-		t.Fatal("daemon did not exit")
-	}
+	d.terminate(t)
 	h.assertNothingOf(t, "daemon-exit")
 }

@@ -143,8 +143,8 @@ func startFakeNet() (*fakeNet, error) {
 // inNS runs fn inside the fake namespace; sockets made there stay there.
 func (f *fakeNet) inNS(fn func() error) error { return netrules.InNetNS(f.ns, fn) }
 
-// serveHello answers every connection with the address and port it reached.
-func serveHello(ln net.Listener) {
+// serveConns runs handle on every connection ln accepts, until ln closes.
+func serveConns(ln net.Listener, handle func(net.Conn)) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -152,23 +152,19 @@ func serveHello(ln net.Listener) {
 		}
 		go func() {
 			defer c.Close()
-			fmt.Fprintf(c, "hello from %s\n", c.LocalAddr())
+			handle(c)
 		}()
 	}
 }
 
+// serveHello answers every connection with the address and port it reached.
+func serveHello(ln net.Listener) {
+	serveConns(ln, func(c net.Conn) { fmt.Fprintf(c, "hello from %s\n", c.LocalAddr()) })
+}
+
 // serveDiscard reads and drops everything, for throughput measurements.
 func serveDiscard(ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			_, _ = io.Copy(io.Discard, c)
-		}()
-	}
+	serveConns(ln, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) })
 }
 
 func (f *fakeNet) close() {
