@@ -187,3 +187,24 @@ func TestParseAcceptsOtherArchitecturesNames(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestAnswerMatchesWhatTheBuiltInProfileDoes(t *testing.T) {
+	p := seccomp.Build()
+	for _, tc := range []struct {
+		call   string
+		errno  string
+		denied bool
+	}{
+		{"ptrace", "EPERM", true},
+		{"clone3", "ENOSYS", true},
+		{"socket(AF_PACKET)", "EPERM", true},
+		{"socket", "", false},
+		{"read", "", false},
+		{"mount", "EPERM", true},
+	} {
+		errno, denied := seccomp.Answer(p, tc.call)
+		if errno != tc.errno || denied != tc.denied {
+			t.Errorf("%s: got %q %v, want %q %v", tc.call, errno, denied, tc.errno, tc.denied)
+		}
+	}
+}

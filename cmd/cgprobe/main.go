@@ -22,6 +22,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/clawguard/clawguard/verify"
 )
 
 func main() {
@@ -54,6 +56,17 @@ func main() {
 			os.Exit(2)
 		}
 		out = v
+	case "verify":
+		if len(os.Args) != 3 {
+			fmt.Fprintln(os.Stderr, "usage: cgprobe verify PLAN-JSON")
+			os.Exit(2)
+		}
+		var plan verify.Plan
+		if err := json.Unmarshal([]byte(os.Args[2]), &plan); err != nil {
+			fmt.Fprintln(os.Stderr, "cgprobe: plan:", err)
+			os.Exit(2)
+		}
+		out = runVerify(plan)
 	case "sleep":
 		// An agent stand-in that exits cleanly on SIGTERM.
 		sig := make(chan os.Signal, 1)
@@ -71,20 +84,15 @@ func main() {
 	}
 }
 
-// Identity is who the process is and what it may do.
-type Identity struct {
-	UID, GID   int
-	Groups     []int
-	CapEff     string
-	CapPrm     string
-	CapBnd     string
-	CapAmb     string
-	CapInh     string
-	NoNewPrivs string
-	Seccomp    string
-	Hostname   string
-	Pid        int
-}
+// The report types are the verify package's: the probe and the judge
+// share one contract.
+type (
+	Identity = verify.Identity
+	Mount    = verify.Mount
+	Limits   = verify.Limits
+	Secret   = verify.Secret
+	Syscall  = verify.Syscall
+)
 
 func identity() Identity {
 	id := Identity{UID: os.Getuid(), GID: os.Getgid(), Pid: os.Getpid()}
@@ -112,14 +120,6 @@ func procStatus(pid string) map[string]string {
 		}
 	}
 	return m
-}
-
-// Mount is one line of mountinfo that matters to the sandbox.
-type Mount struct {
-	Target  string
-	FSType  string
-	Options []string // per-mount options (ro, noexec, ...)
-	Super   []string // filesystem options (size=, mode=)
 }
 
 // FS is what the filesystem allows.
@@ -208,13 +208,6 @@ func mountinfo() []Mount {
 	return out
 }
 
-// Limits are the cgroup limits as seen from inside (v1 or v2 layout).
-type Limits struct {
-	MemoryBytes string
-	PidsMax     string
-	CPUQuota    string
-}
-
 func limits() Limits {
 	first := func(paths ...string) string {
 		for _, p := range paths {
@@ -252,15 +245,6 @@ func network() Net {
 	return n
 }
 
-// Secret is a file under /run/secrets, without its value.
-type Secret struct {
-	Name     string
-	Mode     string
-	UID, GID uint32
-	Readable bool
-	Bytes    int
-}
-
 func secrets() []Secret {
 	entries, _ := os.ReadDir("/run/secrets")
 	var out []Secret
@@ -274,12 +258,6 @@ func secrets() []Secret {
 		out = append(out, Secret{Name: e.Name(), Mode: fmt.Sprintf("%04o", st.Mode&0o7777), UID: st.Uid, GID: st.Gid, Readable: err == nil, Bytes: len(b)})
 	}
 	return out
-}
-
-// Syscall is the answer to one call the profile should refuse.
-type Syscall struct {
-	Name  string
-	Errno string
 }
 
 func syscalls() []Syscall {

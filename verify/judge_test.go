@@ -1,0 +1,238 @@
+package verify
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+const goodConfig = `{
+  // comments are fine
+  "tools": {"exec": {"host": "gateway", "security": "allowlist", "ask": "always", "strictInlineEval": true}},
+  "browser": {"enabled": false},
+  "skills": {"allowBundled": []},
+  "security": {"installPolicy": {"enabled": true}},
+  "channels": {},
+  "logging": {"level": "debug", "file": "/home/node/.openclaw/logs/openclaw.jsonl"},
+}`
+
+const goodApprovals = `{
+  "version": 1,
+  "defaults": {"security": "allowlist", "ask": "always", "askFallback": "deny", "autoAllowSkills": false},
+  "agents": {"*": {"allowlist": [{"pattern": "ls"}, {"pattern": "cat"}]}}
+}`
+
+// good returns observations of a sandbox where every control holds.
+func good() (Expect, Report, Host) {
+	e := Expect{
+		UID: 1000, GID: 1000, ReadOnlyRoot: true, Writable: []string{"/workspace"},
+		Tmpfs: []Tmpfs{{Path: "/tmp", SizeBytes: 100 << 20}}, Secrets: []string{"api-key"},
+		MemoryBytes: 1 << 30, CPUs: 1, Pids: 100,
+		Syscall: func(call string) (string, bool) {
+			if call == "clone3" {
+				return "ENOSYS", true
+			}
+			return "EPERM", call != "read"
+		},
+		Agent: "openclaw",
+		AgentConfig: AgentConfig{ConfigPath: "/etc/openclaw/openclaw.json", ApprovalsPath: "/etc/openclaw/exec-approvals.json",
+			Allowed: []string{"ls", "cat", "head"}},
+	}
+	tmpfs := func(target string, opts ...string) Mount {
+		return Mount{Target: target, FSType: "tmpfs", Options: append([]string{"rw"}, opts...), Super: []string{"size=102400k"}}
+	}
+	r := Report{
+		Identity: Identity{UID: 1000, GID: 1000, Groups: []int{1000}, CapEff: "0000000000000000", CapPrm: "0000000000000000",
+			CapBnd: "0000000000000000", CapAmb: "0000000000000000", CapInh: "0000000000000000", NoNewPrivs: "1", Seccomp: "2"},
+		Mounts: []Mount{
+			{Target: "/", FSType: "overlay", Options: []string{"ro", "relatime"}},
+			{Target: "/proc", FSType: "proc", Options: []string{"rw", "nosuid", "nodev", "noexec"}},
+			tmpfs("/tmp", "nosuid", "nodev", "noexec"),
+			tmpfs("/run", "nosuid", "nodev", "noexec"),
+			tmpfs("/dev/shm", "nosuid", "nodev", "noexec"),
+			{Target: "/workspace", FSType: "ext4", Options: []string{"rw", "nosuid", "nodev", "noexec"}},
+			{Target: "/etc/openclaw", FSType: "ext4", Options: []string{"ro", "nosuid", "nodev"}},
+			{Target: "/run/secrets/api-key", FSType: "tmpfs", Options: []string{"ro", "nosuid", "nodev", "noexec"}},
+		},
+		Writes:       map[string]string{"/": "EROFS", "/tmp": "", "/workspace": "", "/etc/openclaw": "EROFS"},
+		Execs:        map[string]string{"/tmp": "EACCES", "/workspace": "EACCES"},
+		WriteRoot:    "EROFS",
+		WriteProcSys: "EROFS",
+		Limits:       Limits{MemoryBytes: "1073741824", PidsMax: "100", CPUQuota: "100000 100000"},
+		Secrets:      []Secret{{Name: "api-key", Mode: "0400", UID: 1000, GID: 1000, Readable: true, Bytes: 20}},
+		Syscalls:     []Syscall{{Name: "ptrace", Errno: "EPERM"}, {Name: "clone3", Errno: "ENOSYS"}, {Name: "socket(AF_PACKET)", Errno: "EPERM"}},
+		RawSocket:    "EPERM", PacketSocket: "EPERM",
+		IPv6: IPv6{Disabled: "1", Dial: "ENETUNREACH"},
+		Dials: []DialResult{
+			{Dial: Dial{Check: "egress-blocked", Network: "tcp", Addr: "198.51.100.7:80"}, Err: "timeout"},
+			{Dial: Dial{Check: "metadata", Network: "tcp", Addr: "169.254.169.254:80"}, Err: "timeout"},
+			{Dial: Dial{Check: "host-ports", Network: "tcp", Addr: "10.89.0.1:40000"}, Err: "timeout"},
+		},
+		Reach:        []ReachResult{{Name: "api.example.com", Addrs: []string{"198.51.100.10"}, Dials: []DialResult{{Dial: Dial{Addr: "198.51.100.10:443"}}}}},
+		DeniedLookup: Lookup{Err: "no such host"},
+		DirectDNS:    map[string]string{"198.51.100.53:53": "timeout"},
+		Files:        map[string]File{"/etc/openclaw/openclaw.json": {Content: goodConfig}, "/etc/openclaw/exec-approvals.json": {Content: goodApprovals}},
+	}
+	for _, p := range MaskedPaths {
+		r.Mounts = append(r.Mounts, Mount{Target: p, FSType: "tmpfs", Options: []string{"ro"}})
+	}
+	for _, p := range ReadOnlyPaths {
+		r.Mounts = append(r.Mounts, Mount{Target: p, FSType: "proc", Options: []string{"ro"}})
+	}
+	h := Host{
+		Namespaces:   []Namespace{{Kind: "net", Sandbox: 2, Host: 1, Want: 2}, {Kind: "pid", Sandbox: 3, Host: 4}},
+		Published:    []Published{{Spec: "127.0.0.1:18789:18789", HostIP: "127.0.0.1", Port: 18789, Listeners: []string{"127.0.0.1"}}},
+		HostListener: "0.0.0.0:40000",
+	}
+	return e, r, h
+}
+
+func failing(rs []Result) []string {
+	var out []string
+	for _, r := range rs {
+		if r.Status == Fail {
+			out = append(out, r.ID)
+		}
+	}
+	return out
+}
+
+func TestAHealthySandboxPassesEveryCheck(t *testing.T) {
+	e, r, h := good()
+	rs := Judge(e, r, h)
+	for _, res := range rs {
+		if res.Status != Pass {
+			t.Errorf("%s: %s (expected %s, seen %s)", res.ID, res.Status, res.Expected, res.Seen)
+		}
+	}
+	if len(rs) != len(Checks()) {
+		t.Errorf("%d results for %d checks", len(rs), len(Checks()))
+	}
+}
+
+func TestEachWeakeningFailsItsOwnCheck(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		weaken func(e *Expect, r *Report, h *Host)
+		fails  []string
+	}{
+		{"root user", func(_ *Expect, r *Report, _ *Host) { r.Identity.UID = 0 }, []string{"user"}},
+		{"extra group", func(_ *Expect, r *Report, _ *Host) { r.Identity.Groups = []int{1000, 27} }, []string{"user"}},
+		{"a capability", func(_ *Expect, r *Report, _ *Host) { r.Identity.CapEff = "0000000000000001" }, []string{"capabilities"}},
+		{"a bounding capability", func(_ *Expect, r *Report, _ *Host) { r.Identity.CapBnd = "0000000000002000" }, []string{"capabilities"}},
+		{"no_new_privs off", func(_ *Expect, r *Report, _ *Host) { r.Identity.NoNewPrivs = "0" }, []string{"no-new-privs"}},
+		{"seccomp off", func(_ *Expect, r *Report, _ *Host) {
+			r.Identity.Seccomp = "0"
+			r.Syscalls = []Syscall{{Name: "ptrace", Errno: "ESRCH"}, {Name: "clone3", Errno: "EINVAL"}}
+		}, []string{"seccomp", "syscalls"}},
+		{"writable rootfs", func(_ *Expect, r *Report, _ *Host) {
+			r.Mounts[0].Options = []string{"rw"}
+			r.WriteRoot = "EACCES"
+		}, []string{"rootfs"}},
+		{"profile asks for a writable rootfs", func(e *Expect, _ *Report, _ *Host) { e.ReadOnlyRoot = false }, []string{"rootfs"}},
+		{"workspace read-only", func(_ *Expect, r *Report, _ *Host) { r.Writes["/workspace"] = "EROFS" }, []string{"workspace"}},
+		{"/tmp exec", func(_ *Expect, r *Report, _ *Host) {
+			r.Mounts[2].Options = []string{"rw", "nosuid", "nodev"}
+			r.Execs["/tmp"] = ""
+		}, []string{"tmpfs", "exec-writable"}},
+		{"/tmp too big", func(_ *Expect, r *Report, _ *Host) { r.Mounts[2].Super = []string{"size=1048576k"} }, []string{"tmpfs"}},
+		{"/dev/shm exec", func(_ *Expect, r *Report, _ *Host) { r.Mounts[4].Options = []string{"rw", "nosuid", "nodev"} }, []string{"run-shm"}},
+		{"/proc/sys writable", func(_ *Expect, r *Report, _ *Host) {
+			for i := range r.Mounts {
+				if r.Mounts[i].Target == "/proc/sys" {
+					r.Mounts[i].Options = []string{"rw"}
+				}
+			}
+		}, []string{"proc-sys", "masked-paths"}},
+		{"kcore visible", func(_ *Expect, r *Report, _ *Host) {
+			r.Mounts = slices.DeleteFunc(r.Mounts, func(m Mount) bool { return m.Target == "/proc/kcore" })
+		}, []string{"masked-paths"}},
+		{"docker socket", func(_ *Expect, r *Report, _ *Host) { r.RuntimeSockets = []string{"/run/docker.sock"} }, []string{"runtime-sockets"}},
+		{"host pid namespace", func(_ *Expect, _ *Report, h *Host) { h.Namespaces[1].Sandbox = h.Namespaces[1].Host }, []string{"namespaces"}},
+		{"foreign netns", func(_ *Expect, _ *Report, h *Host) { h.Namespaces[0].Sandbox = 9 }, []string{"namespaces"}},
+		{"no pids limit", func(_ *Expect, r *Report, _ *Host) { r.Limits.PidsMax = "max" }, []string{"pids"}},
+		{"no memory limit", func(_ *Expect, r *Report, _ *Host) { r.Limits.MemoryBytes = "max" }, []string{"memory"}},
+		{"no cpu limit", func(_ *Expect, r *Report, _ *Host) { r.Limits.CPUQuota = "max 100000" }, []string{"cpu"}},
+		{"secret missing", func(_ *Expect, r *Report, _ *Host) { r.Secrets = nil }, []string{"secrets"}},
+		{"secret world-readable", func(_ *Expect, r *Report, _ *Host) { r.Secrets[0].Mode = "0444" }, []string{"secrets"}},
+		{"secret in env", func(_ *Expect, _ *Report, h *Host) { h.EnvLeaks = []string{"api-key"} }, []string{"secrets-env"}},
+		{"raw socket", func(_ *Expect, r *Report, _ *Host) { r.RawSocket = "" }, []string{"raw-sockets"}},
+		{"blocked host answers", func(_ *Expect, r *Report, _ *Host) { r.Dials[0].Err = "" }, []string{"egress-blocked"}},
+		{"a reset counts as reached", func(_ *Expect, r *Report, _ *Host) { r.Dials[0].Err = "ECONNREFUSED" }, []string{"egress-blocked"}},
+		{"allowlisted name unreachable", func(_ *Expect, r *Report, _ *Host) { r.Reach[0].Dials[0].Err = "timeout" }, []string{"allowlist"}},
+		{"unexplained set member", func(_ *Expect, _ *Report, h *Host) { h.Unexplained = []string{"198.51.100.7 tcp/80"} }, []string{"egress-set"}},
+		{"denied name resolves", func(_ *Expect, r *Report, _ *Host) { r.DeniedLookup = Lookup{Addrs: []string{"1.2.3.4"}} }, []string{"dns-denied"}},
+		{"outside resolver answers", func(_ *Expect, r *Report, _ *Host) { r.DirectDNS["198.51.100.53:53"] = "" }, []string{"dns-direct"}},
+		{"metadata answers", func(_ *Expect, r *Report, _ *Host) { r.Dials[1].Err = "" }, []string{"metadata"}},
+		{"private member", func(_ *Expect, _ *Report, h *Host) { h.Forbidden = []string{"10.0.0.5 tcp/80"} }, []string{"private-ranges"}},
+		{"ipv6 on", func(_ *Expect, r *Report, _ *Host) { r.IPv6 = IPv6{Disabled: "0", Dial: ""} }, []string{"ipv6"}},
+		{"host port answers", func(_ *Expect, r *Report, _ *Host) { r.Dials[2].Err = "ECONNREFUSED" }, []string{"host-ports"}},
+		{"other sandbox answers", func(_ *Expect, r *Report, _ *Host) {
+			r.Dials = append(r.Dials, DialResult{Dial: Dial{Check: "other-sandboxes", Network: "tcp", Addr: "10.89.0.3:1"}, Err: "ECONNREFUSED"})
+		}, []string{"other-sandboxes"}},
+		{"published on all addresses", func(_ *Expect, _ *Report, h *Host) { h.Published[0].Listeners = []string{"0.0.0.0"} }, []string{"published"}},
+		{"config writable", func(_ *Expect, r *Report, _ *Host) { r.Mounts[6].Options = []string{"rw"} }, []string{"openclaw-config"}},
+		{"ask off", func(_ *Expect, r *Report, _ *Host) {
+			r.Files["/etc/openclaw/openclaw.json"] = File{Content: strings.Replace(goodConfig, `"ask": "always"`, `"ask": "off"`, 1)}
+		}, []string{"openclaw-exec"}},
+		{"mode replaces the pair", func(_ *Expect, r *Report, _ *Host) {
+			r.Files["/etc/openclaw/openclaw.json"] = File{Content: strings.Replace(goodConfig, `"host": "gateway"`, `"mode": "full"`, 1)}
+		}, []string{"openclaw-exec"}},
+		{"approvals fall back to running", func(_ *Expect, r *Report, _ *Host) {
+			r.Files["/etc/openclaw/exec-approvals.json"] = File{Content: strings.Replace(goodApprovals, `"askFallback": "deny"`, `"askFallback": "full"`, 1)}
+		}, []string{"openclaw-exec"}},
+		{"unrecorded command", func(_ *Expect, r *Report, _ *Host) {
+			r.Files["/etc/openclaw/exec-approvals.json"] = File{Content: strings.Replace(goodApprovals, `{"pattern": "cat"}`, `{"pattern": "curl"}`, 1)}
+		}, []string{"openclaw-allowlist"}},
+		{"a channel", func(_ *Expect, r *Report, _ *Host) {
+			r.Files["/etc/openclaw/openclaw.json"] = File{Content: strings.Replace(goodConfig, `"channels": {}`, `"channels": {"telegram": {"botToken": "x"}}`, 1)}
+		}, []string{"openclaw-channels"}},
+		{"browser on", func(_ *Expect, r *Report, _ *Host) {
+			r.Files["/etc/openclaw/openclaw.json"] = File{Content: strings.Replace(goodConfig, `"enabled": false`, `"enabled": true`, 1)}
+		}, []string{"openclaw-browser"}},
+		{"skills installable", func(_ *Expect, r *Report, _ *Host) {
+			r.Files["/etc/openclaw/openclaw.json"] = File{Content: strings.Replace(goodConfig, `"installPolicy": {"enabled": true}`, `"installPolicy": {"enabled": false}`, 1)}
+		}, []string{"openclaw-skills"}},
+		{"transcripts off", func(_ *Expect, r *Report, _ *Host) {
+			r.Files["/etc/openclaw/openclaw.json"] = File{Content: strings.Replace(goodConfig, `"level": "debug"`, `"level": "warn"`, 1)}
+		}, []string{"openclaw-transcripts"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, r, h := good()
+			tc.weaken(&e, &r, &h)
+			if got := failing(Judge(e, r, h)); !slices.Equal(got, tc.fails) {
+				t.Errorf("failing checks %v, want %v", got, tc.fails)
+			}
+		})
+	}
+}
+
+func TestAnUnreadableConfigFailsEveryOpenClawCheck(t *testing.T) {
+	e, r, h := good()
+	r.Files["/etc/openclaw/openclaw.json"] = File{Err: "ENOENT"}
+	got := failing(Judge(e, r, h))
+	if len(got) != 7 || !strings.HasPrefix(got[0], "openclaw-") {
+		t.Errorf("failing %v", got)
+	}
+}
+
+func TestOpenClawChecksRunOnlyForOpenClaw(t *testing.T) {
+	e, r, h := good()
+	e.Agent = ""
+	for _, res := range Judge(e, r, h) {
+		if strings.HasPrefix(res.ID, "openclaw-") {
+			t.Errorf("%s ran for a sandbox without an agent", res.ID)
+		}
+	}
+}
+
+func TestNothingToTestAgainstIsAWarningNotAPass(t *testing.T) {
+	e, r, h := good()
+	r.Dials = slices.DeleteFunc(r.Dials, func(d DialResult) bool { return d.Check == "egress-blocked" })
+	r.DirectDNS = nil
+	for _, res := range Judge(e, r, h) {
+		if (res.ID == "egress-blocked" || res.ID == "dns-direct") && res.Status != Warn {
+			t.Errorf("%s: %s, want WARN", res.ID, res.Status)
+		}
+	}
+}
