@@ -42,6 +42,10 @@ type State struct {
 	Memory      int64           `json:"memory_bytes"`
 	CPUs        float64         `json:"cpus"`
 	Pids        int64           `json:"pids"`
+	// Spec is the validated profile the sandbox was started from, for
+	// verify; Probe whether the verify probe is mounted.
+	Spec  *profiles.Profile `json:"spec,omitempty"`
+	Probe bool              `json:"probe,omitempty"`
 }
 
 // layout names the files under the state directory.

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"net/netip"
 
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/clawguard/clawguard/netrules"
@@ -27,6 +29,7 @@ import (
 	"github.com/clawguard/clawguard/profiles"
 	"github.com/clawguard/clawguard/runtime"
 	"github.com/clawguard/clawguard/seccomp"
+	"github.com/clawguard/clawguard/verify"
 )
 
 // Containers is the part of the container runtime the supervisor uses.
@@ -41,6 +44,7 @@ type Containers interface {
 	List(ctx context.Context) ([]runtime.Info, error)
 	Exec(ctx context.Context, name string, args []string, o runtime.ExecOptions) (int, error)
 	Limits(ctx context.Context, name string) (runtime.Limits, error)
+	Spec(ctx context.Context, name string) (*specs.Spec, error)
 	SweepSnapshots(ctx context.Context) ([]string, error)
 }
 
@@ -50,6 +54,12 @@ type Config struct {
 	// DNSUpstreams are the servers allowlisted names are resolved with.
 	DNSUpstreams []string
 	Log          *slog.Logger
+	// ProbePath is the static verify probe on the host, mounted read-only
+	// into every sandbox; sandboxes start without it if it is missing.
+	ProbePath string
+	// ExtraSpecOpts are applied after every control. Only test builds set
+	// them, to weaken a sandbox on purpose and prove verify notices.
+	ExtraSpecOpts []oci.SpecOpts
 	// Step is told about each step of a start as it ends (err is nil when it
 	// succeeded), for progress output.
 	Step func(step string, took time.Duration, err error)
@@ -154,6 +164,7 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 		Name: p.Name, Image: sb.Image, Profile: p.Source, Status: "starting", CreatedAt: time.Now().UTC(),
 		Supervisor: os.Getpid(), LogPath: sb.LogPath, Secrets: secretNames, StopTimeout: p.StopTimeout.String(),
 		Memory: sb.MemoryBytes, CPUs: sb.CPUs, Pids: sb.Pids, Egress: p.Egress, Publish: p.Publish,
+		Spec: p, Probe: slices.ContainsFunc(sb.Binds, func(b runtime.Bind) bool { return b.Target == verify.ProbePath }),
 	}
 	if err := s.layout.write(st); err != nil {
 		return nil, err
@@ -339,7 +350,7 @@ func (s *Supervisor) sandboxSpec(p *profiles.Profile) (runtime.Sandbox, []string
 		Name: p.Name, Image: ref, Args: p.Args, UID: uid, GID: gid,
 		ReadOnlyRoot: *p.ReadOnlyRootfs, Seccomp: sc,
 		MemoryBytes: p.Resources.Memory.Bytes, CPUs: *p.Resources.CPUs, Pids: *p.Resources.Pids,
-		LogPath: s.layout.logFile(p.Name),
+		LogPath: s.layout.logFile(p.Name), Extra: s.cfg.ExtraSpecOpts,
 	}
 	for _, c := range p.Capabilities {
 		sb.Capabilities = append(sb.Capabilities, profiles.NormalizeCapability(c))
@@ -374,6 +385,11 @@ func (s *Supervisor) sandboxSpec(p *profiles.Profile) (runtime.Sandbox, []string
 				Source: filepath.Join(s.layout.secretsDir(p.Name), n), Target: "/run/secrets/" + n, ReadOnly: true, NoExec: true,
 			})
 		}
+	}
+	if fi, err := os.Stat(s.cfg.ProbePath); s.cfg.ProbePath != "" && err == nil && fi.Mode().IsRegular() {
+		sb.Binds = append(sb.Binds, runtime.Bind{Source: s.cfg.ProbePath, Target: verify.ProbePath, ReadOnly: true})
+	} else if s.cfg.ProbePath != "" {
+		s.cfg.Log.Warn("the verify probe is missing; this sandbox cannot be verified", "probe", s.cfg.ProbePath)
 	}
 	return sb, names, nil
 }

@@ -13,6 +13,8 @@ import (
 
 	containerd "github.com/containerd/containerd/v2/client"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/clawguard/clawguard/netrules"
 	"github.com/clawguard/clawguard/profiles"
 	"github.com/clawguard/clawguard/runtime"
@@ -101,6 +103,7 @@ func (f *fakeWorld) Exec(context.Context, string, []string, runtime.ExecOptions)
 func (f *fakeWorld) Limits(context.Context, string) (runtime.Limits, error) {
 	return runtime.Limits{}, nil
 }
+func (f *fakeWorld) Spec(context.Context, string) (*specs.Spec, error) { return &specs.Spec{}, nil }
 
 func (f *fakeWorld) Attach(sb netrules.Sandbox, _ []netrules.Entry) (netrules.Attachment, error) {
 	if err := f.step("network"); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,7 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-//go:embed builtin/*.yaml
+//go:embed builtin
 var embedded embed.FS
 
 // defaultSeccomp is embedded by exact name, so a missing file fails the
@@ -32,7 +33,7 @@ func Builtins() []string {
 	entries, _ := embedded.ReadDir("builtin")
 	var names []string
 	for _, e := range entries {
-		names = append(names, strings.TrimSuffix(e.Name(), ".yaml"))
+		names = append(names, e.Name())
 	}
 	return names
 }
@@ -40,7 +41,7 @@ func Builtins() []string {
 // LoadBuiltin parses an embedded profile. Its relative paths (./workspace,
 // ./secrets, ...) are relative to dir, normally the working directory.
 func LoadBuiltin(name, dir string) (*Profile, error) {
-	data, err := embedded.ReadFile("builtin/" + name + ".yaml")
+	data, err := BuiltinYAML(name)
 	if err != nil {
 		return nil, fmt.Errorf("no built-in profile %q (built-in: %s)", name, strings.Join(Builtins(), ", "))
 	}
@@ -49,7 +50,26 @@ func LoadBuiltin(name, dir string) (*Profile, error) {
 
 // BuiltinYAML returns the text of an embedded profile, for users to copy.
 func BuiltinYAML(name string) ([]byte, error) {
-	return embedded.ReadFile("builtin/" + name + ".yaml")
+	return embedded.ReadFile("builtin/" + name + "/profile.yaml")
+}
+
+// BuiltinFiles returns the files a built-in profile ships besides itself
+// (the agent's hardened configuration), by path relative to the profile.
+func BuiltinFiles(name string) (map[string][]byte, error) {
+	root := "builtin/" + name
+	out := map[string][]byte{}
+	err := fs.WalkDir(embedded, root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || p == root+"/profile.yaml" {
+			return err
+		}
+		b, err := embedded.ReadFile(p)
+		out[strings.TrimPrefix(p, root+"/")] = b
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("no built-in profile %q (built-in: %s)", name, strings.Join(Builtins(), ", "))
+	}
+	return out, nil
 }
 
 // DefaultSeccompJSON is the built-in seccomp profile as shipped.

@@ -26,6 +26,9 @@ type Profile struct {
 	Egress         Egress            `yaml:"egress" json:"egress"`
 	Publish        []string          `yaml:"publish" json:"publish,omitempty"`
 	StopTimeout    Duration          `yaml:"stop_timeout" json:"stop_timeout"`
+	// Agent names the agent the image runs ("openclaw"), so verify can
+	// judge the agent's own configuration too.
+	Agent string `yaml:"agent" json:"agent,omitempty"`
 
 	// Source names where the profile came from ("openclaw (built-in)" or a
 	// path) for messages; Dir is what relative paths are relative to.

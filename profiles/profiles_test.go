@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // fixture is a profile directory with a workspace, config and a private
@@ -37,7 +38,7 @@ secrets: {dir: ./secrets}
 `
 
 func testPolicy(dir string) SourcePolicy {
-	return SourcePolicy{StateDir: filepath.Join(dir, "state"), Homes: []string{"/root", "/home/alice"}}
+	return SourcePolicy{StateDir: filepath.Join(dir, "clawguard-state"), Homes: []string{"/root", "/home/alice"}}
 }
 
 func TestValidProfileGetsTheThreatModelDefaults(t *testing.T) {
@@ -63,8 +64,11 @@ func TestValidProfileGetsTheThreatModelDefaults(t *testing.T) {
 	}
 }
 
-func TestBuiltinOpenclawProfileIsValid(t *testing.T) {
+func TestBuiltinOpenclawProfileIsValidOnceInitWroteItsFiles(t *testing.T) {
 	dir := fixture(t)
+	if _, err := Init("openclaw", dir, time.Now()); err != nil {
+		t.Fatal(err)
+	}
 	p, err := LoadBuiltin("openclaw", dir)
 	if err != nil {
 		t.Fatal(err)

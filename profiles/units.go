@@ -74,6 +74,19 @@ func (s *Size) UnmarshalYAML(n *yaml.Node) error {
 func (s Size) MarshalJSON() ([]byte, error) { return json.Marshal(FormatSize(s.Bytes)) }
 func (s Size) String() string               { return FormatSize(s.Bytes) }
 
+func (s *Size) UnmarshalJSON(b []byte) error {
+	var v string
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	n, err := ParseSize(v)
+	if err != nil {
+		return err
+	}
+	s.Bytes, s.given = n, true
+	return nil
+}
+
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
 		return fmt.Errorf("line %d: expected a duration such as 10s or 1m", n.Line)

@@ -55,6 +55,7 @@ func Validate(p *Profile, pol SourcePolicy) error {
 	v.secrets()
 	v.egress()
 	v.publish()
+	v.agent()
 	if len(c.errs) == 0 {
 		return nil
 	}
@@ -379,6 +380,31 @@ func (v validator) egress() {
 	}
 	if e.DNS.MaxTTL.Duration < e.DNS.MinTTL.Duration || e.DNS.MaxTTL.Hours() > 24 {
 		c.add("egress.dns.max_ttl", "must be at least min_ttl and at most 24h", "e.g. max_ttl: 1h")
+	}
+}
+
+func (v validator) agent() {
+	switch v.p.Agent {
+	case "":
+	case AgentOpenClaw:
+		src := OpenClawConfigSource(v.p)
+		if src == "" {
+			v.c.add("agent", "an openclaw sandbox needs its configuration mounted at "+OpenClawConfigDir,
+				"add a read-only mount: {source: ./config, target: "+OpenClawConfigDir+"} (`clawguard profile init` writes one)")
+			return
+		}
+		for i, m := range v.p.Mounts {
+			if m.Target == OpenClawConfigDir && m.Writable() {
+				v.c.add(fmt.Sprintf("mounts[%d]", i), "OpenClaw's configuration must not be writable by the agent", "remove read_only: false")
+			}
+		}
+		for _, f := range []string{"openclaw.json", ApprovalsFile} {
+			if _, err := os.Stat(filepath.Join(src, f)); err != nil {
+				v.c.add("agent", fmt.Sprintf("%s is missing from the config directory %s", f, src), "run `clawguard profile init` to write the hardened configuration")
+			}
+		}
+	default:
+		v.c.add("agent", fmt.Sprintf("unknown agent %q", v.p.Agent), `write "openclaw" or leave it out`)
 	}
 }
 

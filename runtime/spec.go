@@ -29,6 +29,9 @@ type Sandbox struct {
 	Binds        []Bind
 	NetNSPath    string // an existing network namespace to join; empty: a fresh one
 	LogPath      string // stdout and stderr of the task, absolute
+	// Extra options are applied last. Nothing in clawguard sets them but
+	// tests that weaken a sandbox on purpose.
+	Extra []oci.SpecOpts
 }
 
 // Tmpfs is an in-memory mount; noexec, nosuid and nodev are always added.
@@ -83,7 +86,7 @@ func SpecOpts(img oci.Image, s Sandbox) []oci.SpecOpts {
 		WithNetworkNamespace(s.NetNSPath),
 		WithSeccomp(s.Seccomp),
 	)
-	return opts
+	return append(opts, s.Extra...)
 }
 
 // WithUser runs the process as uid:gid with no supplementary groups.

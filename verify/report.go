@@ -54,11 +54,11 @@ type Report struct {
 	Writes   map[string]string `json:"writes"` // path -> error creating a file there
 	Execs    map[string]string `json:"execs"`  // writable path -> error executing a copy of the probe there
 	// WriteRoot and WriteProcSys are the errors writing to / and /proc/sys.
-	WriteRoot    string   `json:"write_root"`
-	WriteProcSys string   `json:"write_proc_sys"`
-	Missing      []string `json:"missing,omitempty"` // masked or read-only paths that do not exist
-	Limits       Limits   `json:"limits"`
-	Secrets      []Secret `json:"secrets"`
+	WriteRoot      string            `json:"write_root"`
+	WriteProcSys   string            `json:"write_proc_sys"`
+	Missing        []string          `json:"missing,omitempty"` // masked or read-only paths that do not exist
+	Limits         Limits            `json:"limits"`
+	Secrets        []Secret          `json:"secrets"`
 	Syscalls       []Syscall         `json:"syscalls"`
 	RawSocket      string            `json:"raw_socket"`    // socket(AF_INET, SOCK_RAW)
 	PacketSocket   string            `json:"packet_socket"` // socket(AF_PACKET, SOCK_RAW)

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -365,7 +366,51 @@ Exit status 0 when valid, 2 when not.`,
 			return err
 		},
 	}
-	cmd.AddCommand(validate, show)
+	cmd.AddCommand(validate, show, profileInitCmd())
+	return cmd
+}
+
+func profileInitCmd() *cobra.Command {
+	var name string
+	cmd := &cobra.Command{
+		Use:   "init [DIR]",
+		Short: "Write a built-in profile and everything it needs into a directory",
+		Long: `Write a built-in profile (default: openclaw) into DIR (default: the current
+directory) as NAME.yaml, with what it needs: for OpenClaw the hardened
+configuration (config/openclaw.json, config/exec-approvals.json), the command
+allowlist change log, a random gateway token in secrets/, and the workspace and
+state directories owned by the sandbox user. Existing files are kept.`,
+		Example: `  mkdir agent && cd agent && sudo clawguard profile init
+  sudo clawguard run --profile openclaw.yaml`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir := "."
+			if len(args) == 1 {
+				dir = args[0]
+			}
+			abs, err := filepath.Abs(dir)
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(abs, 0o755); err != nil {
+				return err
+			}
+			res, err := profiles.Init(name, abs, time.Now())
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			for _, f := range res.Written {
+				fmt.Fprintln(out, "wrote", filepath.Join(dir, f))
+			}
+			for _, f := range res.Kept {
+				fmt.Fprintln(out, "kept ", filepath.Join(dir, f), "(exists)")
+			}
+			fmt.Fprintf(out, "next: clawguard run --profile %s\n", filepath.Join(dir, name+".yaml"))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&name, "name", profiles.DefaultName, "built-in profile to write")
 	return cmd
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -46,6 +47,7 @@ type globals struct {
 	bridge            string
 	subnet            string
 	dnsUpstreams      []string
+	probe             string
 	debug             bool
 }
 
@@ -79,10 +81,11 @@ Start with:
 	pf.StringVar(&g.bridge, "bridge", "clawguard0", "bridge the sandboxes are attached to")
 	pf.StringVar(&g.subnet, "subnet", "10.89.0.0/24", "IPv4 subnet of the bridge; the first address is the gateway and DNS gate")
 	pf.StringSliceVar(&g.dnsUpstreams, "dns-upstream", nil, "DNS servers allowlisted names are resolved with, IP[:PORT] (default: the host's resolv.conf nameservers)")
+	pf.StringVar(&g.probe, "probe", "", "the static verify probe mounted into every sandbox (default: cgprobe next to this binary, else "+installedProbe+")")
 	pf.BoolVar(&g.debug, "debug", false, "log debug detail to stderr")
 
 	root.AddCommand(
-		runCmd(g), stopCmd(g), statusCmd(g), execCmd(g), logsCmd(g), profileCmd(g), reconcileCmd(g), daemonCmd(g), versionCmd(),
+		runCmd(g), stopCmd(g), statusCmd(g), verifyCmd(g), allowlistCmd(g), execCmd(g), logsCmd(g), profileCmd(g), reconcileCmd(g), daemonCmd(g), versionCmd(),
 	)
 	root.SetArgs(args)
 	err := root.Execute()
@@ -145,8 +148,31 @@ func (g *globals) supervisor(ctx context.Context, step func(string, time.Duratio
 	if err != nil {
 		return nil, nil, err
 	}
-	cfg := enforce.Config{StateDir: g.stateDir, DNSUpstreams: upstreams, Log: log, Step: step}
+	weaken, err := weakenOpts()
+	if err != nil {
+		rt.Close()
+		return nil, nil, usage("%v", err)
+	}
+	cfg := enforce.Config{StateDir: g.stateDir, DNSUpstreams: upstreams, Log: log, Step: step, ProbePath: g.probePath(), ExtraSpecOpts: weaken}
 	return enforce.New(cfg, rt, host), func() { rt.Close() }, nil
+}
+
+// installedProbe is where `make install` puts the verify probe.
+const installedProbe = "/usr/local/libexec/clawguard/cgprobe"
+
+// probePath finds the verify probe: --probe, else cgprobe beside this
+// binary (a build tree), else the installed one.
+func (g *globals) probePath() string {
+	if g.probe != "" {
+		return g.probe
+	}
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "cgprobe")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return installedProbe
 }
 
 // dnsUpstreams normalises --dns-upstream values to IP:PORT, or reads the

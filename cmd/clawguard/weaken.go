@@ -1,0 +1,72 @@
+//go:build clawguard_weaken
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// weakenOpts reads CLAWGUARD_WEAKEN, a comma-separated list of controls to
+// break after every control was applied, so that the end-to-end suite can
+// prove each verify check fails when its control is missing. This file is
+// compiled only with the clawguard_weaken tag; release builds cannot
+// weaken anything.
+func weakenOpts() ([]oci.SpecOpts, error) {
+	v := os.Getenv("CLAWGUARD_WEAKEN")
+	if v == "" {
+		return nil, nil
+	}
+	var opts []oci.SpecOpts
+	for _, w := range strings.Split(v, ",") {
+		name, arg, _ := strings.Cut(w, "=")
+		fn, ok := weakenings[name]
+		if !ok {
+			return nil, fmt.Errorf("CLAWGUARD_WEAKEN: unknown weakening %q", name)
+		}
+		opts = append(opts, func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+			fn(s, arg)
+			return nil
+		})
+	}
+	return opts, nil
+}
+
+var weakenings = map[string]func(s *oci.Spec, arg string){
+	"cap": func(s *oci.Spec, _ string) {
+		c := s.Process.Capabilities
+		c.Bounding, c.Effective, c.Permitted = append(c.Bounding, "CAP_CHOWN"), append(c.Effective, "CAP_CHOWN"), append(c.Permitted, "CAP_CHOWN")
+	},
+	"rootfs":  func(s *oci.Spec, _ string) { s.Root.Readonly = false },
+	"nnp":     func(s *oci.Spec, _ string) { s.Process.NoNewPrivileges = false },
+	"seccomp": func(s *oci.Spec, _ string) { s.Linux.Seccomp = nil },
+	"pids":    func(s *oci.Spec, _ string) { s.Linux.Resources.Pids = nil },
+	"memory":  func(s *oci.Spec, _ string) { s.Linux.Resources.Memory = nil },
+	"tmpexec": func(s *oci.Spec, _ string) {
+		for i, m := range s.Mounts {
+			if m.Destination == "/tmp" {
+				s.Mounts[i].Options = slices.DeleteFunc(m.Options, func(o string) bool { return o == "noexec" })
+			}
+		}
+	},
+	"procsys": func(s *oci.Spec, _ string) {
+		s.Linux.ReadonlyPaths = slices.DeleteFunc(s.Linux.ReadonlyPaths, func(p string) bool { return p == "/proc/sys" })
+	},
+	"kcore": func(s *oci.Spec, _ string) {
+		s.Linux.MaskedPaths = slices.DeleteFunc(s.Linux.MaskedPaths, func(p string) bool { return p == "/proc/kcore" })
+	},
+	"hostpid": func(s *oci.Spec, _ string) {
+		s.Linux.Namespaces = slices.DeleteFunc(s.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.PIDNamespace })
+	},
+	// socket=PATH mounts a runtime socket where the agent can find it.
+	"socket": func(s *oci.Spec, arg string) {
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: "/run/containerd/containerd.sock", Type: "bind", Source: arg, Options: []string{"bind", "ro"}})
+	},
+}

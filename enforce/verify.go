@@ -1,0 +1,525 @@
+package enforce
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/clawguard/clawguard/netrules"
+	"github.com/clawguard/clawguard/netrules/allowlist"
+	"github.com/clawguard/clawguard/profiles"
+	"github.com/clawguard/clawguard/runtime"
+	"github.com/clawguard/clawguard/seccomp"
+	"github.com/clawguard/clawguard/verify"
+)
+
+// VerifyOptions tune a verification.
+type VerifyOptions struct {
+	// BlockedProbes are HOST:PORT destinations outside the allowlist that
+	// must not answer the sandbox. Without them the DNS upstreams are used.
+	BlockedProbes []string
+	// Timeout bounds each connection attempt; blocked attempts take this long.
+	Timeout time.Duration
+}
+
+// Verification is the outcome of Verify.
+type Verification struct {
+	Sandbox string          `json:"sandbox"`
+	Results []verify.Result `json:"results"`
+	Passed  bool            `json:"passed"`
+	Took    time.Duration   `json:"took_ns"`
+}
+
+// metadataAddr is the cloud instance-metadata service every major cloud
+// serves on the link-local range.
+const metadataAddr = "169.254.169.254:80"
+
+// Verify proves, from inside the running sandbox and from the host, that
+// every control of its profile is in force. It changes nothing in the
+// sandbox; the probe it runs is the one mounted at start.
+func (s *Supervisor) Verify(ctx context.Context, name string, o VerifyOptions) (*Verification, error) {
+	began := time.Now()
+	if o.Timeout <= 0 {
+		o.Timeout = 1500 * time.Millisecond
+	}
+	st, err := s.layout.read(name)
+	if err != nil {
+		return nil, err
+	}
+	if st.Spec == nil {
+		return nil, fmt.Errorf("verify %s: it was started by an older clawguard that did not record its profile; restart it", name)
+	}
+	if !st.Probe {
+		return nil, fmt.Errorf("verify %s: it was started without the verify probe (%s); install it with `make install` and restart the sandbox", name, s.cfg.ProbePath)
+	}
+	info, err := s.rt.Inspect(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if info.State != "running" {
+		return nil, fmt.Errorf("verify %s: the sandbox is %s, not running", name, orUnknown(info.State))
+	}
+	p := st.Spec
+	expect, err := expectFor(p, st)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := openHostListener(st.Gateway)
+	if err != nil {
+		s.cfg.Log.Warn("no host listener for the host-ports check", "error", err)
+	} else {
+		defer ln.Close()
+	}
+	plan, controls, err := s.planFor(p, st, o, ln)
+	if err != nil {
+		return nil, err
+	}
+	report, err := s.runProbe(ctx, name, plan, o.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	host := s.hostFacts(ctx, name, st, info.Pid, ln)
+	results := verify.Judge(expect, report, host)
+	noControl(results, report, controls)
+	v := &Verification{Sandbox: name, Results: results, Passed: !verify.Failed(results), Took: time.Since(began)}
+	s.audit.write(name, auditEvent{Kind: "verified", Reason: fmt.Sprintf("%d checks, passed %v", len(results), v.Passed)})
+	return v, nil
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "not started"
+	}
+	return s
+}
+
+// expectFor turns the recorded profile into what the sandbox must show.
+func expectFor(p *profiles.Profile, st *State) (verify.Expect, error) {
+	uid, gid, err := p.IDs()
+	if err != nil {
+		return verify.Expect{}, err
+	}
+	sc, err := seccompProfile(p)
+	if err != nil {
+		return verify.Expect{}, err
+	}
+	e := verify.Expect{
+		UID: uid, GID: gid, ReadOnlyRoot: *p.ReadOnlyRootfs, Secrets: st.Secrets,
+		MemoryBytes: st.Memory, CPUs: st.CPUs, Pids: st.Pids,
+		Syscall: func(call string) (string, bool) { return seccomp.Answer(sc, call) },
+		Agent:   p.Agent,
+	}
+	for _, c := range p.Capabilities {
+		e.Capabilities = append(e.Capabilities, profiles.NormalizeCapability(c))
+	}
+	for _, m := range p.Mounts {
+		if m.Writable() {
+			e.Writable = append(e.Writable, m.Target)
+		}
+	}
+	for _, t := range p.Tmpfs {
+		e.Tmpfs = append(e.Tmpfs, verify.Tmpfs{Path: t.Path, SizeBytes: t.Size.Bytes})
+	}
+	if p.Agent == profiles.AgentOpenClaw {
+		allowed, err := profiles.AllowedCommands(p)
+		if err != nil {
+			return verify.Expect{}, err
+		}
+		e.AgentConfig = verify.AgentConfig{ConfigPath: profiles.OpenClawConfigPath, ApprovalsPath: profiles.OpenClawApprovalsPath, Allowed: allowed}
+	}
+	return e, nil
+}
+
+// hostListener accepts and drops connections on every host address, so the
+// sandbox has a real open port to (fail to) reach.
+type hostListener struct {
+	net.Listener
+	port int
+}
+
+func openHostListener(gw netip.Addr) (*hostListener, error) {
+	ln, err := net.Listen("tcp4", ":0")
+	if err != nil {
+		return nil, fmt.Errorf("open a host listener: %w", err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	h := &hostListener{Listener: ln, port: ln.Addr().(*net.TCPAddr).Port}
+	// The control: the host itself reaches the port on the gateway address.
+	c, err := net.DialTimeout("tcp", net.JoinHostPort(gw.String(), strconv.Itoa(h.port)), time.Second)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("the host cannot reach its own listener on %s: %w", gw, err)
+	}
+	c.Close()
+	return h, nil
+}
+
+// planFor decides what the probe tries. controls maps each destination
+// that must be blocked to the error the host itself got reaching it: a
+// destination that does not answer the host either proves nothing.
+func (s *Supervisor) planFor(p *profiles.Profile, st *State, o VerifyOptions, ln *hostListener) (verify.Plan, map[string]string, error) {
+	plan := verify.Plan{TimeoutMillis: int(o.Timeout / time.Millisecond), Files: nil}
+	for _, m := range p.Mounts {
+		if m.Writable() {
+			plan.Writable = append(plan.Writable, m.Target)
+		}
+	}
+	policy := allowlist.NewPolicy(allowRules(p))
+	var upstreams []string
+	for _, u := range s.cfg.DNSUpstreams {
+		ap, err := netip.ParseAddrPort(u)
+		if err != nil {
+			if a, err2 := netip.ParseAddr(u); err2 == nil {
+				ap = netip.AddrPortFrom(a, 53)
+			} else {
+				continue
+			}
+		}
+		if ap.Addr().IsLoopback() || policy.ExplicitlyAllowed(ap.Addr()) {
+			continue
+		}
+		upstreams = append(upstreams, ap.String())
+	}
+	plan.DirectDNS = upstreams
+
+	blocked := o.BlockedProbes
+	if len(blocked) == 0 {
+		blocked = append(blocked, upstreams...)
+	}
+	controls := map[string]string{}
+	for _, b := range blocked {
+		ap, err := netip.ParseAddrPort(b)
+		if err != nil {
+			return plan, nil, fmt.Errorf("--blocked-probe %q: want IP:PORT (%v)", b, err)
+		}
+		if policy.ExplicitlyAllowed(ap.Addr()) {
+			return plan, nil, fmt.Errorf("--blocked-probe %s: the profile's allowlist allows that address; pick one outside it", b)
+		}
+		check := "egress-blocked"
+		if _, private := allowlist.Blocked(ap.Addr()); private {
+			check = "private-ranges"
+		}
+		plan.Dials = append(plan.Dials, verify.Dial{Check: check, Network: "tcp", Addr: ap.String()})
+		controls[ap.String()] = hostDial(ap.String(), o.Timeout)
+	}
+	plan.Dials = append(plan.Dials, verify.Dial{Check: "metadata", Network: "tcp", Addr: metadataAddr})
+	if ln != nil {
+		addrs := []netip.Addr{st.Gateway}
+		addrs = append(addrs, hostAddrs(st.Gateway)...)
+		for _, a := range addrs {
+			plan.Dials = append(plan.Dials, verify.Dial{Check: "host-ports", Network: "tcp", Addr: net.JoinHostPort(a.String(), strconv.Itoa(ln.port))})
+		}
+	}
+	others, err := s.otherSandboxes(st.Name)
+	if err != nil {
+		return plan, nil, err
+	}
+	for _, a := range others {
+		// Any port will do: a reset proves the packet arrived.
+		plan.Dials = append(plan.Dials, verify.Dial{Check: "other-sandboxes", Network: "tcp", Addr: net.JoinHostPort(a.String(), "1")})
+	}
+	for _, a := range p.Egress.Allow {
+		if a.Host == "" || strings.HasPrefix(a.Host, "*.") {
+			continue
+		}
+		plan.Reach = append(plan.Reach, verify.Reach{Name: a.Host, Ports: a.Ports})
+	}
+	plan.DeniedName = "clawguard-verify-denied.invalid"
+	if _, ok := policy.Ports(plan.DeniedName); ok {
+		plan.DeniedName = "clawguard-verify-denied.example.net"
+	}
+	if p.Agent == profiles.AgentOpenClaw {
+		plan.Files = []string{profiles.OpenClawConfigPath, profiles.OpenClawApprovalsPath}
+	}
+	return plan, controls, nil
+}
+
+func hostDial(addr string, timeout time.Duration) string {
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err == nil {
+		c.Close()
+		return ""
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) && errno == syscall.ECONNREFUSED {
+		return ""
+	}
+	return err.Error()
+}
+
+// noControl turns a PASS into a WARN where the blocked destination did not
+// answer the host either: its silence inside the sandbox proves nothing.
+func noControl(results []verify.Result, r verify.Report, controls map[string]string) {
+	var silent []string
+	for _, d := range r.Dials {
+		if err, ok := controls[d.Addr]; ok && err != "" {
+			silent = append(silent, d.Addr)
+		}
+	}
+	if len(silent) == 0 {
+		return
+	}
+	for i := range results {
+		res := &results[i]
+		if (res.ID == "egress-blocked" || res.ID == "private-ranges") && res.Status == verify.Pass {
+			for _, a := range silent {
+				if strings.Contains(res.Seen, a) {
+					res.Status = verify.Warn
+					res.Seen = a + " does not answer the host either, so its silence proves nothing; pass --blocked-probe with a destination that answers"
+				}
+			}
+		}
+	}
+}
+
+// hostAddrs are the host's own IPv4 addresses other than loopback and the
+// gateway.
+func hostAddrs(gw netip.Addr) []netip.Addr {
+	ifs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, a := range ifs {
+		pfx, err := netip.ParsePrefix(a.String())
+		if err != nil {
+			continue
+		}
+		ad := pfx.Addr()
+		if ad.Is4() && !ad.IsLoopback() && ad != gw && !ad.IsLinkLocalUnicast() {
+			out = append(out, ad)
+		}
+	}
+	return out
+}
+
+// otherSandboxes are the addresses of every other running sandbox.
+func (s *Supervisor) otherSandboxes(name string) ([]netip.Addr, error) {
+	names, err := s.layout.names()
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Addr
+	for _, n := range names {
+		o, err := s.layout.read(n)
+		if err == nil && n != name && o.Status == "running" && o.IP.IsValid() {
+			out = append(out, o.IP)
+		}
+	}
+	return out, nil
+}
+
+// runProbe runs the mounted probe as the sandbox's own process.
+func (s *Supervisor) runProbe(ctx context.Context, name string, plan verify.Plan, timeout time.Duration) (verify.Report, error) {
+	b, err := json.Marshal(plan)
+	if err != nil {
+		return verify.Report{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second+10*timeout)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	code, err := s.rt.Exec(ctx, name, []string{verify.ProbePath, "verify", string(b)}, runtime.ExecOptions{Stdout: &out, Stderr: &errOut})
+	if err != nil {
+		return verify.Report{}, fmt.Errorf("run the verify probe in %s: %w", name, err)
+	}
+	if code != 0 {
+		return verify.Report{}, fmt.Errorf("the verify probe in %s exited %d: %s", name, code, strings.TrimSpace(errOut.String()))
+	}
+	var r verify.Report
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		return verify.Report{}, fmt.Errorf("read the verify probe's report: %w", err)
+	}
+	return r, nil
+}
+
+// hostFacts gathers what only the host can see.
+func (s *Supervisor) hostFacts(ctx context.Context, name string, st *State, pid uint32, ln *hostListener) verify.Host {
+	var h verify.Host
+	if ln != nil {
+		h.HostListener = ln.Addr().String()
+	}
+	want := inode(st.NetNS)
+	for _, kind := range []string{"net", "pid", "ipc", "uts", "mnt", "cgroup"} {
+		n := verify.Namespace{Kind: kind, Sandbox: inode(fmt.Sprintf("/proc/%d/ns/%s", pid, kind)), Host: inode("/proc/1/ns/" + kind)}
+		if kind == "net" {
+			n.Want = want
+		}
+		h.Namespaces = append(h.Namespaces, n)
+	}
+	secrets := s.secretValues(name, st.Secrets)
+	if env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid)); err == nil {
+		h.EnvLeaks = leaks(env, secrets)
+	}
+	if sp, err := s.rt.Spec(ctx, name); err == nil {
+		b, _ := json.Marshal(sp)
+		h.SpecLeaks = leaks(b, secrets)
+	}
+	for _, spec := range st.Publish {
+		pp, err := profiles.ParsePublish(spec)
+		if err != nil {
+			continue
+		}
+		h.Published = append(h.Published, verify.Published{Spec: spec, HostIP: pp.HostIP.String(), Port: pp.HostPort, Listeners: listeners(pp.HostPort)})
+	}
+	h.Unexplained, h.Forbidden = s.explainSet(name, st.Spec)
+	return h
+}
+
+func inode(path string) uint64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Ino
+	}
+	return 0
+}
+
+// secretValues reads the staged secrets; values under 6 bytes are skipped,
+// as they would match by accident.
+func (s *Supervisor) secretValues(name string, names []string) map[string][]byte {
+	out := map[string][]byte{}
+	for _, n := range names {
+		b, err := os.ReadFile(filepath.Join(s.layout.secretsDir(name), n))
+		if v := bytes.TrimSpace(b); err == nil && len(v) >= 6 {
+			out[n] = v
+		}
+	}
+	return out
+}
+
+func leaks(hay []byte, secrets map[string][]byte) []string {
+	var out []string
+	for n, v := range secrets {
+		if bytes.Contains(hay, v) {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// listeners are the local addresses with a TCP socket listening on port,
+// from /proc/net/tcp and tcp6 of the host's network namespace.
+func listeners(port int) []string {
+	var out []string
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		fh, err := os.Open(f)
+		if err != nil {
+			continue
+		}
+		out = append(out, parseListeners(fh, port)...)
+		fh.Close()
+	}
+	return out
+}
+
+func parseListeners(r io.Reader, port int) []string {
+	var out []string
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 4 || fields[3] != "0A" { // TCP_LISTEN
+			continue
+		}
+		hexAddr, hexPort, ok := strings.Cut(fields[1], ":")
+		if !ok {
+			continue
+		}
+		p, err := strconv.ParseUint(hexPort, 16, 16)
+		if err != nil || int(p) != port {
+			continue
+		}
+		if a, ok := procNetAddr(hexAddr); ok {
+			out = append(out, a.String())
+		}
+	}
+	return out
+}
+
+// procNetAddr decodes /proc/net/tcp's address: 32-bit words in host (little
+// endian) order.
+func procNetAddr(h string) (netip.Addr, bool) {
+	b, err := hex.DecodeString(h)
+	if err != nil || (len(b) != 4 && len(b) != 16) {
+		return netip.Addr{}, false
+	}
+	for i := 0; i < len(b); i += 4 {
+		b[i], b[i+1], b[i+2], b[i+3] = b[i+3], b[i+2], b[i+1], b[i]
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a.Unmap(), true
+}
+
+// explainSet traces every member of the sandbox's egress set to an
+// allowlist entry: a cidr: entry, or an allowlisted name the DNS gate
+// resolved to that address. The gate publishes its bindings a moment after
+// it writes the set, so a member without a binding gets a short grace.
+func (s *Supervisor) explainSet(name string, p *profiles.Profile) (unexplained, forbidden []string) {
+	members, err := s.net.Members(name)
+	if err != nil {
+		return []string{"the egress set could not be read: " + err.Error()}, nil
+	}
+	policy := allowlist.NewPolicy(allowRules(p))
+	for attempt := 0; attempt < 10; attempt++ {
+		unexplained, forbidden = nil, nil
+		snap, _ := ReadEgress(s.layout.egressFile(name))
+		for _, m := range members {
+			label := fmt.Sprintf("%s %s/%d", m.Addr, m.Proto, m.Port)
+			if !explained(m, p, snap) {
+				unexplained = append(unexplained, label)
+			}
+			if _, private := allowlist.Blocked(m.Addr); private && !policy.ExplicitlyAllowed(m.Addr) {
+				forbidden = append(forbidden, label)
+			}
+		}
+		if len(unexplained) == 0 {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return unexplained, forbidden
+}
+
+func explained(m netrules.SetMember, p *profiles.Profile, snap *EgressSnapshot) bool {
+	for _, a := range p.Egress.Allow {
+		if a.CIDR == "" || !slices.Contains(a.Ports, int(m.Port)) {
+			continue
+		}
+		if pfx, err := netip.ParsePrefix(a.CIDR); err == nil && pfx.Contains(m.Addr) {
+			return true
+		}
+	}
+	if snap == nil {
+		return false
+	}
+	for _, b := range snap.Bindings {
+		if b.Addr == m.Addr && slices.Contains(b.Ports, m.Port) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,113 @@
+package profiles
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+)
+
+// InitResult says what Init wrote and what it left alone.
+type InitResult struct {
+	Written []string `json:"written"`
+	Kept    []string `json:"kept"`
+}
+
+// Init lays out everything a built-in profile needs in dir: the profile as
+// NAME.yaml, the agent's hardened configuration, the allowlist change log,
+// the workspace and state directories (owned by the sandbox user) and a
+// random gateway token. Files that exist are kept, never overwritten.
+func Init(name, dir string, now time.Time) (InitResult, error) {
+	var res InitResult
+	text, err := BuiltinYAML(name)
+	if err != nil {
+		return res, fmt.Errorf("no built-in profile %q", name)
+	}
+	files, err := BuiltinFiles(name)
+	if err != nil {
+		return res, err
+	}
+	p, err := LoadBuiltin(name, dir)
+	if err != nil {
+		return res, err
+	}
+	uid, gid, err := p.IDs()
+	if err != nil {
+		return res, err
+	}
+	files[name+".yaml"] = text
+	if p.Agent == AgentOpenClaw {
+		files[ChangeLogFile] = []byte(ChangeLogHeader + BaselineRow(now).String())
+	}
+	token := make([]byte, 32)
+	if _, err := rand.Read(token); err != nil {
+		return res, err
+	}
+	write := func(rel string, data []byte, mode os.FileMode, owned bool) error {
+		path := filepath.Join(dir, rel)
+		if _, err := os.Lstat(path); err == nil {
+			res.Kept = append(res.Kept, rel)
+			return nil
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(path, data, mode); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+		res.Written = append(res.Written, rel)
+		if owned {
+			return os.Chown(path, int(uid), int(gid))
+		}
+		return nil
+	}
+	for _, rel := range sortedKeys(files) {
+		if err := write(rel, files[rel], 0o644, false); err != nil {
+			return res, err
+		}
+	}
+	if p.Agent == AgentOpenClaw && p.Secrets.Dir != "" {
+		if err := os.MkdirAll(p.Path(p.Secrets.Dir), 0o700); err != nil {
+			return res, err
+		}
+		rel, _ := filepath.Rel(dir, filepath.Join(p.Path(p.Secrets.Dir), "gateway-token"))
+		if err := write(rel, []byte(hex.EncodeToString(token)+"\n"), 0o600, false); err != nil {
+			return res, err
+		}
+	}
+	for _, m := range p.Mounts {
+		if !m.Writable() {
+			continue
+		}
+		path := p.Path(m.Source)
+		rel, _ := filepath.Rel(dir, path)
+		if _, err := os.Stat(path); err == nil {
+			res.Kept = append(res.Kept, rel+"/")
+			continue
+		}
+		if err := os.MkdirAll(path, 0o750); err != nil {
+			return res, err
+		}
+		if err := os.Chown(path, int(uid), int(gid)); err != nil {
+			return res, fmt.Errorf("give %s to the sandbox user %d:%d: %w", path, uid, gid, err)
+		}
+		res.Written = append(res.Written, rel+"/")
+	}
+	return res, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
