@@ -45,6 +45,8 @@ type image struct{ ref, archive string }
 const (
 	probeImage = "probe"
 	nodeImage  = "node"
+	// bareImage holds the probe and nothing else: no shell, no libc.
+	bareImage = "bare"
 )
 
 func TestMain(m *testing.M) { os.Exit(runMain(m)) }
@@ -118,7 +120,9 @@ func setup() (*harness, error) {
 		cgo      string
 	}{{h.bin, "./cmd/clawguard", "1"}, {h.probe, "./cmd/cgprobe", "0"}, {cgimage, "./cmd/cgimage", "0"}}
 	for _, b := range builds {
-		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
+		// The suite's clawguard can weaken a sandbox on purpose
+		// (CLAWGUARD_WEAKEN), to prove verify notices.
+		cmd := exec.Command("go", "build", "-tags", "clawguard_weaken", "-o", b.out, b.pkg)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED="+b.cgo)
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -131,6 +135,7 @@ func setup() (*harness, error) {
 		args []string
 	}{
 		{probeImage, []string{"-probe", h.probe}},
+		{bareImage, []string{"-probe", h.probe, "-busybox", ""}},
 		{nodeImage, []string{"-probe", h.probe, "-node", mustLookPath("node"), "-file", "opt/compat.js=" + compat}},
 	}
 	for _, img := range images {
@@ -270,11 +275,23 @@ func (h *harness) cg(args ...string) (stdout, stderr string, code int) {
 }
 
 func (h *harness) cgIn(dir string, args ...string) (stdout, stderr string, code int) {
+	return h.cgRun(dir, nil, args...)
+}
+
+// cgWithEnv runs the CLI with extra environment variables.
+func (h *harness) cgWithEnv(env []string, args ...string) (stdout, stderr string, code int) {
+	return h.cgRun("", env, args...)
+}
+
+func (h *harness) cgRun(dir string, env []string, args ...string) (stdout, stderr string, code int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	full := append(h.globalFlags(), args...)
 	cmd := exec.CommandContext(ctx, h.bin, full...)
 	cmd.Dir = dir
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
@@ -296,6 +313,12 @@ type profile struct {
 	Args    []string
 	Seccomp string
 	Extra   string
+	// Mounts are extra lines of the mounts list; Weaken is passed to the
+	// run process as CLAWGUARD_WEAKEN.
+	Mounts string
+	Weaken string
+	// RunArgs are extra flags of `clawguard run`.
+	RunArgs []string
 }
 
 // project lays out a user's project folder for a profile: a workspace the
@@ -344,9 +367,10 @@ seccomp: %s
 mounts:
   - {source: ./workspace, target: /workspace, read_only: false}
   - {source: ./config, target: /home/node/.openclaw, read_only: true}
+%s
 secrets: {dir: ./secrets}
 stop_timeout: 3s
-%s`, p.Name, img.ref, img.archive, args, seccomp, p.Extra)
+%s`, p.Name, img.ref, img.archive, args, seccomp, p.Mounts, p.Extra)
 	file = filepath.Join(dir, "profile.yaml")
 	if err := os.WriteFile(file, []byte(y), 0o644); err != nil {
 		t.Fatal(err)
@@ -389,8 +413,11 @@ func (h *harness) start(t testing.TB, p profile) *sandbox {
 	t.Helper()
 	dir, file := h.project(t, p)
 	sb := &sandbox{name: p.Name, dir: dir, out: &lockedBuffer{}, exited: make(chan struct{})}
-	sb.cmd = exec.Command(h.bin, append(h.globalFlags(), "run", "--profile", file)...)
+	sb.cmd = exec.Command(h.bin, append(append(h.globalFlags(), "run", "--profile", file), p.RunArgs...)...)
 	sb.cmd.Stdout, sb.cmd.Stderr = sb.out, sb.out
+	if p.Weaken != "" {
+		sb.cmd.Env = append(os.Environ(), "CLAWGUARD_WEAKEN="+p.Weaken)
+	}
 	if err := sb.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -362,7 +362,10 @@ func (s *Supervisor) hostFacts(ctx context.Context, name string, st *State, pid 
 	}
 	want := inode(st.NetNS)
 	for _, kind := range []string{"net", "pid", "ipc", "uts", "mnt", "cgroup"} {
-		n := verify.Namespace{Kind: kind, Sandbox: inode(fmt.Sprintf("/proc/%d/ns/%s", pid, kind)), Host: inode("/proc/1/ns/" + kind)}
+		// This process runs in the host's namespaces, like the runtime that
+		// created the sandbox; PID 1's may not be readable (a host that is
+		// itself a container).
+		n := verify.Namespace{Kind: kind, Sandbox: inode(fmt.Sprintf("/proc/%d/ns/%s", pid, kind)), Host: inode("/proc/self/ns/" + kind)}
 		if kind == "net" {
 			n.Want = want
 		}

@@ -84,6 +84,9 @@ func SpecOpts(img oci.Image, s Sandbox) []oci.SpecOpts {
 	opts = append(opts,
 		WithResources(s.MemoryBytes, s.CPUs, s.Pids),
 		WithNetworkNamespace(s.NetNSPath),
+		// containerd adds a cgroup namespace only on cgroup v2 hosts; on v1
+		// the sandbox would see the host's cgroup tree.
+		oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.CgroupNamespace}),
 		WithSeccomp(s.Seccomp),
 	)
 	return append(opts, s.Extra...)

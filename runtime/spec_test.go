@@ -162,3 +162,16 @@ func TestUserHasNoSupplementaryGroups(t *testing.T) {
 		t.Fatalf("user %+v", s.Process.User)
 	}
 }
+
+func TestSandboxGetsItsOwnCgroupNamespaceOnEveryCgroupVersion(t *testing.T) {
+	s := defaultSpec(t, SpecOpts(nil, Sandbox{Name: "x", UID: 1000, GID: 1000, Pids: 10, CPUs: 1, MemoryBytes: 64 << 20, Seccomp: &specs.LinuxSeccomp{DefaultAction: specs.ActErrno}})[1:]...)
+	n := 0
+	for _, ns := range s.Linux.Namespaces {
+		if ns.Type == specs.CgroupNamespace {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d cgroup namespaces in %+v", n, s.Linux.Namespaces)
+	}
+}

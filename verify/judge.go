@@ -388,7 +388,9 @@ func checkNamespaces(_ Expect, _ Report, h Host) (Status, string, string) {
 	}
 	var shared []string
 	for _, n := range h.Namespaces {
-		if n.Sandbox == 0 || n.Sandbox == n.Host {
+		if n.Sandbox == 0 || n.Host == 0 {
+			shared = append(shared, n.Kind+" unreadable")
+		} else if n.Sandbox == n.Host {
 			shared = append(shared, n.Kind+" shared with the host")
 		} else if n.Want != 0 && n.Sandbox != n.Want {
 			shared = append(shared, n.Kind+" is not clawguard's namespace")
@@ -412,8 +414,12 @@ func checkMemory(e Expect, r Report, _ Host) (Status, string, string) {
 
 func checkCPU(e Expect, r Report, _ Host) (Status, string, string) {
 	const period = 100000
-	want := fmt.Sprintf("%d %d", int64(e.CPUs*period+0.5), period)
-	return equal("cpu.max "+want, "cpu.max "+orNone(r.Limits.CPUQuota), r.Limits.CPUQuota == want)
+	quota := strconv.FormatInt(int64(e.CPUs*period+0.5), 10)
+	want := quota + " " + strconv.Itoa(period)
+	// cgroup v2 reads "QUOTA PERIOD"; v1's cfs_quota_us has the quota alone
+	// (its period is the kernel default the spec also uses).
+	got, _, _ := strings.Cut(r.Limits.CPUQuota, " ")
+	return equal("cpu.max "+want, "cpu.max "+orNone(r.Limits.CPUQuota), got == quota)
 }
 
 func checkSecrets(e Expect, r Report, _ Host) (Status, string, string) {

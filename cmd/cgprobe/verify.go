@@ -144,8 +144,12 @@ func runtimeSockets() []string {
 			if d.IsDir() && strings.Count(p, "/") > 5 {
 				return filepath.SkipDir
 			}
-			if d.Type()&fs.ModeSocket != 0 && runtimeSocketName(p) {
-				found = append(found, p)
+			// Lstat, not the directory entry's type: a socket bind-mounted
+			// over a placeholder file lists as the placeholder.
+			if !d.IsDir() && runtimeSocketName(p) {
+				if fi, err := os.Lstat(p); err == nil && fi.Mode()&fs.ModeSocket != 0 {
+					found = append(found, p)
+				}
 			}
 			return nil
 		})

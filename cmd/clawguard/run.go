@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -16,11 +17,13 @@ import (
 	"github.com/clawguard/clawguard/enforce"
 	"github.com/clawguard/clawguard/profiles"
 	"github.com/clawguard/clawguard/runtime"
+	"github.com/clawguard/clawguard/verify"
 )
 
 func runCmd(g *globals) *cobra.Command {
 	var profilePath, name, image string
-	var detach bool
+	var detach, verifyAfter bool
+	var vf verifyFlags
 	cmd := &cobra.Command{
 		Use:   "run [--profile FILE] [--name NAME] [--image REF]",
 		Short: "Start a sandbox in the foreground; Ctrl-C stops it and removes everything it created",
@@ -37,6 +40,9 @@ snapshot, network namespace and secrets.
 
 With --detach the daemon starts and supervises the sandbox (see 'clawguard
 daemon') and run returns once the sandbox runs.
+
+With --verify, 'clawguard verify' runs as soon as the sandbox is up; if any
+check fails, the sandbox is stopped and removed and run exits 1.
 
 Exit status: 0 when the sandbox was stopped or exited 0; 1 when it failed or
 exited non-zero; 2 for a bad command line or an invalid profile.`,
@@ -55,10 +61,14 @@ exited non-zero; 2 for a bad command line or an invalid profile.`,
 			if image != "" {
 				p.Image, p.ImageArchive = image, ""
 			}
-			if detach {
-				return runDetached(cmd, g, profilePath, name, image)
+			var after *verifyFlags
+			if verifyAfter {
+				after = &vf
 			}
-			return runForeground(cmd, g, p)
+			if detach {
+				return runDetached(cmd, g, profilePath, name, image, after)
+			}
+			return runForeground(cmd, g, p, after)
 		},
 	}
 	f := cmd.Flags()
@@ -66,6 +76,8 @@ exited non-zero; 2 for a bad command line or an invalid profile.`,
 	f.StringVar(&name, "name", "", "sandbox name (default: the profile's name)")
 	f.StringVar(&image, "image", "", "image reference to run instead of the profile's")
 	f.BoolVar(&detach, "detach", false, "start the sandbox in the daemon and return at once")
+	f.BoolVar(&verifyAfter, "verify", false, "verify the sandbox once it runs; stop it if a check fails")
+	vf.register(cmd)
 	return cmd
 }
 
@@ -80,7 +92,7 @@ func loadProfile(path string) (*profiles.Profile, error) {
 	return profiles.LoadBuiltin(profiles.DefaultName, wd)
 }
 
-func runForeground(cmd *cobra.Command, g *globals, p *profiles.Profile) error {
+func runForeground(cmd *cobra.Command, g *globals, p *profiles.Profile, vf *verifyFlags) error {
 	out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
 	ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
@@ -117,6 +129,15 @@ func runForeground(cmd *cobra.Command, g *globals, p *profiles.Profile) error {
 		started.Name, started.Pid, started.IP, started.Took.Round(time.Millisecond), len(p.Egress.Allow))
 	if len(p.Publish) > 0 {
 		fmt.Fprintf(errOut, "clawguard: published (this host only): %s\n", strings.Join(p.Publish, ", "))
+	}
+	if vf != nil {
+		if err := verifyStarted(ctx, errOut, sup, p.Name, vf); err != nil {
+			fmt.Fprintf(errOut, "clawguard: stopping %s: %v\n", p.Name, err)
+			if serr := sup.Stop(context.WithoutCancel(ctx), p.Name, p.StopTimeout.Duration); serr != nil {
+				return fmt.Errorf("%w (and stopping it failed: %v)", err, serr)
+			}
+			return exitCodeError{exitFailure}
+		}
 	}
 	fmt.Fprintf(errOut, "clawguard: output follows (also in %s)\n", started.LogPath)
 
@@ -158,7 +179,7 @@ func runForeground(cmd *cobra.Command, g *globals, p *profiles.Profile) error {
 // runDetached asks the daemon to start the sandbox. The daemon loads the
 // profile itself (it is on the same host); relative paths of the built-in
 // profile start at this command's working directory.
-func runDetached(cmd *cobra.Command, g *globals, profilePath, name, image string) error {
+func runDetached(cmd *cobra.Command, g *globals, profilePath, name, image string, vf *verifyFlags) error {
 	c, err := g.daemon()
 	if err != nil {
 		return usage("--detach needs the daemon: %v", err)
@@ -176,5 +197,42 @@ func runDetached(cmd *cobra.Command, g *globals, profilePath, name, image string
 		return err
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "clawguard: sandbox %s running in the daemon (pid %d, address %s, started in %.0fms)\n", resp.Name, resp.Pid, resp.IP, resp.TookMs)
+	if vf == nil {
+		return nil
+	}
+	sup, closeFn, err := g.supervisor(cmd.Context(), nil)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	if err := verifyStarted(cmd.Context(), cmd.ErrOrStderr(), sup, resp.Name, vf); err != nil {
+		fmt.Fprintf(cmd.ErrOrStderr(), "clawguard: stopping %s: %v\n", resp.Name, err)
+		if serr := c.do(context.WithoutCancel(cmd.Context()), "DELETE", "/v1/sandboxes/"+resp.Name, nil, nil); serr != nil {
+			return fmt.Errorf("%w (and stopping it failed: %v)", err, serr)
+		}
+		return exitCodeError{exitFailure}
+	}
+	return nil
+}
+
+// verifyStarted verifies a sandbox that just started; it prints the table
+// when a check fails and a one-line summary otherwise.
+func verifyStarted(ctx context.Context, w io.Writer, sup *enforce.Supervisor, name string, vf *verifyFlags) error {
+	v, err := sup.Verify(ctx, name, vf.options())
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	if !v.Passed {
+		printVerification(w, v, false)
+		return errors.New("verify failed")
+	}
+	warn := 0
+	for _, r := range v.Results {
+		if r.Status == verify.Warn {
+			warn++
+		}
+	}
+	fmt.Fprintf(w, "clawguard: verify: %d checks, none failed, %d warnings (%s); 'clawguard verify %s' shows them\n",
+		len(v.Results), warn, v.Took.Round(10*time.Millisecond), name)
 	return nil
 }

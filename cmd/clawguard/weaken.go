@@ -59,8 +59,8 @@ var weakenings = map[string]func(s *oci.Spec, arg string){
 	"procsys": func(s *oci.Spec, _ string) {
 		s.Linux.ReadonlyPaths = slices.DeleteFunc(s.Linux.ReadonlyPaths, func(p string) bool { return p == "/proc/sys" })
 	},
-	"kcore": func(s *oci.Spec, _ string) {
-		s.Linux.MaskedPaths = slices.DeleteFunc(s.Linux.MaskedPaths, func(p string) bool { return p == "/proc/kcore" })
+	"timerlist": func(s *oci.Spec, _ string) {
+		s.Linux.MaskedPaths = slices.DeleteFunc(s.Linux.MaskedPaths, func(p string) bool { return p == "/proc/timer_list" })
 	},
 	"hostpid": func(s *oci.Spec, _ string) {
 		s.Linux.Namespaces = slices.DeleteFunc(s.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.PIDNamespace })

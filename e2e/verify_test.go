@@ -1,0 +1,296 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/clawguard/clawguard/netrules"
+	"github.com/clawguard/clawguard/profiles"
+	"github.com/clawguard/clawguard/verify"
+)
+
+// verifyEgress allowlists one fake API and publishes one port, so that the
+// allowlist and published checks have something to prove.
+const verifyEgress = `egress:
+  allow:
+    - {host: api.example.test, ports: [443]}
+publish: ["127.0.0.1:%d:8080"]
+`
+
+// blockedProbes are destinations in the fake internet the sandbox must not
+// reach: one on the documentation range, one private.
+var blockedProbes = []string{"--blocked-probe", deniedAddr + ":80", "--blocked-probe", privateAddr + ":80"}
+
+type verification struct {
+	Sandbox string          `json:"sandbox"`
+	Passed  bool            `json:"passed"`
+	Results []verify.Result `json:"results"`
+}
+
+// verifySandbox runs `clawguard verify --json` and decodes the result.
+func (h *harness) verifySandbox(t *testing.T, name string, extra ...string) (verification, int) {
+	t.Helper()
+	args := append(append([]string{"verify", name, "--json"}, blockedProbes...), extra...)
+	out, stderr, code := h.cg(args...)
+	var v verification
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("verify %s: exit %d: %v\nstdout: %s\nstderr: %s", name, code, err, out, stderr)
+	}
+	return v, code
+}
+
+func (v verification) with(status verify.Status) []string {
+	var ids []string
+	for _, r := range v.Results {
+		if r.Status == status {
+			ids = append(ids, r.ID)
+		}
+	}
+	return ids
+}
+
+func (v verification) explain() string {
+	var b strings.Builder
+	for _, r := range v.Results {
+		if r.Status != verify.Pass {
+			b.WriteString("  " + string(r.Status) + " " + r.ID + ": expected " + r.Expected + "; seen " + r.Seen + "\n")
+		}
+	}
+	return b.String()
+}
+
+var publishPort = 18900
+
+func nextPublishPort() int {
+	publishPort++
+	return publishPort
+}
+
+func TestVerifyPassesOnEveryTestImage(t *testing.T) {
+	for _, img := range []string{bareImage, probeImage, nodeImage} {
+		t.Run(img, func(t *testing.T) {
+			name := "verify-" + img
+			env.start(t, profile{Name: name, Image: img, Args: []string{"/usr/local/bin/cgprobe", "listen", "8080"},
+				Extra: fmt.Sprintf(verifyEgress, nextPublishPort())})
+			// A second sandbox, so "other sandboxes unreachable" has one to try.
+			env.start(t, profile{Name: name + "-peer", Image: probeImage})
+			v, code := env.verifySandbox(t, name)
+			if code != 0 || !v.Passed || len(v.with(verify.Fail)) > 0 {
+				t.Fatalf("verify exited %d, failing %v:\n%s", code, v.with(verify.Fail), v.explain())
+			}
+			if warn := v.with(verify.Warn); len(warn) > 0 {
+				t.Errorf("warnings where every check has something to test: %v\n%s", warn, v.explain())
+			}
+			for _, r := range v.Results {
+				if r.ID == "other-sandboxes" && !strings.Contains(r.Seen, ":1") {
+					t.Errorf("other-sandboxes tried no peer: %s", r.Seen)
+				}
+			}
+		})
+	}
+}
+
+func TestVerifyTableAndExitStatus(t *testing.T) {
+	env.start(t, profile{Name: "verify-table"})
+	out, stderr, code := env.cg(append([]string{"verify", "verify-table"}, blockedProbes...)...)
+	if code != 0 {
+		t.Fatalf("verify exited %d: %s%s", code, out, stderr)
+	}
+	for _, want := range []string{"CHECK", "RESULT", "EXPECTED", "SEEN", "syscalls", "PASS", "checks,"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	if _, stderr, code := env.cg("verify", "no-such-sandbox"); code == 0 || !strings.Contains(stderr, "no-such-sandbox") {
+		t.Errorf("verify of a missing sandbox: exit %d, %s", code, stderr)
+	}
+}
+
+// TestEachWeakenedControlFailsItsCheck breaks one control at a time, after
+// clawguard applied them all, and checks that verify fails exactly the
+// checks of that control. The unweakened sandboxes of
+// TestVerifyPassesOnEveryTestImage are the control case.
+func TestEachWeakenedControlFailsItsCheck(t *testing.T) {
+	for _, tc := range []struct {
+		weaken string
+		fails  []string
+	}{
+		{"cap", []string{"capabilities"}},
+		{"nnp", []string{"no-new-privs"}},
+		{"seccomp", []string{"seccomp", "syscalls"}},
+		{"rootfs", []string{"rootfs"}},
+		{"tmpexec", []string{"tmpfs", "exec-writable"}},
+		{"procsys", []string{"proc-sys", "masked-paths"}},
+		// /proc/kcore exists only on kernels built with it; timer_list always.
+		{"timerlist", []string{"masked-paths"}},
+		{"pids", []string{"pids"}},
+		{"memory", []string{"memory"}},
+		{"hostpid", []string{"namespaces"}},
+		{"socket=" + env.address, []string{"runtime-sockets"}},
+	} {
+		id, _, _ := strings.Cut(tc.weaken, "=")
+		t.Run(id, func(t *testing.T) {
+			name := "weak-" + id
+			env.start(t, profile{Name: name, Weaken: tc.weaken})
+			v, code := env.verifySandbox(t, name)
+			if got := v.with(verify.Fail); code != 1 || !slices.Equal(got, tc.fails) {
+				t.Fatalf("weakened %s: exit %d, failing %v, want %v\n%s", tc.weaken, code, got, tc.fails, v.explain())
+			}
+		})
+	}
+}
+
+func TestVerifyFailsOnAnAddressOutsideTheAllowlist(t *testing.T) {
+	env.start(t, profile{Name: "weak-set"})
+	// The control: verified as is, the blocked probe is held.
+	if v, code := env.verifySandbox(t, "weak-set"); code != 0 {
+		t.Fatalf("before the set was changed: exit %d\n%s", code, v.explain())
+	}
+	if err := run("ipset", "add", netrules.SetName("weak-set"), deniedAddr+",tcp:80"); err != nil {
+		t.Fatal(err)
+	}
+	v, code := env.verifySandbox(t, "weak-set")
+	if got := v.with(verify.Fail); code != 1 || !slices.Equal(got, []string{"egress-blocked", "egress-set"}) {
+		t.Fatalf("exit %d, failing %v\n%s", code, got, v.explain())
+	}
+}
+
+func TestVerifyFailsOnAPublishedPortOpenBeyondLoopback(t *testing.T) {
+	port := nextPublishPort()
+	env.start(t, profile{Name: "weak-publish", Args: []string{"/usr/local/bin/cgprobe", "listen", "8080"}, Extra: fmt.Sprintf(verifyEgress, port)})
+	// Someone also listens on every IPv6 address on the published port.
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IPV6, syscall.IPV6_V6ONLY, 1) })
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	ln, err := lc.Listen(t.Context(), "tcp6", "[::]:"+strconv.Itoa(port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	v, code := env.verifySandbox(t, "weak-publish")
+	if got := v.with(verify.Fail); code != 1 || !slices.Equal(got, []string{"published"}) {
+		t.Fatalf("exit %d, failing %v\n%s", code, got, v.explain())
+	}
+}
+
+func TestVerifyFailsOnASecretInTheEnvironment(t *testing.T) {
+	env.start(t, profile{Name: "weak-env", Extra: "env: {NOTE: " + secretValue + "}\n"})
+	v, code := env.verifySandbox(t, "weak-env")
+	if got := v.with(verify.Fail); code != 1 || !slices.Equal(got, []string{"secrets-env"}) {
+		t.Fatalf("exit %d, failing %v\n%s", code, got, v.explain())
+	}
+}
+
+// openClawProject lays the hardened OpenClaw configuration into a project
+// directory the way `clawguard profile init` does, then lets the test
+// change it.
+func openClawProject(t *testing.T, edit func(dir string)) profile {
+	t.Helper()
+	cfg := t.TempDir()
+	files, err := profiles.BuiltinFiles(profiles.DefaultName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rel, b := range files {
+		path := filepath.Join(cfg, rel)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if edit != nil {
+		edit(cfg)
+	}
+	return profile{
+		Mounts: "  - {source: " + filepath.Join(cfg, "config") + ", target: /etc/openclaw, read_only: true}",
+		Extra:  "agent: openclaw\n",
+	}
+}
+
+func TestVerifyJudgesTheOpenClawConfiguration(t *testing.T) {
+	replace := func(file, old, new string) func(string) {
+		return func(dir string) {
+			path := filepath.Join(dir, "config", file)
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(b), old) {
+				t.Fatalf("%s has no %q", file, old)
+			}
+			if err := os.WriteFile(path, []byte(strings.Replace(string(b), old, new, 1)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		edit  func(string)
+		fails []string
+	}{
+		{"as shipped", nil, nil},
+		{"ask off", replace("openclaw.json", `"ask": "always"`, `"ask": "off"`), []string{"openclaw-exec"}},
+		{"unrecorded command", replace("exec-approvals.json", `{"pattern": "env"}`, `{"pattern": "curl"}`), []string{"openclaw-allowlist"}},
+		{"browser on", replace("openclaw.json", `"browser": {"enabled": false}`, `"browser": {"enabled": true}`), []string{"openclaw-browser"}},
+		{"a channel", replace("openclaw.json", `"channels": {}`, `"channels": {"telegram": {"enabled": true}}`), []string{"openclaw-channels"}},
+		{"skills installable", replace("openclaw.json", `"installPolicy": {"enabled": true}`, `"installPolicy": {"enabled": false}`), []string{"openclaw-skills"}},
+		{"transcripts off", replace("openclaw.json", `"level": "debug"`, `"level": "info"`), []string{"openclaw-transcripts"}},
+	} {
+		t.Run(strings.ReplaceAll(tc.name, " ", "-"), func(t *testing.T) {
+			p := openClawProject(t, tc.edit)
+			p.Name = "oc-" + strings.ReplaceAll(tc.name, " ", "-")
+			env.start(t, p)
+			v, _ := env.verifySandbox(t, p.Name)
+			if got := v.with(verify.Fail); !slices.Equal(got, tc.fails) {
+				t.Fatalf("failing %v, want %v\n%s", got, tc.fails, v.explain())
+			}
+			ran := 0
+			for _, r := range v.Results {
+				if strings.HasPrefix(r.ID, "openclaw-") {
+					ran++
+				}
+			}
+			if ran != 7 {
+				t.Errorf("%d OpenClaw checks ran, want 7", ran)
+			}
+		})
+	}
+}
+
+func TestRunVerifyKeepsASandboxThatPasses(t *testing.T) {
+	sb := env.start(t, profile{Name: "runverify-ok", RunArgs: append([]string{"--verify"}, blockedProbes...)})
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(sb.out.String(), "none failed") && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(sb.out.String(), "none failed") || env.status(t, "runverify-ok") == nil {
+		t.Fatalf("run --verify did not report a pass or did not keep the sandbox:\n%s", sb.out.String())
+	}
+}
+
+func TestRunVerifyStopsASandboxThatFails(t *testing.T) {
+	_, file := env.project(t, profile{Name: "runverify"})
+	out, stderr, code := env.cgWithEnv([]string{"CLAWGUARD_WEAKEN=cap"}, append([]string{"run", "--verify", "--profile", file}, blockedProbes...)...)
+	if code != 1 || !strings.Contains(stderr, "capabilities") || !strings.Contains(stderr, "FAIL") {
+		t.Fatalf("run --verify on a weakened sandbox: exit %d\n%s%s", code, out, stderr)
+	}
+	if env.status(t, "runverify") != nil {
+		t.Fatal("the failed sandbox is still there")
+	}
+}
