@@ -206,6 +206,9 @@ func newFakeDNS() *fakeDNS {
 		pool = append(pool, fmt.Sprintf("198.51.100.%d", racePoolFirst+i))
 	}
 	d.set("api.example.test", 300, apiAddr)
+	// The built-in OpenClaw profile's allowlist, served by the fake API.
+	d.set("api.anthropic.com", 300, apiAddr)
+	d.set("api.openai.com", 300, apiAddr)
 	d.set("other.example.test", 300, deniedAddr)
 	d.set("evil.example.org", 300, deniedAddr)
 	d.set("meta.example.test", 300, metadataAddr)

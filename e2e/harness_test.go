@@ -412,11 +412,21 @@ func (l *lockedBuffer) String() string {
 func (h *harness) start(t testing.TB, p profile) *sandbox {
 	t.Helper()
 	dir, file := h.project(t, p)
-	sb := &sandbox{name: p.Name, dir: dir, out: &lockedBuffer{}, exited: make(chan struct{})}
-	sb.cmd = exec.Command(h.bin, append(append(h.globalFlags(), "run", "--profile", file), p.RunArgs...)...)
-	sb.cmd.Stdout, sb.cmd.Stderr = sb.out, sb.out
+	var env []string
 	if p.Weaken != "" {
-		sb.cmd.Env = append(os.Environ(), "CLAWGUARD_WEAKEN="+p.Weaken)
+		env = []string{"CLAWGUARD_WEAKEN=" + p.Weaken}
+	}
+	return h.startFile(t, p.Name, dir, file, env, p.RunArgs...)
+}
+
+// startFile runs a profile file in the foreground, as start does.
+func (h *harness) startFile(t testing.TB, name, dir, file string, env []string, runArgs ...string) *sandbox {
+	t.Helper()
+	sb := &sandbox{name: name, dir: dir, out: &lockedBuffer{}, exited: make(chan struct{})}
+	sb.cmd = exec.Command(h.bin, append(append(h.globalFlags(), "run", "--profile", file), runArgs...)...)
+	sb.cmd.Stdout, sb.cmd.Stderr = sb.out, sb.out
+	if env != nil {
+		sb.cmd.Env = append(os.Environ(), env...)
 	}
 	if err := sb.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -430,12 +440,12 @@ func (h *harness) start(t testing.TB, p profile) *sandbox {
 			t.Fatalf("clawguard run exited before the sandbox was running:\n%s", sb.out.String())
 		default:
 		}
-		if st := h.status(t, p.Name); st != nil && st.State == "running" {
+		if st := h.status(t, name); st != nil && st.State == "running" {
 			return sb
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("sandbox %s not running after 60s:\n%s", p.Name, sb.out.String())
+	t.Fatalf("sandbox %s not running after 60s:\n%s", name, sb.out.String())
 	return nil
 }
 

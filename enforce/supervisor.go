@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -355,13 +356,21 @@ func (s *Supervisor) sandboxSpec(p *profiles.Profile) (runtime.Sandbox, []string
 	for _, c := range p.Capabilities {
 		sb.Capabilities = append(sb.Capabilities, profiles.NormalizeCapability(c))
 	}
-	keys := make([]string, 0, len(p.Env))
-	for k := range p.Env {
+	env := p.Env
+	if _, set := env["NODE_OPTIONS"]; p.Agent == profiles.AgentOpenClaw && !set {
+		env = maps.Clone(env)
+		if env == nil {
+			env = map[string]string{}
+		}
+		env["NODE_OPTIONS"] = fmt.Sprintf("--max-old-space-size=%d", profiles.NodeHeapMiB(p.Resources.Memory.Bytes))
+	}
+	keys := make([]string, 0, len(env))
+	for k := range env {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		sb.Env = append(sb.Env, k+"="+p.Env[k])
+		sb.Env = append(sb.Env, k+"="+env[k])
 	}
 	for _, t := range p.Tmpfs {
 		sb.Tmpfs = append(sb.Tmpfs, runtime.Tmpfs{Path: t.Path, SizeBytes: t.Size.Bytes, Options: t.Options})

@@ -30,6 +30,19 @@ const (
 	ApprovalsFile = "exec-approvals.json"
 )
 
+// OpenClawStateDir is where OpenClaw keeps its databases, sessions and log:
+// the one writable mount an OpenClaw sandbox has besides the workspace.
+const OpenClawStateDir = "/home/node/.openclaw"
+
+// OpenClaw's measured appetite: the gateway idles at about 650 MiB RSS and
+// users report 1.4-1.6 GB peaks; below OpenClawComfortableMemory run warns.
+const OpenClawComfortableMemory = 1536 << 20
+
+// NodeHeapMiB is the V8 old-space limit for an agent given memoryBytes: 5/8
+// of the limit, leaving the rest for code, buffers and native memory, so
+// Node collects garbage harder instead of the kernel killing it.
+func NodeHeapMiB(memoryBytes int64) int64 { return memoryBytes * 5 / 8 >> 20 }
+
 // ChangeLogFile is the command allowlist's change log, kept beside the
 // profile: every command in the allowlist needs a row here.
 const ChangeLogFile = "allowlist-changes.md"

@@ -70,6 +70,9 @@ func Warnings(p *Profile) []string {
 	}
 	var writable []string
 	for _, m := range p.Mounts {
+		if p.Agent == AgentOpenClaw && m.Target == OpenClawStateDir {
+			continue // the agent's own state: expected
+		}
 		if m.Writable() {
 			writable = append(writable, m.Target)
 		}
@@ -79,6 +82,10 @@ func Warnings(p *Profile) []string {
 	}
 	if len(p.Capabilities) > 0 {
 		w = append(w, fmt.Sprintf("capabilities added: %s", strings.Join(p.Capabilities, ", ")))
+	}
+	if p.Agent == AgentOpenClaw && p.Resources.Memory.Bytes < OpenClawComfortableMemory {
+		w = append(w, fmt.Sprintf("resources.memory %s leaves little headroom for OpenClaw (its gateway idles at about 650 MiB, peaks of 1.4-1.6 GB are reported); Node's heap is capped at %d MiB, raise memory to 2G if the agent gets killed",
+			p.Resources.Memory, NodeHeapMiB(p.Resources.Memory.Bytes)))
 	}
 	uid, gid, _ := p.IDs()
 	for i, m := range p.Mounts {

@@ -2,7 +2,8 @@
 // tests run, from files already on the host (busybox-static, the host's node
 // and its libraries, the cgprobe helper): no registry, no container engine.
 //
-//	cgimage -ref docker.io/clawguard/demo:1 -o demo.tar -probe bin/cgprobe [-node /usr/bin/node] [-bin /usr/bin/iperf3] [-file DEST=SRC] [-cmd ARG]...
+//	cgimage -ref docker.io/clawguard/demo:1 -o demo.tar -probe bin/cgprobe [-node /usr/bin/node] [-bin /usr/bin/iperf3]
+//	        [-file DEST=SRC] [-tree DEST=DIR] [-link DEST=TARGET] [-workdir DIR] [-cmd ARG]...
 package main
 
 import (
@@ -29,13 +30,18 @@ func main() {
 		probe   = flag.String("probe", "", "cgprobe binary to install at /usr/local/bin/cgprobe")
 		busybox = flag.String("busybox", "/bin/busybox", "static busybox to install with its applets; empty for an image with no shell")
 		node    = flag.String("node", "", "node binary to install at /usr/bin/node, with the shared libraries it links")
+		workdir = flag.String("workdir", "/workspace", "the image's working directory")
 		files   multi
 		bins    multi
 		cmd     multi
+		trees   multi
+		links   multi
 	)
 	flag.Var(&bins, "bin", "host binary to install at the same path, with the shared libraries it links (repeatable)")
 	flag.Var(&files, "file", "DEST=SRC[:MODE] host file to add (repeatable)")
 	flag.Var(&cmd, "cmd", "image command, one argument per flag (repeatable)")
+	flag.Var(&trees, "tree", "DEST=DIR host directory to add recursively (repeatable)")
+	flag.Var(&links, "link", "DEST=TARGET symbolic link to add (repeatable)")
 	flag.Parse()
 	if *ref == "" || *out == "" {
 		flag.Usage()
@@ -44,16 +50,34 @@ func main() {
 	if *node != "" {
 		bins = append(bins, *node+"=usr/bin/node")
 	}
-	if err := build(*ref, *out, *probe, *busybox, bins, files, cmd); err != nil {
+	img := ociarchive.New(*ref)
+	img.Cmd, img.WorkingDir = cmd, *workdir
+	for _, t := range trees {
+		dest, src, ok := strings.Cut(t, "=")
+		if !ok {
+			fmt.Fprintf(os.Stderr, "cgimage: -tree %q: want DEST=DIR\n", t)
+			os.Exit(2)
+		}
+		if err := img.HostTree(dest, src); err != nil {
+			fmt.Fprintln(os.Stderr, "cgimage:", err)
+			os.Exit(1)
+		}
+	}
+	for _, l := range links {
+		dest, target, ok := strings.Cut(l, "=")
+		if !ok {
+			fmt.Fprintf(os.Stderr, "cgimage: -link %q: want DEST=TARGET\n", l)
+			os.Exit(2)
+		}
+		img.Symlink(dest, target)
+	}
+	if err := build(img, *out, *probe, *busybox, bins, files); err != nil {
 		fmt.Fprintln(os.Stderr, "cgimage:", err)
 		os.Exit(1)
 	}
 }
 
-func build(ref, out, probe, busybox string, bins, files, cmd []string) error {
-	img := ociarchive.New(ref)
-	img.Cmd = cmd
-	img.WorkingDir = "/workspace"
+func build(img *ociarchive.Image, out, probe, busybox string, bins, files []string) error {
 	img.File("etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\nnode:x:1000:1000:agent:/home/node:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"))
 	img.File("etc/group", 0o644, []byte("root:x:0:\nnode:x:1000:\nnogroup:x:65534:\n"))
 	img.Dir("workspace", 0o755).Dir("home/node", 0o755).Dir("tmp", 0o1777).Dir("run", 0o755)

@@ -12,8 +12,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -65,6 +67,42 @@ func (i *Image) Symlink(p, target string) *Image {
 func (i *Image) Dir(p string, mode int64) *Image {
 	i.entries[clean(p)] = entry{mode: mode, dir: true}
 	return i
+}
+
+// HostTree adds a host directory recursively at p: directories, regular
+// files (read when the archive is written) and symbolic links, with their
+// permission bits. Other file types are refused.
+func (i *Image) HostTree(p, hostDir string) error {
+	return filepath.WalkDir(hostDir, func(hp string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(hostDir, hp)
+		if err != nil {
+			return err
+		}
+		dest := path.Join(p, filepath.ToSlash(rel))
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		mode := int64(info.Mode().Perm())
+		switch {
+		case d.IsDir():
+			i.Dir(dest, mode)
+		case d.Type()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(hp)
+			if err != nil {
+				return err
+			}
+			i.Symlink(dest, target)
+		case d.Type().IsRegular():
+			i.HostFile(dest, hp, mode)
+		default:
+			return fmt.Errorf("image %s: %s is neither a file, a directory nor a link", i.Ref, hp)
+		}
+		return nil
+	})
 }
 
 func clean(p string) string { return strings.TrimPrefix(path.Clean("/"+p), "/") }
