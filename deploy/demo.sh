@@ -72,13 +72,16 @@ AGENT
 	-file "usr/local/bin/demo-agent=$DEMO/agent.sh:755" -cmd /usr/local/bin/demo-agent
 ctr -a "$SOCK" -n clawguard images import "$DEMO/image.tar" >/dev/null
 
-# 3. A project folder the way a user keeps one: workspace owned by the agent's
-#    user, read-only config, private secrets.
+# 3. A project folder the way a user keeps one, laid out by `profile init`:
+#    OpenClaw's hardened configuration (read-only in the sandbox), the
+#    allowlist change log, a workspace and a state directory owned by the
+#    agent's user, private secrets.
+say "clawguard profile init $DEMO"
+"$CG" profile init "$DEMO"
 chown 1000:1000 "$DEMO/workspace"
 chmod 700 "$DEMO/secrets"
 printf 'sk-ant-demo-not-a-real-key' >"$DEMO/secrets/anthropic_api_key"
 chmod 600 "$DEMO/secrets/anthropic_api_key"
-echo '{}' >"$DEMO/config/openclaw.json"
 
 # 4. The fake internet: a namespace joined to the host by a veth pair, with a
 #    DNS server and web servers; only its own ranges are routed to it.
@@ -90,10 +93,11 @@ cleanup_inet() {
 	for p in "${PIDS[@]}" $(ip netns pids "$INET" 2>/dev/null); do kill "$p" 2>/dev/null || true; done
 	ip netns del "$INET" 2>/dev/null || true
 	ip link del cgdemo0 2>/dev/null || true
+	ip route del 169.254.169.254/32 via 198.18.1.2 2>/dev/null || true
 }
 ip netns del "$INET" 2>/dev/null || true
-if ip route show | grep -qE '^198\.18\.(1\.0/30|100\.0/24)'; then
-	echo "demo: 198.18.1.0/30 or 198.18.100.0/24 is already routed on this host; not touching it" >&2
+if ip route show | grep -qE '^(198\.18\.(1\.0/30|100\.0/24)|169\.254\.169\.254) '; then
+	echo "demo: 198.18.1.0/30, 198.18.100.0/24 or 169.254.169.254 is already routed on this host; not touching it" >&2
 	exit 1
 fi
 ip netns add "$INET"
@@ -102,6 +106,9 @@ ip link set cgdemo1 netns "$INET"
 ip addr add 198.18.1.1/30 dev cgdemo0
 ip link set cgdemo0 up
 ip route add 198.18.100.0/24 via 198.18.1.2
+# The cloud metadata address too: verify tries it from inside the sandbox,
+# and nothing the demo does may leave this machine, even if a rule were wrong.
+ip route add 169.254.169.254/32 via 198.18.1.2
 ip netns exec "$INET" sh -c 'ip link set lo up; ip addr add 198.18.1.2/30 dev cgdemo1; ip link set cgdemo1 up;
 	ip route add default via 198.18.1.1; ip addr add 198.18.100.0/24 dev lo'
 ip netns exec "$INET" "$ROOT/bin/cgprobe" serve-dns "$DNS:53" \
@@ -129,6 +136,9 @@ cg status
 
 say "clawguard status --rules $NAME"
 cg status --rules "$NAME"
+
+say "clawguard verify $NAME --blocked-probe 198.18.100.66:443"
+cg verify "$NAME" --blocked-probe 198.18.100.66:443 || echo "demo: verify FAILED (see above)"
 
 say "checks from outside"
 echo "workspace on the host:   $(cat "$DEMO/workspace/hello.txt")"

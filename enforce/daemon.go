@@ -457,7 +457,7 @@ func (d *Daemon) handleRun(w http.ResponseWriter, r *http.Request) {
 		p.Name = req.Name
 	}
 	if req.Image != "" {
-		p.Image, p.ImageArchive = req.Image, ""
+		p.UseImage(req.Image)
 	}
 	// The sandbox outlives this request.
 	st, err := d.sup.Start(context.WithoutCancel(r.Context()), p, nil)

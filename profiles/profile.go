@@ -53,6 +53,12 @@ type Tmpfs struct {
 	Options []string `yaml:"options" json:"options,omitempty"`
 }
 
+// UseImage replaces the profile's image. The profile's command was written
+// for its own image, so the new image runs its own command.
+func (p *Profile) UseImage(ref string) {
+	p.Image, p.ImageArchive, p.Args = ref, "", nil
+}
+
 // Mount is a bind mount from the host.
 type Mount struct {
 	Source   string `yaml:"source" json:"source"`

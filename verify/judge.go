@@ -92,6 +92,7 @@ type Check struct {
 	ID     string
 	Title  string
 	Proves string // what a PASS proves, for the docs
+	Risks  string // the threat-model risks the control mitigates
 	judge  func(e Expect, r Report, h Host) (Status, string, string)
 	agent  string // only for sandboxes running this agent
 }
@@ -117,37 +118,37 @@ func Failed(rs []Result) bool {
 // Checks is the list of checks in the order they are reported.
 func Checks() []Check {
 	cs := []Check{
-		{ID: "user", Title: "runs as the profile's unprivileged user", Proves: "the agent is not root inside the sandbox and has no supplementary groups", judge: checkUser},
-		{ID: "capabilities", Title: "no capabilities", Proves: "all five capability sets hold exactly what the profile grants (nothing, by default)", judge: checkCaps},
-		{ID: "no-new-privs", Title: "no_new_privs set", Proves: "setuid binaries and file capabilities cannot raise privileges", judge: checkNNP},
-		{ID: "seccomp", Title: "seccomp filter active", Proves: "the kernel filters every syscall of the agent (mode 2)", judge: checkSeccompMode},
-		{ID: "syscalls", Title: "dangerous syscalls refused", Proves: "each dangerous call the profile denies answers with the profile's errno, made for real from inside", judge: checkSyscalls},
-		{ID: "rootfs", Title: "root filesystem read-only", Proves: "/ is mounted ro and a write to it fails", judge: checkRootfs},
-		{ID: "workspace", Title: "writable mounts writable", Proves: "each mount the profile makes writable accepts a new file", judge: checkWorkspace},
-		{ID: "tmpfs", Title: "tmpfs mounts noexec, size-limited", Proves: "each profile tmpfs is a tmpfs with noexec, nosuid, nodev and the profile's size", judge: checkTmpfs},
-		{ID: "run-shm", Title: "/run and /dev/shm noexec", Proves: "the runtime's own tmpfs mounts cannot hold executables", judge: checkRunShm},
-		{ID: "exec-writable", Title: "nothing executes from a writable path", Proves: "a copy of the probe written to every writable mount fails to execute", judge: checkExecWritable},
-		{ID: "proc-sys", Title: "/proc/sys read-only", Proves: "kernel parameters cannot be changed from inside", judge: checkProcSys},
-		{ID: "masked-paths", Title: "sensitive /proc and /sys paths masked", Proves: "/proc/kcore, /proc/keys, /proc/timer_list, /sys/firmware and the rest are masked or absent", judge: checkMasked},
-		{ID: "runtime-sockets", Title: "no container-runtime socket reachable", Proves: "no docker, containerd, shim, podman, cri-o or clawguard socket by path or abstract name", judge: checkRuntimeSockets},
-		{ID: "namespaces", Title: "own namespaces", Proves: "the task shares no namespace with the host and is in clawguard's network namespace", judge: checkNamespaces},
-		{ID: "pids", Title: "pids limit", Proves: "the cgroup caps the number of tasks as the profile says", judge: checkPids},
-		{ID: "memory", Title: "memory limit", Proves: "the cgroup caps memory as the profile says", judge: checkMemory},
-		{ID: "cpu", Title: "cpu limit", Proves: "the cgroup caps CPU time as the profile says", judge: checkCPU},
-		{ID: "secrets", Title: "secrets mounted as files", Proves: "each secret is a file under /run/secrets, readable by the agent and by no one else", judge: checkSecrets},
-		{ID: "secrets-env", Title: "secrets absent from environment and spec", Proves: "no secret value appears in the task's environment or the container spec", judge: checkSecretLeaks},
-		{ID: "raw-sockets", Title: "raw and packet sockets refused", Proves: "the agent cannot forge packets or sniff the link", judge: checkRawSockets},
-		{ID: "egress-blocked", Title: "egress outside the allowlist blocked", Proves: "a destination outside the allowlist cannot be reached", judge: dialsBlocked("egress-blocked", "no destination outside the allowlist known: pass --blocked-probe HOST:PORT")},
-		{ID: "allowlist", Title: "allowlisted names resolve and connect", Proves: "every allowlisted name resolves through the DNS gate and its ports answer", judge: checkAllowlist},
-		{ID: "egress-set", Title: "egress set holds only allowlisted addresses", Proves: "every address the kernel lets through comes from an allowlisted name or cidr entry", judge: checkEgressSet},
-		{ID: "dns-denied", Title: "DNS refuses names outside the allowlist", Proves: "a name outside the allowlist gets no address", judge: checkDeniedName},
-		{ID: "dns-direct", Title: "direct DNS to outside resolvers blocked", Proves: "the agent cannot bypass the DNS gate by asking a resolver itself", judge: checkDirectDNS},
-		{ID: "metadata", Title: "cloud metadata unreachable", Proves: "169.254.169.254 cannot be reached", judge: dialsBlocked("metadata", "")},
-		{ID: "private-ranges", Title: "private ranges unreachable", Proves: "private, loopback, link-local and reserved addresses cannot be reached unless a cidr: entry allows them", judge: checkPrivate},
-		{ID: "ipv6", Title: "IPv6 egress blocked", Proves: "IPv6 is off inside the sandbox and a v6 connection fails", judge: checkIPv6},
-		{ID: "host-ports", Title: "host ports unreachable", Proves: "a port listening on every host address cannot be reached from inside", judge: checkHostPorts},
-		{ID: "other-sandboxes", Title: "other sandboxes unreachable", Proves: "no other running sandbox answers, not even with a reset", judge: dialsBlocked("other-sandboxes", "")},
-		{ID: "published", Title: "published ports on loopback only", Proves: "each published port listens on a loopback address of the host and nowhere else", judge: checkPublished},
+		{ID: "user", Risks: "T12", Title: "runs as the profile's unprivileged user", Proves: "the agent is not root inside the sandbox and has no supplementary groups", judge: checkUser},
+		{ID: "capabilities", Risks: "T12", Title: "no capabilities", Proves: "all five capability sets hold exactly what the profile grants (nothing, by default)", judge: checkCaps},
+		{ID: "no-new-privs", Risks: "T12", Title: "no_new_privs set", Proves: "setuid binaries and file capabilities cannot raise privileges", judge: checkNNP},
+		{ID: "seccomp", Risks: "T12", Title: "seccomp filter active", Proves: "the kernel filters every syscall of the agent (mode 2)", judge: checkSeccompMode},
+		{ID: "syscalls", Risks: "T12", Title: "dangerous syscalls refused", Proves: "each dangerous call the profile denies answers with the profile's errno, made for real from inside", judge: checkSyscalls},
+		{ID: "rootfs", Risks: "T2", Title: "root filesystem read-only", Proves: "/ is mounted ro and a write to it fails", judge: checkRootfs},
+		{ID: "workspace", Risks: "-", Title: "writable mounts writable", Proves: "each mount the profile makes writable accepts a new file", judge: checkWorkspace},
+		{ID: "tmpfs", Risks: "T2, T11, T12", Title: "tmpfs mounts noexec, size-limited", Proves: "each profile tmpfs is a tmpfs with noexec, nosuid, nodev and the profile's size", judge: checkTmpfs},
+		{ID: "run-shm", Risks: "T2, T12", Title: "/run and /dev/shm noexec", Proves: "the runtime's own tmpfs mounts cannot hold executables", judge: checkRunShm},
+		{ID: "exec-writable", Risks: "T2, T12", Title: "nothing executes from a writable path", Proves: "a copy of the probe written to every writable mount fails to execute", judge: checkExecWritable},
+		{ID: "proc-sys", Risks: "T12", Title: "/proc/sys read-only", Proves: "kernel parameters cannot be changed from inside", judge: checkProcSys},
+		{ID: "masked-paths", Risks: "T6, T12", Title: "sensitive /proc and /sys paths masked", Proves: "/proc/kcore, /proc/keys, /proc/timer_list, /sys/firmware and the rest are masked or absent", judge: checkMasked},
+		{ID: "runtime-sockets", Risks: "T12", Title: "no container-runtime socket reachable", Proves: "no docker, containerd, shim, podman, cri-o or clawguard socket by path or abstract name", judge: checkRuntimeSockets},
+		{ID: "namespaces", Risks: "T12", Title: "own namespaces", Proves: "(host) the task shares no namespace with the host and is in clawguard's network namespace", judge: checkNamespaces},
+		{ID: "pids", Risks: "T11", Title: "pids limit", Proves: "the cgroup caps the number of tasks as the profile says", judge: checkPids},
+		{ID: "memory", Risks: "T11", Title: "memory limit", Proves: "the cgroup caps memory as the profile says", judge: checkMemory},
+		{ID: "cpu", Risks: "T11", Title: "cpu limit", Proves: "the cgroup caps CPU time as the profile says", judge: checkCPU},
+		{ID: "secrets", Risks: "T6", Title: "secrets mounted as files", Proves: "each secret is a file under /run/secrets, readable by the agent and by no one else", judge: checkSecrets},
+		{ID: "secrets-env", Risks: "T6", Title: "secrets absent from environment and spec", Proves: "(host) no secret value appears in the task's environment or the container spec", judge: checkSecretLeaks},
+		{ID: "raw-sockets", Risks: "T3, T12", Title: "raw and packet sockets refused", Proves: "the agent cannot forge packets or sniff the link", judge: checkRawSockets},
+		{ID: "egress-blocked", Risks: "T3", Title: "egress outside the allowlist blocked", Proves: "a destination outside the allowlist cannot be reached", judge: dialsBlocked("egress-blocked", "no destination outside the allowlist known: pass --blocked-probe HOST:PORT")},
+		{ID: "allowlist", Risks: "-", Title: "allowlisted names resolve and connect", Proves: "every allowlisted name resolves through the DNS gate and its ports answer", judge: checkAllowlist},
+		{ID: "egress-set", Risks: "T3", Title: "egress set holds only allowlisted addresses", Proves: "(host) every address the kernel lets through comes from an allowlisted name or cidr entry", judge: checkEgressSet},
+		{ID: "dns-denied", Risks: "T3", Title: "DNS refuses names outside the allowlist", Proves: "a name outside the allowlist gets no address", judge: checkDeniedName},
+		{ID: "dns-direct", Risks: "T3", Title: "direct DNS to outside resolvers blocked", Proves: "the agent cannot bypass the DNS gate by asking a resolver itself", judge: checkDirectDNS},
+		{ID: "metadata", Risks: "T3, T6", Title: "cloud metadata unreachable", Proves: "169.254.169.254 cannot be reached", judge: dialsBlocked("metadata", "")},
+		{ID: "private-ranges", Risks: "T3", Title: "private ranges unreachable", Proves: "private, loopback, link-local and reserved addresses cannot be reached unless a cidr: entry allows them", judge: checkPrivate},
+		{ID: "ipv6", Risks: "T3", Title: "IPv6 egress blocked", Proves: "IPv6 is off inside the sandbox and a v6 connection fails", judge: checkIPv6},
+		{ID: "host-ports", Risks: "T3, T12", Title: "host ports unreachable", Proves: "a port listening on every host address cannot be reached from inside", judge: checkHostPorts},
+		{ID: "other-sandboxes", Risks: "T3", Title: "other sandboxes unreachable", Proves: "no other running sandbox answers, not even with a reset", judge: dialsBlocked("other-sandboxes", "")},
+		{ID: "published", Risks: "T9", Title: "published ports on loopback only", Proves: "(host) each published port listens on a loopback address of the host and nowhere else", judge: checkPublished},
 	}
 	return append(cs, openClawChecks()...)
 }
@@ -625,4 +626,20 @@ func checkPublished(_ Expect, _ Report, h Host) (Status, string, string) {
 		return Fail, "loopback only", strings.Join(bad, "; ")
 	}
 	return Pass, "loopback only", strings.Join(good, ", ")
+}
+
+// Document renders the checks as the Markdown reference in docs/verify.md.
+func Document() string {
+	var b strings.Builder
+	b.WriteString("# `clawguard verify`: the checks\n\n")
+	b.WriteString("Generated from `verify.Checks()` by `go test ./verify -run Documented -update`; do not edit by hand.\n\n")
+	b.WriteString("Each check runs against a live sandbox: from inside, by the probe clawguard mounts read-only\n")
+	b.WriteString("at `" + ProbePath + "` and runs as the agent's own user under the sandbox's seccomp profile,\n")
+	b.WriteString("capabilities and network; or from the host, marked (host). Risks are the\n")
+	b.WriteString("threat model's (T1-T12). The OpenClaw checks run for profiles with `agent: openclaw`.\n\n")
+	b.WriteString("| check | title | a PASS proves | risks |\n|---|---|---|---|\n")
+	for _, c := range Checks() {
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", c.ID, c.Title, c.Proves, c.Risks)
+	}
+	return b.String()
 }

@@ -32,8 +32,8 @@ func (a AgentConfig) Files() []string {
 }
 
 func openClawChecks() []Check {
-	oc := func(id, title, proves string, fn func(e Expect, r Report, cfg, appr map[string]any) (Status, string, string)) Check {
-		return Check{ID: id, Title: title, Proves: proves, agent: "openclaw", judge: func(e Expect, r Report, _ Host) (Status, string, string) {
+	oc := func(id, risks, title, proves string, fn func(e Expect, r Report, cfg, appr map[string]any) (Status, string, string)) Check {
+		return Check{ID: id, Risks: risks, Title: title, Proves: proves, agent: "openclaw", judge: func(e Expect, r Report, _ Host) (Status, string, string) {
 			cfg, err := readJSON(r, e.AgentConfig.ConfigPath)
 			if err != nil {
 				return Fail, "a readable configuration", err.Error()
@@ -46,13 +46,13 @@ func openClawChecks() []Check {
 		}}
 	}
 	return []Check{
-		oc("openclaw-config", "OpenClaw configuration read-only", "openclaw.json and the exec approvals are on a read-only mount the agent cannot change", checkOCReadOnly),
-		oc("openclaw-exec", "commands by allowlist, approval on every call", "tools.exec and the approvals defaults say security allowlist, ask always, no fallback to running unapproved", checkOCExec),
-		oc("openclaw-allowlist", "command allowlist matches the change log", "every allowlisted command was recorded with a reason and a risk", checkOCAllowlist),
-		oc("openclaw-channels", "no messaging channels", "no channel is configured", checkOCChannels),
-		oc("openclaw-browser", "no browser automation", "the browser tool is disabled", checkOCBrowser),
-		oc("openclaw-skills", "no skills from ClawHub", "no bundled skill is allowed and every skill or plugin install fails closed", checkOCSkills),
-		oc("openclaw-transcripts", "transcript logging on", "the gateway writes a JSONL log at debug level, which carries the transcripts", checkOCTranscripts),
+		oc("openclaw-config", "T1, T10", "OpenClaw configuration read-only", "openclaw.json and the exec approvals are on a read-only mount the agent cannot change", checkOCReadOnly),
+		oc("openclaw-exec", "T1, T10", "commands by allowlist, approval on every call", "tools.exec and the approvals defaults say security allowlist, ask always, no fallback to running unapproved", checkOCExec),
+		oc("openclaw-allowlist", "T1", "command allowlist matches the change log", "every allowlisted command was recorded with a reason and a risk", checkOCAllowlist),
+		oc("openclaw-channels", "T4", "no messaging channels", "no channel is configured", checkOCChannels),
+		oc("openclaw-browser", "T8", "no browser automation", "the browser tool is disabled", checkOCBrowser),
+		oc("openclaw-skills", "T7", "no skills from ClawHub", "no bundled skill is allowed and every skill or plugin install fails closed", checkOCSkills),
+		oc("openclaw-transcripts", "T4, T5, T10", "transcript logging on", "the gateway writes a JSONL log at debug level, which carries the transcripts", checkOCTranscripts),
 	}
 }
 

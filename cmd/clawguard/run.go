@@ -59,7 +59,7 @@ exited non-zero; 2 for a bad command line or an invalid profile.`,
 				p.Name = name
 			}
 			if image != "" {
-				p.Image, p.ImageArchive = image, ""
+				p.UseImage(image)
 			}
 			var after *verifyFlags
 			if verifyAfter {
@@ -74,7 +74,7 @@ exited non-zero; 2 for a bad command line or an invalid profile.`,
 	f := cmd.Flags()
 	f.StringVar(&profilePath, "profile", "", "profile file (default: the built-in openclaw profile)")
 	f.StringVar(&name, "name", "", "sandbox name (default: the profile's name)")
-	f.StringVar(&image, "image", "", "image reference to run instead of the profile's")
+	f.StringVar(&image, "image", "", "image reference to run instead of the profile's, with the image's own command")
 	f.BoolVar(&detach, "detach", false, "start the sandbox in the daemon and return at once")
 	f.BoolVar(&verifyAfter, "verify", false, "verify the sandbox once it runs; stop it if a check fails")
 	vf.register(cmd)
