@@ -10,9 +10,9 @@ LDFLAGS := -X main.version=$(VERSION)
 
 # Host packages clawguard and its tests use (Debian names). nodejs only when
 # no node is on the PATH: the tests copy the host's node into an image.
-DEB_PKGS := containerd runc iptables ipset libseccomp-dev iproute2 busybox-static gcc systemd iputils-ping
+DEB_PKGS := containerd runc iptables ipset libseccomp-dev iproute2 busybox-static gcc systemd iputils-ping python3 git
 
-.PHONY: all deps build test unit e2e demo bench lint install uninstall clean openclaw-image
+.PHONY: all deps build test unit e2e demo bench lint install uninstall clean openclaw-image traces
 
 all: build
 
@@ -64,6 +64,13 @@ bench: deps build
 ## openclaw-image: build/openclaw.tar, the real OpenClaw image from pinned npm packages (see deploy/openclaw-image)
 openclaw-image: deps build
 	@mkdir -p build && deploy/openclaw-image/build.sh $(BIN)/cgimage build/openclaw.tar
+
+## traces: re-record the workload syscall traces and regenerate the strict seccomp profile and its docs
+traces: openclaw-image
+	@command -v strace >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends strace; }
+	sh seccomp/traces/record.sh
+	$(GO) test ./seccomp -run Shipped -update
+	$(GO) test ./seccomp
 
 ## install: the binary, the systemd units, sysctl.d and modules-load.d files, /etc/clawguard
 install: build

@@ -47,6 +47,9 @@ const (
 	nodeImage  = "node"
 	// bareImage holds the probe and nothing else: no shell, no libc.
 	bareImage = "bare"
+	// The other compatibility workloads: Debian's python3 and git.
+	pythonImage = "python"
+	gitImage    = "git"
 )
 
 func TestMain(m *testing.M) { os.Exit(runMain(m)) }
@@ -130,12 +133,17 @@ func setup() (*harness, error) {
 		}
 	}
 	compat := filepath.Join(root, "e2e", "testdata", "compat.js")
+	shell := filepath.Join(root, "e2e", "testdata", "compat.sh")
 	images := []struct {
 		name string
 		args []string
 	}{
-		{probeImage, []string{"-probe", h.probe}},
+		{probeImage, []string{"-probe", h.probe, "-file", "opt/compat.sh=" + shell + ":755"}},
 		{bareImage, []string{"-probe", h.probe, "-busybox", ""}},
+		{pythonImage, []string{"-probe", h.probe, "-bin", "/usr/bin/python3.11=usr/bin/python3", "-tree", "usr/lib/python3.11=/usr/lib/python3.11",
+			"-file", "opt/compat.py=" + filepath.Join(root, "e2e", "testdata", "compat.py")}},
+		{gitImage, []string{"-probe", h.probe, "-bin", "/usr/bin/git", "-bin", "/usr/bin/git=usr/lib/git-core/git",
+			"-file", "opt/compat-git.sh=" + filepath.Join(root, "e2e", "testdata", "compat-git.sh") + ":755"}},
 		{nodeImage, []string{"-probe", h.probe, "-node", mustLookPath("node"), "-file", "opt/compat.js=" + compat}},
 	}
 	for _, img := range images {

@@ -42,7 +42,7 @@ func (h *harness) verifySandbox(t *testing.T, name string, extra ...string) (ver
 	args := append(append([]string{"verify", name, "--json"}, blockedProbes...), extra...)
 	out, stderr, code := h.cg(args...)
 	var v verification
-	if err := json.Unmarshal([]byte(out), &v); err != nil {
+	if err := json.Unmarshal([]byte(out), &v); err != nil || (code != 0 && len(v.Results) == 0) {
 		t.Fatalf("verify %s: exit %d: %v\nstdout: %s\nstderr: %s", name, code, err, out, stderr)
 	}
 	return v, code

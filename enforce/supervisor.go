@@ -404,8 +404,8 @@ func (s *Supervisor) sandboxSpec(p *profiles.Profile) (runtime.Sandbox, []string
 }
 
 func seccompProfile(p *profiles.Profile) (*specs.LinuxSeccomp, error) {
-	data := profiles.DefaultSeccompJSON()
-	if p.Seccomp != "default" {
+	data, builtin := profiles.BuiltinSeccomp(p.Seccomp)
+	if !builtin {
 		var err error
 		if data, err = os.ReadFile(p.Path(p.Seccomp)); err != nil {
 			return nil, fmt.Errorf("seccomp profile: %w", err)

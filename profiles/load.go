@@ -25,6 +25,9 @@ var embedded embed.FS
 //go:embed seccomp/default.json
 var defaultSeccomp []byte
 
+//go:embed seccomp/strict.json
+var strictSeccomp []byte
+
 // DefaultName is the profile `clawguard run` uses when given none.
 const DefaultName = "openclaw"
 
@@ -74,6 +77,22 @@ func BuiltinFiles(name string) (map[string][]byte, error) {
 
 // DefaultSeccompJSON is the built-in seccomp profile as shipped.
 func DefaultSeccompJSON() []byte { return bytes.Clone(defaultSeccomp) }
+
+// StrictSeccompJSON is the strict built-in seccomp profile, derived from the
+// recorded traces of the agent workloads.
+func StrictSeccompJSON() []byte { return bytes.Clone(strictSeccomp) }
+
+// BuiltinSeccomp returns a built-in seccomp profile by name ("default" or
+// "strict").
+func BuiltinSeccomp(name string) ([]byte, bool) {
+	switch name {
+	case "default":
+		return DefaultSeccompJSON(), true
+	case "strict":
+		return StrictSeccompJSON(), true
+	}
+	return nil, false
+}
 
 // Load reads and parses a profile file. Relative paths inside it are relative
 // to the file's directory.

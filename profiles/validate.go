@@ -195,14 +195,14 @@ func (v validator) process() {
 		}
 	}
 	switch p.Seccomp {
-	case "default":
+	case "default", "strict":
 	case "unconfined":
-		c.add("seccomp", "unconfined is refused: the agent would reach every syscall", "use seccomp: default, or a path to an OCI seccomp JSON file")
+		c.add("seccomp", "unconfined is refused: the agent would reach every syscall", "use seccomp: default or strict, or a path to an OCI seccomp JSON file")
 	default:
 		path := p.Path(p.Seccomp)
 		data, err := os.ReadFile(path)
 		if err != nil {
-			c.add("seccomp", fmt.Sprintf("cannot read %s: %v", path, unwrapPathError(err)), "use default, or a path to an OCI seccomp JSON file")
+			c.add("seccomp", fmt.Sprintf("cannot read %s: %v", path, unwrapPathError(err)), "use default or strict, or a path to an OCI seccomp JSON file")
 			break
 		}
 		if _, err := seccomp.Parse(data); err != nil {

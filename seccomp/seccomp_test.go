@@ -17,9 +17,14 @@ import (
 var update = flag.Bool("update", false, "rewrite profiles/seccomp/default.json from seccomp.Build()")
 
 const (
-	shipped    = "../profiles/seccomp/default.json"
-	shippedDoc = "../docs/seccomp.md"
+	shipped          = "../profiles/seccomp/default.json"
+	shippedDoc       = "../docs/seccomp.md"
+	shippedStrict    = "../profiles/seccomp/strict.json"
+	shippedStrictDoc = "../docs/seccomp-strict.md"
 )
+
+// maxStrictX86_64 is the strict profile's ceiling on x86_64.
+const maxStrictX86_64 = 180
 
 // maxAllowedX86_64 is the issue's goal; Docker's default allows 300.
 const maxAllowedX86_64 = 270
@@ -48,6 +53,97 @@ func TestShippedProfileIsBuildOutput(t *testing.T) {
 	}
 	if onDisk, err := os.ReadFile(shippedDoc); err != nil || string(onDisk) != doc {
 		t.Fatalf("%s is out of date (%v); run `go test ./seccomp -run Shipped -update`", shippedDoc, err)
+	}
+}
+
+// golden compares generated text with the shipped file, rewriting it
+// under -update.
+func golden(t *testing.T, path string, want []byte) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, want, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("%s is out of date (%v); run `go test ./seccomp -run Shipped -update` and rebuild", path, err)
+	}
+}
+
+func TestShippedStrictProfileIsBuildStrictOutput(t *testing.T) {
+	p, err := seccomp.BuildStrict()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := seccomp.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, shippedStrict, b)
+	if !bytes.Equal(b, profiles.StrictSeccompJSON()) {
+		t.Fatalf("the embedded strict profile differs from %s; rebuild", shippedStrict)
+	}
+	doc, err := seccomp.DocumentStrict(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, shippedStrictDoc, []byte(doc))
+}
+
+func TestAnswerModelsRuncsENOSYSForCallsNewerThanTheProfile(t *testing.T) {
+	strict, err := seccomp.BuildStrict()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// memfd_secret (447) is above every call strict names, and below calls
+	// the default allows (futex_waitv, cachestat, ...).
+	if got, _ := seccomp.Answer(strict, "memfd_secret"); got != "ENOSYS" {
+		t.Errorf("strict: memfd_secret answers %s", got)
+	}
+	if got, _ := seccomp.Answer(seccomp.Build(), "memfd_secret"); got != "EPERM" {
+		t.Errorf("default: memfd_secret answers %s", got)
+	}
+	if got, _ := seccomp.Answer(strict, "ptrace"); got != "EPERM" {
+		t.Errorf("strict: ptrace answers %s", got)
+	}
+}
+
+func TestStrictAllowsAtMost180OnX86_64(t *testing.T) {
+	p, err := seccomp.Parse(profiles.StrictSeccompJSON())
+	if err != nil {
+		t.Fatal(err)
+	}
+	allowed, err := seccomp.Allowed(p, specs.ArchX86_64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("strict: %d syscalls allowed on x86_64 (ceiling %d)", len(allowed), maxStrictX86_64)
+	if len(allowed) > maxStrictX86_64 {
+		t.Fatalf("strict allows %d syscalls on x86_64, more than %d", len(allowed), maxStrictX86_64)
+	}
+}
+
+func TestStrictOnlyEverRemovesFromTheDefault(t *testing.T) {
+	strict, err := seccomp.BuildStrict()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, arch := range []specs.Arch{specs.ArchX86_64, specs.ArchAARCH64} {
+		def, _ := seccomp.Allowed(seccomp.Build(), arch)
+		str, _ := seccomp.Allowed(strict, arch)
+		for _, n := range str {
+			if !slices.Contains(def, n) {
+				t.Errorf("%s: strict allows %s, which the default denies", arch, n)
+			}
+		}
+		if len(str) >= len(def) {
+			t.Errorf("%s: strict allows %d, default %d", arch, len(str), len(def))
+		}
+	}
+	for _, d := range seccomp.Denied() {
+		if _, denied := seccomp.Answer(strict, d.Name); !denied {
+			t.Errorf("strict allows %s", d.Name)
+		}
 	}
 }
 
