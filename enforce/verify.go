@@ -84,7 +84,7 @@ func (s *Supervisor) Verify(ctx context.Context, name string, o VerifyOptions) (
 	} else {
 		defer ln.Close()
 	}
-	plan, controls, err := s.planFor(p, st, o, ln)
+	plan, silent, err := s.planFor(p, st, o, ln)
 	if err != nil {
 		return nil, err
 	}
@@ -93,8 +93,8 @@ func (s *Supervisor) Verify(ctx context.Context, name string, o VerifyOptions) (
 		return nil, err
 	}
 	host := s.hostFacts(ctx, name, st, info.Pid, ln)
+	host.Silent = silent
 	results := verify.Judge(expect, report, host)
-	noControl(results, report, controls)
 	v := &Verification{Sandbox: name, Results: results, Passed: !verify.Failed(results), Took: time.Since(began)}
 	s.audit.write(name, auditEvent{Kind: "verified", Reason: fmt.Sprintf("%d checks, passed %v", len(results), v.Passed)})
 	return v, nil
@@ -176,11 +176,11 @@ func openHostListener(gw netip.Addr) (*hostListener, error) {
 	return h, nil
 }
 
-// planFor decides what the probe tries. controls maps each destination
-// that must be blocked to the error the host itself got reaching it: a
-// destination that does not answer the host either proves nothing.
+// planFor decides what the probe tries. silent maps each destination that
+// must be blocked but does not answer the host either to the host's error:
+// its silence in the sandbox proves nothing.
 func (s *Supervisor) planFor(p *profiles.Profile, st *State, o VerifyOptions, ln *hostListener) (verify.Plan, map[string]string, error) {
-	plan := verify.Plan{TimeoutMillis: int(o.Timeout / time.Millisecond), Files: nil}
+	plan := verify.Plan{TimeoutMillis: int(o.Timeout / time.Millisecond)}
 	for _, m := range p.Mounts {
 		if m.Writable() {
 			plan.Writable = append(plan.Writable, m.Target)
@@ -189,13 +189,9 @@ func (s *Supervisor) planFor(p *profiles.Profile, st *State, o VerifyOptions, ln
 	policy := allowlist.NewPolicy(allowRules(p))
 	var upstreams []string
 	for _, u := range s.cfg.DNSUpstreams {
-		ap, err := netip.ParseAddrPort(u)
+		ap, err := netip.ParseAddrPort(u) // the CLI normalised them to IP:PORT
 		if err != nil {
-			if a, err2 := netip.ParseAddr(u); err2 == nil {
-				ap = netip.AddrPortFrom(a, 53)
-			} else {
-				continue
-			}
+			continue
 		}
 		if ap.Addr().IsLoopback() || policy.ExplicitlyAllowed(ap.Addr()) {
 			continue
@@ -208,7 +204,7 @@ func (s *Supervisor) planFor(p *profiles.Profile, st *State, o VerifyOptions, ln
 	if len(blocked) == 0 {
 		blocked = append(blocked, upstreams...)
 	}
-	controls := map[string]string{}
+	silent := map[string]string{}
 	for _, b := range blocked {
 		ap, err := netip.ParseAddrPort(b)
 		if err != nil {
@@ -222,7 +218,9 @@ func (s *Supervisor) planFor(p *profiles.Profile, st *State, o VerifyOptions, ln
 			check = "private-ranges"
 		}
 		plan.Dials = append(plan.Dials, verify.Dial{Check: check, Network: "tcp", Addr: ap.String()})
-		controls[ap.String()] = hostDial(ap.String(), o.Timeout)
+		if err := hostDial(ap.String(), o.Timeout); err != "" {
+			silent[ap.String()] = err
+		}
 	}
 	plan.Dials = append(plan.Dials, verify.Dial{Check: "metadata", Network: "tcp", Addr: metadataAddr})
 	if ln != nil {
@@ -253,7 +251,7 @@ func (s *Supervisor) planFor(p *profiles.Profile, st *State, o VerifyOptions, ln
 	if p.Agent == profiles.AgentOpenClaw {
 		plan.Files = []string{profiles.OpenClawConfigPath, profiles.OpenClawApprovalsPath}
 	}
-	return plan, controls, nil
+	return plan, silent, nil
 }
 
 func hostDial(addr string, timeout time.Duration) string {
@@ -267,31 +265,6 @@ func hostDial(addr string, timeout time.Duration) string {
 		return ""
 	}
 	return err.Error()
-}
-
-// noControl turns a PASS into a WARN where the blocked destination did not
-// answer the host either: its silence inside the sandbox proves nothing.
-func noControl(results []verify.Result, r verify.Report, controls map[string]string) {
-	var silent []string
-	for _, d := range r.Dials {
-		if err, ok := controls[d.Addr]; ok && err != "" {
-			silent = append(silent, d.Addr)
-		}
-	}
-	if len(silent) == 0 {
-		return
-	}
-	for i := range results {
-		res := &results[i]
-		if (res.ID == "egress-blocked" || res.ID == "private-ranges") && res.Status == verify.Pass {
-			for _, a := range silent {
-				if strings.Contains(res.Seen, a) {
-					res.Status = verify.Warn
-					res.Seen = a + " does not answer the host either, so its silence proves nothing; pass --blocked-probe with a destination that answers"
-				}
-			}
-		}
-	}
 }
 
 // hostAddrs are the host's own IPv4 addresses other than loopback and the

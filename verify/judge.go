@@ -64,6 +64,9 @@ type Host struct {
 	// Unexplained are egress set members no allowlist entry accounts for;
 	// Forbidden those in ranges that need an explicit cidr: entry.
 	Unexplained, Forbidden []string
+	// Silent are destinations that must be blocked but did not answer the
+	// host either, with the host's error: blocking them proves nothing.
+	Silent map[string]string
 	// HostListener is the temporary host listener the host-ports dials
 	// target, after the host itself reached it; empty if it could not be
 	// opened.
@@ -479,7 +482,7 @@ func checkRawSockets(_ Expect, r Report, _ Host) (Status, string, string) {
 // dialsBlocked judges a check whose dials must all fail. Without dials the
 // check is a WARN if ifNone says why, else a PASS with nothing to reach.
 func dialsBlocked(check, ifNone string) func(Expect, Report, Host) (Status, string, string) {
-	return func(_ Expect, r Report, _ Host) (Status, string, string) {
+	return func(_ Expect, r Report, h Host) (Status, string, string) {
 		ds := dialsFor(r, check)
 		if len(ds) == 0 {
 			if ifNone != "" {
@@ -487,23 +490,32 @@ func dialsBlocked(check, ifNone string) func(Expect, Report, Host) (Status, stri
 			}
 			return Pass, "unreachable", "nothing to reach"
 		}
-		return blocked(ds)
+		return blocked(ds, h.Silent)
 	}
 }
 
-func blocked(ds []DialResult) (Status, string, string) {
-	var through, held []string
+// blocked passes when every dial failed and at least one of them went to a
+// destination that answers the host: a destination silent to everyone
+// proves nothing, so a check with only those is a WARN.
+func blocked(ds []DialResult, silent map[string]string) (Status, string, string) {
+	var through, held, unproven []string
 	for _, d := range ds {
-		if d.Reachable() {
+		switch {
+		case d.Reachable():
 			through = append(through, d.Network+" "+d.Addr+" answered"+refusedNote(d))
-		} else {
+		case silent[d.Addr] != "":
+			unproven = append(unproven, d.Addr+" (silent to the host too: "+silent[d.Addr]+")")
+		default:
 			held = append(held, d.Network+" "+d.Addr+": "+d.Err)
 		}
 	}
-	if len(through) > 0 {
+	switch {
+	case len(through) > 0:
 		return Fail, "unreachable", strings.Join(through, "; ")
+	case len(held) == 0:
+		return Warn, "unreachable", "proves nothing: " + strings.Join(unproven, "; ") + "; pass --blocked-probe with a destination the host reaches"
 	}
-	return Pass, "unreachable", limit(held, 4)
+	return Pass, "unreachable", limit(append(held, unproven...), 4)
 }
 
 func refusedNote(d DialResult) string {
@@ -579,7 +591,7 @@ func checkPrivate(_ Expect, r Report, h Host) (Status, string, string) {
 	if len(ds) == 0 {
 		return Pass, "no private address allowed", "the egress set holds none"
 	}
-	return blocked(ds)
+	return blocked(ds, h.Silent)
 }
 
 func checkIPv6(_ Expect, r Report, _ Host) (Status, string, string) {
@@ -596,7 +608,7 @@ func checkHostPorts(_ Expect, r Report, h Host) (Status, string, string) {
 	if len(ds) == 0 {
 		return Fail, "unreachable", "no host address to try"
 	}
-	st, want, seen := blocked(ds)
+	st, want, seen := blocked(ds, nil)
 	return st, want + " (host listener " + h.HostListener + ")", seen
 }
 

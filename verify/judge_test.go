@@ -226,6 +226,23 @@ func TestOpenClawChecksRunOnlyForOpenClaw(t *testing.T) {
 	}
 }
 
+func TestADestinationSilentToTheHostTooProvesNothing(t *testing.T) {
+	e, r, h := good()
+	h.Silent = map[string]string{"198.51.100.7:80": "timeout"}
+	for _, res := range Judge(e, r, h) {
+		if res.ID == "egress-blocked" && (res.Status != Warn || !strings.Contains(res.Seen, "proves nothing")) {
+			t.Errorf("egress-blocked: %s %s", res.Status, res.Seen)
+		}
+	}
+	// One destination the host reaches is enough for a PASS.
+	r.Dials = append(r.Dials, DialResult{Dial: Dial{Check: "egress-blocked", Network: "tcp", Addr: "198.51.100.8:80"}, Err: "timeout"})
+	for _, res := range Judge(e, r, h) {
+		if res.ID == "egress-blocked" && res.Status != Pass {
+			t.Errorf("egress-blocked with one proven destination: %s %s", res.Status, res.Seen)
+		}
+	}
+}
+
 func TestNothingToTestAgainstIsAWarningNotAPass(t *testing.T) {
 	e, r, h := good()
 	r.Dials = slices.DeleteFunc(r.Dials, func(d DialResult) bool { return d.Check == "egress-blocked" })
