@@ -294,3 +294,33 @@ func TestRunVerifyStopsASandboxThatFails(t *testing.T) {
 		t.Fatal("the failed sandbox is still there")
 	}
 }
+
+// TestAllowlistChangesAreRecordedAndAccepted changes the allowlist through
+// the CLI and checks that verify accepts the recorded command, then that it
+// refuses one added behind the CLI's back.
+func TestAllowlistChangesAreRecordedAndAccepted(t *testing.T) {
+	p := openClawProject(t, nil)
+	p.Name = "oc-allowlist"
+	dir, file := env.project(t, p)
+	if out, stderr, code := env.cg("allowlist", "add", "jq", "--profile", file, "--reason", "parse API output", "--risk", "Medium: reads what it is given"); code != 0 {
+		t.Fatalf("allowlist add: exit %d\n%s%s", code, out, stderr)
+	}
+	if _, stderr, code := env.cg("allowlist", "add", "curl", "--profile", file, "--reason", "x"); code != 2 || !strings.Contains(stderr, "--risk") {
+		t.Errorf("add without --risk: exit %d: %s", code, stderr)
+	}
+	log, err := os.ReadFile(filepath.Join(dir, profiles.ChangeLogFile))
+	if err != nil || !strings.Contains(string(log), "| add | jq | parse API output | Medium: reads what it is given |") {
+		t.Fatalf("change log: %v\n%s", err, log)
+	}
+	env.startFile(t, p.Name, dir, file, nil)
+	v, _ := env.verifySandbox(t, p.Name)
+	for _, r := range v.Results {
+		if r.ID == "openclaw-allowlist" && (r.Status != verify.Pass || !strings.Contains(r.Seen, "jq")) {
+			t.Fatalf("after allowlist add: %s %s", r.Status, r.Seen)
+		}
+	}
+	out, _, code := env.cg("allowlist", "list", "--profile", file)
+	if code != 0 || !strings.Contains(out, "jq") || strings.Contains(out, "not in the change log") {
+		t.Errorf("allowlist list: exit %d\n%s", code, out)
+	}
+}

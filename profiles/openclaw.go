@@ -133,7 +133,7 @@ func parseChangeRow(line string) (ChangeRow, bool, error) {
 	}
 	d, err := time.Parse(time.DateOnly, strings.TrimSpace(cells[0]))
 	if err != nil {
-		return ChangeRow{}, false, fmt.Errorf("date %q: want YYYY-MM-DD", cells[0])
+		return ChangeRow{}, false, fmt.Errorf("date %q: want YYYY-MM-DD", strings.TrimSpace(cells[0]))
 	}
 	row := ChangeRow{Date: d, Change: strings.TrimSpace(cells[1]), Reason: cells[3], Risk: cells[4]}
 	switch row.Change {
