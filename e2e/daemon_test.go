@@ -38,11 +38,14 @@ func (d *daemonProc) terminate(t testing.TB) {
 
 func (h *harness) startDaemon(t testing.TB) *daemonProc { return h.startDaemonWith(t, "/dev/null") }
 
-func (h *harness) startDaemonWith(t testing.TB, config string) *daemonProc {
+func (h *harness) startDaemonWith(t testing.TB, config string, env ...string) *daemonProc {
 	t.Helper()
 	d := &daemonProc{out: &lockedBuffer{}, exited: make(chan struct{})}
 	d.cmd = exec.Command(h.bin, append(h.globalFlags(), "daemon", "--config", config)...)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
+	if len(env) > 0 {
+		d.cmd.Env = append(os.Environ(), env...)
+	}
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -324,3 +324,41 @@ func TestAllowlistChangesAreRecordedAndAccepted(t *testing.T) {
 		t.Errorf("allowlist list: exit %d\n%s", code, out)
 	}
 }
+
+// TestDetachedRunVerifies covers run --detach --verify: the daemon starts
+// the sandbox, the CLI verifies it, and stops it through the daemon when a
+// check fails.
+func TestDetachedRunVerifies(t *testing.T) {
+	for _, tc := range []struct {
+		name, weaken string
+		code         int
+	}{
+		{"detach-verify-ok", "", 0},
+		{"detach-verify-weak", "CLAWGUARD_WEAKEN=nnp", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var denv []string
+			if tc.weaken != "" {
+				denv = append(denv, tc.weaken)
+			}
+			d := env.startDaemonWith(t, "/dev/null", denv...)
+			defer d.terminate(t)
+			_, file := env.project(t, profile{Name: tc.name})
+			out, stderr, code := env.cg(append([]string{"run", "--detach", "--verify", "--profile", file}, blockedProbes...)...)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d\n%s%s", code, tc.code, out, stderr)
+			}
+			running := env.status(t, tc.name) != nil
+			if running != (tc.code == 0) {
+				t.Fatalf("sandbox left running: %v (exit %d)\n%s", running, code, stderr)
+			}
+			if running {
+				if _, stderr, code := env.cg("stop", tc.name); code != 0 {
+					t.Fatalf("stop: %s", stderr)
+				}
+			} else if !strings.Contains(stderr, "no-new-privs") {
+				t.Errorf("the failing check is not shown:\n%s", stderr)
+			}
+		})
+	}
+}

@@ -31,6 +31,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: cgprobe identity|fs|limits|net|syscalls|forkbomb|secrets|all|sleep|resolve|connect|dns|ping|race ...")
 		os.Exit(2)
 	}
+	if risky[os.Args[1]] && os.Geteuid() == 0 {
+		// A sandbox never runs as root; on the host, these checks would
+		// really mount over /tmp, try namespaces and fork-bomb the machine.
+		fmt.Fprintf(os.Stderr, "cgprobe: refusing to run %s as root: it is meant for a sandbox's unprivileged user\n", os.Args[1])
+		os.Exit(2)
+	}
 	var out any
 	switch os.Args[1] {
 	case "identity":
@@ -83,6 +89,9 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// risky checks attempt what the sandbox must refuse.
+var risky = map[string]bool{"fs": true, "syscalls": true, "forkbomb": true, "all": true, "verify": true}
 
 // The report types are the verify package's: the probe and the judge
 // share one contract.
