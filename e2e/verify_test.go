@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -125,6 +126,12 @@ func TestEachWeakenedControlFailsItsCheck(t *testing.T) {
 		fails  []string
 	}{
 		{"cap", []string{"capabilities"}},
+		// Root without capabilities is just another user: it neither owns
+		// the workspace nor may read the agent's secrets.
+		{"root", []string{"user", "workspace", "secrets"}},
+		{"netraw", []string{"capabilities", "raw-sockets"}},
+		{"cpu", []string{"cpu"}},
+		{"shmexec", []string{"run-shm", "exec-writable"}},
 		{"nnp", []string{"no-new-privs"}},
 		{"seccomp", []string{"seccomp", "syscalls"}},
 		{"rootfs", []string{"rootfs"}},
@@ -360,5 +367,60 @@ func TestDetachedRunVerifies(t *testing.T) {
 				t.Errorf("the failing check is not shown:\n%s", stderr)
 			}
 		})
+	}
+}
+
+// TestNetworkWeakeningsFailTheirCheck breaks one network control at a time
+// in the kernel, behind clawguard's back, on a sandbox verified clean first.
+func TestNetworkWeakeningsFailTheirCheck(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		weaken func(t *testing.T, name string)
+		fails  []string
+	}{
+		{"metadata", func(t *testing.T, name string) {
+			mustRun(t, "ipset", "add", netrules.SetName(name), metadataAddr+",tcp:80")
+		}, []string{"egress-set", "metadata", "private-ranges"}},
+		{"direct-dns", func(t *testing.T, name string) {
+			mustRun(t, "ipset", "add", netrules.SetName(name), fakeDNSAddr+",udp:53")
+		}, []string{"egress-set", "dns-direct"}},
+		{"ipv6", func(t *testing.T, name string) {
+			mustRun(t, "ip", "netns", "exec", netrules.NetNSName(name), "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0")
+		}, []string{"ipv6"}},
+		{"host-ports", func(t *testing.T, name string) {
+			rule := []string{"INPUT", "-i", testBridge, "-p", "tcp", "-m", "comment", "--comment", "e2e weakening", "-j", "ACCEPT"}
+			mustRun(t, "iptables", append([]string{"-I"}, rule...)...)
+			t.Cleanup(func() { mustRun(t, "iptables", append([]string{"-D"}, rule...)...) })
+		}, []string{"host-ports"}},
+		{"other-sandboxes", func(t *testing.T, name string) {
+			peer := name + "-peer"
+			for _, n := range []string{name, peer} {
+				mustRun(t, "bridge", "link", "set", "dev", netrules.VethName(n), "isolated", "off")
+			}
+			rule := []string{"FORWARD", "-i", testBridge, "-o", testBridge, "-m", "comment", "--comment", "e2e weakening", "-j", "ACCEPT"}
+			mustRun(t, "iptables", append([]string{"-I"}, rule...)...)
+			t.Cleanup(func() { mustRun(t, "iptables", append([]string{"-D"}, rule...)...) })
+		}, []string{"other-sandboxes"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			name := "net-" + tc.name
+			env.start(t, profile{Name: name})
+			env.start(t, profile{Name: name + "-peer"})
+			if v, code := env.verifySandbox(t, name); code != 0 {
+				t.Fatalf("before the weakening: exit %d\n%s", code, v.explain())
+			}
+			tc.weaken(t, name)
+			v, code := env.verifySandbox(t, name)
+			if got := v.with(verify.Fail); code != 1 || !slices.Equal(got, tc.fails) {
+				t.Fatalf("exit %d, failing %v, want %v\n%s", code, got, tc.fails, v.explain())
+			}
+		})
+	}
+}
+
+func mustRun(t *testing.T, name string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
 	}
 }

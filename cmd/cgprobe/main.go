@@ -31,10 +31,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: cgprobe identity|fs|limits|net|syscalls|forkbomb|secrets|all|sleep|resolve|connect|dns|ping|race ...")
 		os.Exit(2)
 	}
-	if risky[os.Args[1]] && os.Geteuid() == 0 {
-		// A sandbox never runs as root; on the host, these checks would
-		// really mount over /tmp, try namespaces and fork-bomb the machine.
-		fmt.Fprintf(os.Stderr, "cgprobe: refusing to run %s as root: it is meant for a sandbox's unprivileged user\n", os.Args[1])
+	if risky[os.Args[1]] && os.Geteuid() == 0 && hasCapSysAdmin() {
+		// Root with CAP_SYS_ADMIN is the host (no sandbox keeps it): these
+		// checks would really mount over /tmp and fork-bomb the machine.
+		fmt.Fprintf(os.Stderr, "cgprobe: refusing to run %s as root with CAP_SYS_ADMIN: it is meant for a sandbox\n", os.Args[1])
 		os.Exit(2)
 	}
 	var out any
@@ -88,6 +88,11 @@ func main() {
 	if err := enc.Encode(out); err != nil {
 		os.Exit(1)
 	}
+}
+
+func hasCapSysAdmin() bool {
+	eff, err := strconv.ParseUint(procStatus("self")["CapEff"], 16, 64)
+	return err != nil || eff&(1<<unix.CAP_SYS_ADMIN) != 0
 }
 
 // risky checks attempt what the sandbox must refuse.

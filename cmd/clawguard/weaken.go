@@ -40,11 +40,18 @@ func weakenOpts() ([]oci.SpecOpts, error) {
 }
 
 var weakenings = map[string]func(s *oci.Spec, arg string){
-	"cap": func(s *oci.Spec, _ string) {
-		c := s.Process.Capabilities
-		c.Bounding, c.Effective, c.Permitted = append(c.Bounding, "CAP_CHOWN"), append(c.Effective, "CAP_CHOWN"), append(c.Permitted, "CAP_CHOWN")
+	"cap":    func(s *oci.Spec, _ string) { addCap(s, "CAP_CHOWN") },
+	"rootfs": func(s *oci.Spec, _ string) { s.Root.Readonly = false },
+	"root":   func(s *oci.Spec, _ string) { s.Process.User.UID, s.Process.User.GID = 0, 0 },
+	"netraw": func(s *oci.Spec, _ string) { addCap(s, "CAP_NET_RAW") },
+	"cpu":    func(s *oci.Spec, _ string) { s.Linux.Resources.CPU = nil },
+	"shmexec": func(s *oci.Spec, _ string) {
+		for i, m := range s.Mounts {
+			if m.Destination == "/dev/shm" {
+				s.Mounts[i].Options = slices.DeleteFunc(m.Options, func(o string) bool { return o == "noexec" })
+			}
+		}
 	},
-	"rootfs":  func(s *oci.Spec, _ string) { s.Root.Readonly = false },
 	"nnp":     func(s *oci.Spec, _ string) { s.Process.NoNewPrivileges = false },
 	"seccomp": func(s *oci.Spec, _ string) { s.Linux.Seccomp = nil },
 	"pids":    func(s *oci.Spec, _ string) { s.Linux.Resources.Pids = nil },
@@ -69,4 +76,12 @@ var weakenings = map[string]func(s *oci.Spec, arg string){
 	"socket": func(s *oci.Spec, arg string) {
 		s.Mounts = append(s.Mounts, specs.Mount{Destination: "/run/containerd/containerd.sock", Type: "bind", Source: arg, Options: []string{"bind", "ro"}})
 	},
+}
+
+// addCap grants c for real: a non-root process keeps a capability across
+// execve only through the ambient set.
+func addCap(s *oci.Spec, c string) {
+	caps := s.Process.Capabilities
+	caps.Bounding, caps.Effective, caps.Permitted = append(caps.Bounding, c), append(caps.Effective, c), append(caps.Permitted, c)
+	caps.Inheritable, caps.Ambient = append(caps.Inheritable, c), append(caps.Ambient, c)
 }
