@@ -21,7 +21,7 @@ import (
 
 // writeSection stores one benchmark's Markdown section where `make bench`
 // collects them into docs/benchmarks.md.
-func writeSection(b *testing.B, file, text string) {
+func writeSection(b testing.TB, file, text string) {
 	b.Log("\n" + text)
 	if dir := os.Getenv("CLAWGUARD_BENCH_DIR"); dir != "" {
 		if err := os.WriteFile(filepath.Join(dir, file), []byte(text), 0o644); err != nil {

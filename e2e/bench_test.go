@@ -135,3 +135,35 @@ func kernel() string {
 	}
 	return "Linux " + strings.TrimSpace(string(b))
 }
+
+// BenchmarkVerify measures `clawguard verify` on a running sandbox with an
+// allowlisted name, a published port and a peer sandbox: 10 runs, each a
+// fresh CLI process.
+func BenchmarkVerify(b *testing.B) {
+	h := env
+	const rounds = 10
+	h.start(b, profile{Name: "bench-verify", Args: []string{"/usr/local/bin/cgprobe", "listen", "8080"}, Extra: fmt.Sprintf(verifyEgress, nextPublishPort())})
+	h.start(b, profile{Name: "bench-verify-peer"})
+	args := append([]string{"verify", "bench-verify"}, blockedProbes...)
+	var took []time.Duration
+	for i := 0; i < rounds; i++ {
+		start := time.Now()
+		if out, stderr, code := h.cg(args...); code != 0 {
+			b.Fatalf("verify: exit %d\n%s%s", code, out, stderr)
+		}
+		took = append(took, time.Since(start))
+	}
+	med, p95 := stats(took)
+	b.ReportMetric(float64(med.Milliseconds()), "verify-median-ms")
+	writeSection(b, "40-verify.md", fmt.Sprintf(`## clawguard verify
+
+Method: %d runs of `+"`clawguard verify`"+` (a fresh process each: containerd connection, probe exec, host checks)
+on a running sandbox with one allowlisted name, one published port, two blocked probes and a peer sandbox.
+Blocked destinations must time out to count as blocked, so the probe's connection timeout (`+"`--probe-timeout`"+`,
+1.5 s; all dials run in parallel) is the floor.
+
+| | median | p95 |
+|---|---|---|
+| clawguard verify (every check but the OpenClaw ones) | %s | %s |
+`, rounds, med.Round(10*time.Millisecond), p95.Round(10*time.Millisecond)))
+}

@@ -102,9 +102,7 @@ func TestOpenClawGatewayRunsUnderTheBuiltinProfile(t *testing.T) {
 	if !strings.Contains(string(environ), heap) {
 		t.Errorf("the gateway runs without %s", heap)
 	}
-	if dir := os.Getenv("CLAWGUARD_BENCH_DIR"); dir != "" {
-		writeOpenClawReport(t, dir, ready.Sub(began), mem)
-	}
+	writeOpenClawReport(t, ready.Sub(began), mem)
 }
 
 // waitFor waits until the sandbox's output has line, and returns when.
@@ -179,7 +177,7 @@ func cgroupMemory(t *testing.T, pid uint32) memoryUse {
 	return memoryUse{rss: s["anon"], cache: s["file"], peak: one(d + "/memory.peak"), oomKills: stat(d + "/memory.events")["oom_kill"]}
 }
 
-func writeOpenClawReport(t *testing.T, dir string, ready time.Duration, m memoryUse) {
+func writeOpenClawReport(t *testing.T, ready time.Duration, m memoryUse) {
 	text := fmt.Sprintf(`## OpenClaw gateway in the built-in profile
 
 The real gateway (OpenClaw %s from the npm registry, Node 24), started by
@@ -194,9 +192,7 @@ One run of TestOpenClawGatewayRunsUnderTheBuiltinProfile.
 | peak (memory.max_usage / memory.peak) | %d MiB |
 | OOM kills | %d |
 `, strings.TrimPrefix(openClawVersion(t), "v"), ready.Round(100*time.Millisecond), m.rss>>20, m.cache>>20, m.peak>>20, m.oomKills)
-	if err := os.WriteFile(filepath.Join(dir, "50-openclaw.md"), []byte(text), 0o644); err != nil {
-		t.Error(err)
-	}
+	writeSection(t, "50-openclaw.md", text)
 }
 
 func openClawVersion(t *testing.T) string {
