@@ -1,25 +1,18 @@
 package enforce
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/clawguard/clawguard/netrules"
 	"github.com/clawguard/clawguard/netrules/allowlist"
 	"github.com/clawguard/clawguard/profiles"
 	"github.com/clawguard/clawguard/runtime"
@@ -327,175 +320,3 @@ func (s *Supervisor) runProbe(ctx context.Context, name string, plan verify.Plan
 	return r, nil
 }
 
-// hostFacts gathers what only the host can see.
-func (s *Supervisor) hostFacts(ctx context.Context, name string, st *State, pid uint32, ln *hostListener) verify.Host {
-	var h verify.Host
-	if ln != nil {
-		h.HostListener = ln.Addr().String()
-	}
-	want := inode(st.NetNS)
-	for _, kind := range []string{"net", "pid", "ipc", "uts", "mnt", "cgroup"} {
-		// This process runs in the host's namespaces, like the runtime that
-		// created the sandbox; PID 1's may not be readable (a host that is
-		// itself a container).
-		n := verify.Namespace{Kind: kind, Sandbox: inode(fmt.Sprintf("/proc/%d/ns/%s", pid, kind)), Host: inode("/proc/self/ns/" + kind)}
-		if kind == "net" {
-			n.Want = want
-		}
-		h.Namespaces = append(h.Namespaces, n)
-	}
-	secrets := s.secretValues(name, st.Secrets)
-	if env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid)); err == nil {
-		h.EnvLeaks = leaks(env, secrets)
-	}
-	if sp, err := s.rt.Spec(ctx, name); err == nil {
-		b, _ := json.Marshal(sp)
-		h.SpecLeaks = leaks(b, secrets)
-	}
-	for _, spec := range st.Publish {
-		pp, err := profiles.ParsePublish(spec)
-		if err != nil {
-			continue
-		}
-		h.Published = append(h.Published, verify.Published{Spec: spec, HostIP: pp.HostIP.String(), Port: pp.HostPort, Listeners: listeners(pp.HostPort)})
-	}
-	h.Unexplained, h.Forbidden = s.explainSet(name, st.Spec)
-	return h
-}
-
-func inode(path string) uint64 {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return 0
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return st.Ino
-	}
-	return 0
-}
-
-// secretValues reads the staged secrets; values under 6 bytes are skipped,
-// as they would match by accident.
-func (s *Supervisor) secretValues(name string, names []string) map[string][]byte {
-	out := map[string][]byte{}
-	for _, n := range names {
-		b, err := os.ReadFile(filepath.Join(s.layout.secretsDir(name), n))
-		if v := bytes.TrimSpace(b); err == nil && len(v) >= 6 {
-			out[n] = v
-		}
-	}
-	return out
-}
-
-func leaks(hay []byte, secrets map[string][]byte) []string {
-	var out []string
-	for n, v := range secrets {
-		if bytes.Contains(hay, v) {
-			out = append(out, n)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
-// listeners are the local addresses with a TCP socket listening on port,
-// from /proc/net/tcp and tcp6 of the host's network namespace.
-func listeners(port int) []string {
-	var out []string
-	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		fh, err := os.Open(f)
-		if err != nil {
-			continue
-		}
-		out = append(out, parseListeners(fh, port)...)
-		fh.Close()
-	}
-	return out
-}
-
-func parseListeners(r io.Reader, port int) []string {
-	var out []string
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 4 || fields[3] != "0A" { // TCP_LISTEN
-			continue
-		}
-		hexAddr, hexPort, ok := strings.Cut(fields[1], ":")
-		if !ok {
-			continue
-		}
-		p, err := strconv.ParseUint(hexPort, 16, 16)
-		if err != nil || int(p) != port {
-			continue
-		}
-		if a, ok := procNetAddr(hexAddr); ok {
-			out = append(out, a.String())
-		}
-	}
-	return out
-}
-
-// procNetAddr decodes /proc/net/tcp's address: 32-bit words in host (little
-// endian) order.
-func procNetAddr(h string) (netip.Addr, bool) {
-	b, err := hex.DecodeString(h)
-	if err != nil || (len(b) != 4 && len(b) != 16) {
-		return netip.Addr{}, false
-	}
-	for i := 0; i < len(b); i += 4 {
-		b[i], b[i+1], b[i+2], b[i+3] = b[i+3], b[i+2], b[i+1], b[i]
-	}
-	a, _ := netip.AddrFromSlice(b)
-	return a.Unmap(), true
-}
-
-// explainSet traces every member of the sandbox's egress set to an
-// allowlist entry: a cidr: entry, or an allowlisted name the DNS gate
-// resolved to that address. The gate publishes its bindings a moment after
-// it writes the set, so a member without a binding gets a short grace.
-func (s *Supervisor) explainSet(name string, p *profiles.Profile) (unexplained, forbidden []string) {
-	members, err := s.net.Members(name)
-	if err != nil {
-		return []string{"the egress set could not be read: " + err.Error()}, nil
-	}
-	policy := allowlist.NewPolicy(allowRules(p))
-	for attempt := 0; attempt < 10; attempt++ {
-		unexplained, forbidden = nil, nil
-		snap, _ := ReadEgress(s.layout.egressFile(name))
-		for _, m := range members {
-			label := fmt.Sprintf("%s %s/%d", m.Addr, m.Proto, m.Port)
-			if !explained(m, p, snap) {
-				unexplained = append(unexplained, label)
-			}
-			if _, private := allowlist.Blocked(m.Addr); private && !policy.ExplicitlyAllowed(m.Addr) {
-				forbidden = append(forbidden, label)
-			}
-		}
-		if len(unexplained) == 0 {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	return unexplained, forbidden
-}
-
-func explained(m netrules.SetMember, p *profiles.Profile, snap *EgressSnapshot) bool {
-	for _, a := range p.Egress.Allow {
-		if a.CIDR == "" || !slices.Contains(a.Ports, int(m.Port)) {
-			continue
-		}
-		if pfx, err := netip.ParsePrefix(a.CIDR); err == nil && pfx.Contains(m.Addr) {
-			return true
-		}
-	}
-	if snap == nil {
-		return false
-	}
-	for _, b := range snap.Bindings {
-		if b.Addr == m.Addr && slices.Contains(b.Ports, m.Port) {
-			return true
-		}
-	}
-	return false
-}

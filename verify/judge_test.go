@@ -216,6 +216,25 @@ func TestAnUnreadableConfigFailsEveryOpenClawCheck(t *testing.T) {
 	}
 }
 
+func TestAGrantedCapabilityIsAWarningWhenItIsExactlyWhatTheProfileAsked(t *testing.T) {
+	e, r, h := good()
+	e.Capabilities = []string{"CAP_NET_BIND_SERVICE"}
+	const bit = "0000000000000400"
+	id := &r.Identity
+	id.CapEff, id.CapPrm, id.CapBnd, id.CapAmb, id.CapInh = bit, bit, bit, bit, bit
+	for _, res := range Judge(e, r, h) {
+		if res.ID == "capabilities" && res.Status != Warn {
+			t.Errorf("capabilities: %s %s", res.Status, res.Seen)
+		}
+	}
+	id.CapAmb = "0000000000002400" // CAP_NET_RAW too
+	for _, res := range Judge(e, r, h) {
+		if res.ID == "capabilities" && (res.Status != Fail || !strings.Contains(res.Seen, "CAP_NET_RAW")) {
+			t.Errorf("capabilities with an extra one: %s %s", res.Status, res.Seen)
+		}
+	}
+}
+
 func TestOpenClawChecksRunOnlyForOpenClaw(t *testing.T) {
 	e, r, h := good()
 	e.Agent = ""

@@ -98,10 +98,10 @@ func printVerification(w io.Writer, v *enforce.Verification, wide bool) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "CHECK\tRESULT\tEXPECTED\tSEEN")
 	short := func(s string, n int) string {
-		if wide || len(s) <= n {
-			return s
+		if r := []rune(s); !wide && len(r) > n {
+			return string(r[:n-1]) + "…"
 		}
-		return s[:n-1] + "…"
+		return s
 	}
 	for _, r := range v.Results {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.ID, r.Status, short(r.Expected, 44), short(r.Seen, 60))
