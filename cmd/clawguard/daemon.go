@@ -33,6 +33,7 @@ type daemonConfig struct {
 	Bridge              string   `yaml:"bridge"`
 	Subnet              string   `yaml:"subnet"`
 	DNSUpstream         []string `yaml:"dns_upstream"`
+	Probe               string   `yaml:"probe"`
 	StopSandboxesOnExit bool     `yaml:"stop_sandboxes_on_exit"`
 	MetricsAddr         string   `yaml:"metrics_addr"`
 	Sandboxes           []struct {
@@ -131,6 +132,7 @@ func (g *globals) applyConfig(cmd *cobra.Command, c daemonConfig) {
 	set("socket", &g.socket, c.Socket)
 	set("bridge", &g.bridge, c.Bridge)
 	set("subnet", &g.subnet, c.Subnet)
+	set("probe", &g.probe, c.Probe)
 	if len(c.DNSUpstream) > 0 && !cmd.Flags().Changed("dns-upstream") {
 		g.dnsUpstreams = c.DNSUpstream
 	}
