@@ -319,4 +319,3 @@ func (s *Supervisor) runProbe(ctx context.Context, name string, plan verify.Plan
 	}
 	return r, nil
 }
-
