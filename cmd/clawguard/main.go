@@ -66,9 +66,10 @@ privileges, a tightened seccomp profile, read-only root, noexec scratch space,
 memory/CPU/pids limits, file-based secrets and a network namespace of its own.
 
 Start with:
-  clawguard profile show openclaw > openclaw.yaml   # the built-in profile, to edit
-  clawguard profile validate openclaw.yaml
-  clawguard run --profile openclaw.yaml`,
+  clawguard profile init agent                      # the built-in OpenClaw profile and its hardened config
+  clawguard profile validate agent/openclaw.yaml
+  clawguard run --profile agent/openclaw.yaml --verify
+  clawguard verify openclaw                         # again, any time: every control, proven on the live sandbox`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       version,
