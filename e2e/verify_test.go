@@ -424,3 +424,38 @@ func mustRun(t *testing.T, name string, args ...string) {
 		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
 	}
 }
+
+// TestTheSocketGroupVerifiesThroughTheDaemon runs verify as an unprivileged
+// member of the daemon's socket group: the daemon does the work.
+func TestTheSocketGroupVerifiesThroughTheDaemon(t *testing.T) {
+	h := env
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(cfg, []byte("socket_group: nogroup\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := h.startDaemonWith(t, cfg)
+	defer d.terminate(t)
+	h.start(t, profile{Name: "verify-group"})
+
+	binDir, err := os.MkdirTemp("/tmp", "cgbin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(binDir) })
+	if err := os.Chmod(binDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "install", "-m", "0755", h.bin, binDir+"/clawguard")
+	if err := os.Chmod(h.dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Chmod(h.dir, 0o700) })
+	cmd := exec.Command(binDir+"/clawguard", append(append(h.globalFlags(), "verify", "verify-group", "--json"), blockedProbes...)...)
+	cmd.Dir = binDir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.Output()
+	var v verification
+	if jerr := json.Unmarshal(out, &v); err != nil || jerr != nil || !v.Passed {
+		t.Fatalf("verify as a socket-group member: %v %v\n%s", err, jerr, out)
+	}
+}

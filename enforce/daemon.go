@@ -367,6 +367,7 @@ func (d *Daemon) handler() http.Handler {
 	mux.HandleFunc("GET /v1/sandboxes", d.handleStatus)
 	mux.HandleFunc("POST /v1/sandboxes", d.handleRun)
 	mux.HandleFunc("DELETE /v1/sandboxes/{name}", d.handleStop)
+	mux.HandleFunc("POST /v1/sandboxes/{name}/verify", d.handleVerify)
 	mux.HandleFunc("POST /v1/reconcile", d.handleReconcile)
 	mux.HandleFunc("GET /v1/health", d.handleHealth)
 	return d.guard(mux)
@@ -498,6 +499,32 @@ func (d *Daemon) handleStop(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// VerifyRequest is the body of POST /v1/sandboxes/{name}/verify.
+type VerifyRequest struct {
+	BlockedProbes []string `json:"blocked_probes,omitempty"`
+	TimeoutMs     int      `json:"timeout_ms,omitempty"`
+}
+
+// handleVerify verifies any sandbox of this host, whoever supervises it, so
+// that members of the socket group can verify without root.
+func (d *Daemon) handleVerify(w http.ResponseWriter, r *http.Request) {
+	var req VerifyRequest
+	if r.ContentLength != 0 {
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			writeErr(w, http.StatusBadRequest, fmt.Errorf("verify request: %w", err))
+			return
+		}
+	}
+	v, err := d.sup.Verify(r.Context(), r.PathValue("name"), VerifyOptions{
+		BlockedProbes: req.BlockedProbes, Timeout: time.Duration(req.TimeoutMs) * time.Millisecond,
+	})
+	if err != nil {
+		writeErr(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
 }
 
 func (d *Daemon) handleReconcile(w http.ResponseWriter, r *http.Request) {

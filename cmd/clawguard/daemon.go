@@ -53,7 +53,7 @@ func daemonCmd(g *globals) *cobra.Command {
 belongs to no running sandbox) and adopts the sandboxes still running: their
 DNS gates come back on the ports their rules already point at, so their rules
 do not change. It then serves the API on --socket (mode 0600, root only, or
-0660 for socket_group) for 'run --detach', 'stop' and 'status', and tells
+0660 for socket_group) for 'run --detach', 'stop', 'status' and 'verify', and tells
 systemd it is ready.
 
 On SIGTERM the sandboxes keep running and stay enforced by their kernel rules

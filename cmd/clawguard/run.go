@@ -131,7 +131,7 @@ func runForeground(cmd *cobra.Command, g *globals, p *profiles.Profile, vf *veri
 		fmt.Fprintf(errOut, "clawguard: published (this host only): %s\n", strings.Join(p.Publish, ", "))
 	}
 	if vf != nil {
-		if err := verifyStarted(ctx, errOut, sup, p.Name, vf); err != nil {
+		if err := verifyStarted(ctx, errOut, g, p.Name, vf); err != nil {
 			fmt.Fprintf(errOut, "clawguard: stopping %s: %v\n", p.Name, err)
 			if serr := sup.Stop(context.WithoutCancel(ctx), p.Name, p.StopTimeout.Duration); serr != nil {
 				return fmt.Errorf("%w (and stopping it failed: %v)", err, serr)
@@ -200,12 +200,7 @@ func runDetached(cmd *cobra.Command, g *globals, profilePath, name, image string
 	if vf == nil {
 		return nil
 	}
-	sup, closeFn, err := g.supervisor(cmd.Context(), nil)
-	if err != nil {
-		return err
-	}
-	defer closeFn()
-	if err := verifyStarted(cmd.Context(), cmd.ErrOrStderr(), sup, resp.Name, vf); err != nil {
+	if err := verifyStarted(cmd.Context(), cmd.ErrOrStderr(), g, resp.Name, vf); err != nil {
 		fmt.Fprintf(cmd.ErrOrStderr(), "clawguard: stopping %s: %v\n", resp.Name, err)
 		if serr := c.do(context.WithoutCancel(cmd.Context()), "DELETE", "/v1/sandboxes/"+resp.Name, nil, nil); serr != nil {
 			return fmt.Errorf("%w (and stopping it failed: %v)", err, serr)
@@ -217,8 +212,8 @@ func runDetached(cmd *cobra.Command, g *globals, profilePath, name, image string
 
 // verifyStarted verifies a sandbox that just started; it prints the table
 // when a check fails and a one-line summary otherwise.
-func verifyStarted(ctx context.Context, w io.Writer, sup *enforce.Supervisor, name string, vf *verifyFlags) error {
-	v, err := sup.Verify(ctx, name, vf.options())
+func verifyStarted(ctx context.Context, w io.Writer, g *globals, name string, vf *verifyFlags) error {
+	v, err := g.verify(ctx, name, vf)
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -29,6 +32,29 @@ func (v *verifyFlags) options() enforce.VerifyOptions {
 	return enforce.VerifyOptions{BlockedProbes: v.blocked, Timeout: v.timeout}
 }
 
+// verify asks the daemon when one answers (its socket group may verify
+// without root) and verifies directly otherwise.
+func (g *globals) verify(ctx context.Context, name string, vf *verifyFlags) (*enforce.Verification, error) {
+	c, err := g.daemon()
+	if err == nil {
+		var v enforce.Verification
+		req := enforce.VerifyRequest{BlockedProbes: vf.blocked, TimeoutMs: int(vf.timeout / time.Millisecond)}
+		if err := c.do(ctx, "POST", "/v1/sandboxes/"+url.PathEscape(name)+"/verify", req, &v); err != nil {
+			return nil, err
+		}
+		return &v, nil
+	}
+	if !errors.Is(err, errNoDaemon) {
+		return nil, err
+	}
+	sup, closeFn, err := g.supervisor(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer closeFn()
+	return sup.Verify(ctx, name, vf.options())
+}
+
 func verifyCmd(g *globals) *cobra.Command {
 	var vf verifyFlags
 	var asJSON, wide bool
@@ -37,7 +63,9 @@ func verifyCmd(g *globals) *cobra.Command {
 		Short: "Prove, from inside the sandbox and from the host, that every control is in force",
 		Long: `Verify runs clawguard's probe inside the running sandbox, as the agent's own
 user under the same seccomp profile, capabilities and network, and checks from
-the host what the sandbox cannot see. Every control of the threat model is
+the host what the sandbox cannot see. When the daemon runs, it does the work
+(members of its socket group may verify without root); otherwise this
+command does, as root. Every control of the threat model is
 tested for real: the user, capabilities, no_new_privs and seccomp; every
 dangerous syscall; read-only root, noexec scratch space and masked /proc
 paths; namespaces and cgroup limits; secrets; raw sockets; egress to a
@@ -56,12 +84,7 @@ for a bad command line.`,
   clawguard verify openclaw --blocked-probe 93.184.215.14:443 --json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sup, closeFn, err := g.supervisor(cmd.Context(), nil)
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			v, err := sup.Verify(cmd.Context(), args[0], vf.options())
+			v, err := g.verify(cmd.Context(), args[0], &vf)
 			if err != nil {
 				return err
 			}
