@@ -112,7 +112,7 @@ func expectFor(p *profiles.Profile, st *State) (verify.Expect, error) {
 	}
 	e := verify.Expect{
 		UID: uid, GID: gid, ReadOnlyRoot: *p.ReadOnlyRootfs, Secrets: st.Secrets,
-		MemoryBytes: st.Memory, CPUs: st.CPUs, Pids: st.Pids,
+		MemoryBytes: st.Memory, CPUs: st.CPUs, Pids: st.Pids, Publish: st.Publish,
 		Syscall: func(call string) (string, bool) { return seccomp.Answer(sc, call) },
 		Agent:   p.Agent,
 	}

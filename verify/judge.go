@@ -38,6 +38,7 @@ type Expect struct {
 	MemoryBytes  int64
 	CPUs         float64
 	Pids         int64
+	Publish      []string // published port specs, as the profile writes them
 	// Syscall says how the profile answers a probed call: the errno, or
 	// denied false when it allows it.
 	Syscall func(call string) (errno string, denied bool)
@@ -609,12 +610,18 @@ func checkHostPorts(_ Expect, r Report, h Host) (Status, string, string) {
 	return st, want + " (host listener " + h.HostListener + ")", seen
 }
 
-func checkPublished(_ Expect, _ Report, h Host) (Status, string, string) {
-	if len(h.Published) == 0 {
+func checkPublished(e Expect, _ Report, h Host) (Status, string, string) {
+	if len(e.Publish) == 0 {
 		return Pass, "loopback only", "nothing published"
 	}
 	var bad, good []string
-	for _, p := range h.Published {
+	for _, spec := range e.Publish {
+		i := slices.IndexFunc(h.Published, func(p Published) bool { return p.Spec == spec })
+		if i < 0 {
+			bad = append(bad, spec+": not examined on the host")
+			continue
+		}
+		p := h.Published[i]
 		if !isLoopback(p.HostIP) {
 			bad = append(bad, p.Spec+": host address "+p.HostIP+" is not loopback")
 			continue

@@ -27,7 +27,7 @@ func good() (Expect, Report, Host) {
 	e := Expect{
 		UID: 1000, GID: 1000, ReadOnlyRoot: true, Writable: []string{"/workspace"},
 		Tmpfs: []Tmpfs{{Path: "/tmp", SizeBytes: 100 << 20}}, Secrets: []string{"api-key"},
-		MemoryBytes: 1 << 30, CPUs: 1, Pids: 100,
+		MemoryBytes: 1 << 30, CPUs: 1, Pids: 100, Publish: []string{"127.0.0.1:18789:18789"},
 		Syscall: func(call string) (string, bool) {
 			if call == "clone3" {
 				return "ENOSYS", true
@@ -181,6 +181,9 @@ func TestEachWeakeningFailsItsOwnCheck(t *testing.T) {
 		{"approvals fall back to running", func(_ *Expect, r *Report, _ *Host) {
 			r.Files["/etc/openclaw/exec-approvals.json"] = File{Content: strings.Replace(goodApprovals, `"askFallback": "deny"`, `"askFallback": "full"`, 1)}
 		}, []string{"openclaw-exec"}},
+		{"an allowlist entry that is not an object", func(_ *Expect, r *Report, _ *Host) {
+			r.Files["/etc/openclaw/exec-approvals.json"] = File{Content: strings.Replace(goodApprovals, `{"pattern": "cat"}`, `"cat"`, 1)}
+		}, []string{"openclaw-allowlist"}},
 		{"unrecorded command", func(_ *Expect, r *Report, _ *Host) {
 			r.Files["/etc/openclaw/exec-approvals.json"] = File{Content: strings.Replace(goodApprovals, `{"pattern": "cat"}`, `{"pattern": "curl"}`, 1)}
 		}, []string{"openclaw-allowlist"}},
@@ -269,6 +272,17 @@ func TestNothingToTestAgainstIsAWarningNotAPass(t *testing.T) {
 	for _, res := range Judge(e, r, h) {
 		if (res.ID == "egress-blocked" || res.ID == "dns-direct") && res.Status != Warn {
 			t.Errorf("%s: %s, want WARN", res.ID, res.Status)
+		}
+	}
+}
+
+func TestAnEmptyReportFailsInsteadOfPassingOrPanicking(t *testing.T) {
+	e, _, _ := good()
+	rs := Judge(e, Report{}, Host{})
+	for _, res := range rs {
+		if res.Status == Pass && !slices.Contains([]string{"workspace", "secrets-env", "runtime-sockets", "exec-writable", "dns-denied",
+			"egress-set", "private-ranges", "other-sandboxes", "metadata", "masked-paths"}, res.ID) {
+			t.Errorf("%s passes on an empty report: %s", res.ID, res.Seen)
 		}
 	}
 }

@@ -183,7 +183,8 @@ func checkOCAllowlist(e Expect, _ Report, _, appr map[string]any) (Status, strin
 		list, _ := get(am, id+".allowlist")
 		items, _ := list.([]any)
 		for _, it := range items {
-			p, _ := it.(map[string]any)["pattern"].(string)
+			entry, _ := it.(map[string]any)
+			p, _ := entry["pattern"].(string)
 			patterns = append(patterns, p)
 			if !slices.Contains(e.AgentConfig.Allowed, p) {
 				extra = append(extra, fmt.Sprintf("%q (agent %s)", p, id))
