@@ -48,7 +48,7 @@ func Init(name, dir string, now time.Time) (InitResult, error) {
 	if _, err := rand.Read(token); err != nil {
 		return res, err
 	}
-	write := func(rel string, data []byte, mode os.FileMode, owned bool) error {
+	write := func(rel string, data []byte, mode os.FileMode) error {
 		path := filepath.Join(dir, rel)
 		if _, err := os.Lstat(path); err == nil {
 			res.Kept = append(res.Kept, rel)
@@ -63,13 +63,10 @@ func Init(name, dir string, now time.Time) (InitResult, error) {
 			return fmt.Errorf("write %s: %w", path, err)
 		}
 		res.Written = append(res.Written, rel)
-		if owned {
-			return os.Chown(path, int(uid), int(gid))
-		}
 		return nil
 	}
 	for _, rel := range sortedKeys(files) {
-		if err := write(rel, files[rel], 0o644, false); err != nil {
+		if err := write(rel, files[rel], 0o644); err != nil {
 			return res, err
 		}
 	}
@@ -78,7 +75,7 @@ func Init(name, dir string, now time.Time) (InitResult, error) {
 			return res, err
 		}
 		rel, _ := filepath.Rel(dir, filepath.Join(p.Path(p.Secrets.Dir), "gateway-token"))
-		if err := write(rel, []byte(hex.EncodeToString(token)+"\n"), 0o600, false); err != nil {
+		if err := write(rel, []byte(hex.EncodeToString(token)+"\n"), 0o600); err != nil {
 			return res, err
 		}
 	}
