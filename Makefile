@@ -46,7 +46,7 @@ test: deps lint
 	$(GO) test -count=1 -p 1 ./...
 
 unit:
-	$(GO) test -count=1 $$($(GO) list ./... | grep -v /e2e)
+	$(GO) test -count=1 -tags nokernel $$($(GO) list ./... | grep -v /e2e)
 
 e2e: deps
 	$(GO) test -count=1 -v ./e2e
