@@ -76,6 +76,32 @@ func (h *harness) startDaemonWith(t testing.TB, config string, env ...string) *d
 	return nil
 }
 
+// asNobody is the CLI run as uid and gid 65534 (nogroup). The binary is
+// copied where nobody may run it, and the suite's directory opened to
+// traversal, so that only the daemon socket's own mode decides.
+func (h *harness) asNobody(t *testing.T, args ...string) *exec.Cmd {
+	t.Helper()
+	binDir, err := os.MkdirTemp("/tmp", "cgbin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(binDir) })
+	if err := os.Chmod(binDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := run("install", "-m", "0755", h.bin, binDir+"/clawguard"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(h.dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Chmod(h.dir, 0o700) })
+	cmd := exec.Command(binDir+"/clawguard", append(h.globalFlags(), args...)...)
+	cmd.Dir = binDir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	return cmd
+}
+
 func (h *harness) resolvesInSandbox(t testing.TB, name string) bool {
 	var r probeResolved
 	h.netProbe(t, name, &r, "resolve", "api.example.test")
@@ -158,30 +184,9 @@ func TestDaemonAPIRefusesBadInputStrangersAndBrowsers(t *testing.T) {
 	if _, stderr, code := h.cg("stop", "no-such-sandbox"); code != 1 || !strings.Contains(stderr, "no-such-sandbox") {
 		t.Fatalf("stop of a missing sandbox: exit %d: %s", code, stderr)
 	}
-	// A user that is not root cannot reach the socket.
-	// The binary is copied where nobody may run it, and the suite's
-	// directory opened to traversal, so that only the socket's own mode can
-	// stop the stranger.
-	binDir, err := os.MkdirTemp("/tmp", "cgbin-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(binDir) })
-	if err := os.Chmod(binDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := run("install", "-m", "0755", h.bin, binDir+"/clawguard"); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(h.dir, 0o711); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.Chmod(h.dir, 0o700) })
-	// The built-in profile: nothing to read from disk, the socket comes first.
-	nobody := exec.Command(binDir+"/clawguard", append(h.globalFlags(), "run", "--detach")...)
-	nobody.Dir = binDir
-	nobody.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	out, err := nobody.CombinedOutput()
+	// A user that is not root cannot reach the socket. The built-in
+	// profile: nothing to read from disk, the socket comes first.
+	out, err := h.asNobody(t, "run", "--detach").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "socket") || !strings.Contains(string(out), "permission denied") {
 		t.Fatalf("a non-root user reached the daemon: %v %s", err, out)
 	}

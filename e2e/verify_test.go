@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -389,8 +388,8 @@ func TestNetworkWeakeningsFailTheirCheck(t *testing.T) {
 		}, []string{"ipv6"}},
 		{"host-ports", func(t *testing.T, name string) {
 			rule := []string{"INPUT", "-i", testBridge, "-p", "tcp", "-m", "comment", "--comment", "e2e weakening", "-j", "ACCEPT"}
-			mustRun(t, "iptables", append([]string{"-I"}, rule...)...)
-			t.Cleanup(func() { mustRun(t, "iptables", append([]string{"-D"}, rule...)...) })
+			mustRun(t, append([]string{"iptables", "-I"}, rule...)...)
+			t.Cleanup(func() { mustRun(t, append([]string{"iptables", "-D"}, rule...)...) })
 		}, []string{"host-ports"}},
 		{"other-sandboxes", func(t *testing.T, name string) {
 			peer := name + "-peer"
@@ -398,8 +397,8 @@ func TestNetworkWeakeningsFailTheirCheck(t *testing.T) {
 				mustRun(t, "bridge", "link", "set", "dev", netrules.VethName(n), "isolated", "off")
 			}
 			rule := []string{"FORWARD", "-i", testBridge, "-o", testBridge, "-m", "comment", "--comment", "e2e weakening", "-j", "ACCEPT"}
-			mustRun(t, "iptables", append([]string{"-I"}, rule...)...)
-			t.Cleanup(func() { mustRun(t, "iptables", append([]string{"-D"}, rule...)...) })
+			mustRun(t, append([]string{"iptables", "-I"}, rule...)...)
+			t.Cleanup(func() { mustRun(t, append([]string{"iptables", "-D"}, rule...)...) })
 		}, []string{"other-sandboxes"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -418,10 +417,10 @@ func TestNetworkWeakeningsFailTheirCheck(t *testing.T) {
 	}
 }
 
-func mustRun(t *testing.T, name string, args ...string) {
+func mustRun(t *testing.T, args ...string) {
 	t.Helper()
-	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
-		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	if err := run(args...); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -437,23 +436,7 @@ func TestTheSocketGroupVerifiesThroughTheDaemon(t *testing.T) {
 	defer d.terminate(t)
 	h.start(t, profile{Name: "verify-group"})
 
-	binDir, err := os.MkdirTemp("/tmp", "cgbin-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(binDir) })
-	if err := os.Chmod(binDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	mustRun(t, "install", "-m", "0755", h.bin, binDir+"/clawguard")
-	if err := os.Chmod(h.dir, 0o711); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.Chmod(h.dir, 0o700) })
-	cmd := exec.Command(binDir+"/clawguard", append(append(h.globalFlags(), "verify", "verify-group", "--json"), blockedProbes...)...)
-	cmd.Dir = binDir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	out, err := cmd.Output()
+	out, err := h.asNobody(t, append([]string{"verify", "verify-group", "--json"}, blockedProbes...)...).Output()
 	var v verification
 	if jerr := json.Unmarshal(out, &v); err != nil || jerr != nil || !v.Passed {
 		t.Fatalf("verify as a socket-group member: %v %v\n%s", err, jerr, out)

@@ -77,7 +77,8 @@ func (s *Supervisor) Verify(ctx context.Context, name string, o VerifyOptions) (
 	} else {
 		defer ln.Close()
 	}
-	plan, silent, err := s.planFor(p, st, o, ln)
+	policy := allowlist.NewPolicy(allowRules(p))
+	plan, silent, err := s.planFor(p, policy, st, o, ln)
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +86,7 @@ func (s *Supervisor) Verify(ctx context.Context, name string, o VerifyOptions) (
 	if err != nil {
 		return nil, err
 	}
-	host := s.hostFacts(ctx, name, st, info.Pid, ln)
+	host := s.hostFacts(ctx, name, st, policy, info.Pid, ln)
 	host.Silent = silent
 	results := verify.Judge(expect, report, host)
 	v := &Verification{Sandbox: name, Results: results, Passed: !verify.Failed(results), Took: time.Since(began)}
@@ -172,14 +173,13 @@ func openHostListener(gw netip.Addr) (*hostListener, error) {
 // planFor decides what the probe tries. silent maps each destination that
 // must be blocked but does not answer the host either to the host's error:
 // its silence in the sandbox proves nothing.
-func (s *Supervisor) planFor(p *profiles.Profile, st *State, o VerifyOptions, ln *hostListener) (verify.Plan, map[string]string, error) {
+func (s *Supervisor) planFor(p *profiles.Profile, policy *allowlist.Policy, st *State, o VerifyOptions, ln *hostListener) (verify.Plan, map[string]string, error) {
 	plan := verify.Plan{TimeoutMillis: int(o.Timeout / time.Millisecond)}
 	for _, m := range p.Mounts {
 		if m.Writable() {
 			plan.Writable = append(plan.Writable, m.Target)
 		}
 	}
-	policy := allowlist.NewPolicy(allowRules(p))
 	var upstreams []string
 	for _, u := range s.cfg.DNSUpstreams {
 		ap, err := netip.ParseAddrPort(u) // the CLI normalised them to IP:PORT

@@ -28,7 +28,7 @@ import (
 // published ports, and where each member of the egress set came from.
 
 // hostFacts gathers what only the host can see.
-func (s *Supervisor) hostFacts(ctx context.Context, name string, st *State, pid uint32, ln *hostListener) verify.Host {
+func (s *Supervisor) hostFacts(ctx context.Context, name string, st *State, policy *allowlist.Policy, pid uint32, ln *hostListener) verify.Host {
 	var h verify.Host
 	if ln != nil {
 		h.HostListener = ln.Addr().String()
@@ -59,7 +59,7 @@ func (s *Supervisor) hostFacts(ctx context.Context, name string, st *State, pid 
 		}
 		h.Published = append(h.Published, verify.Published{Spec: spec, HostIP: pp.HostIP.String(), Port: pp.HostPort, Listeners: listeners(pp.HostPort)})
 	}
-	h.Unexplained, h.Forbidden = s.explainSet(name, st.Spec)
+	h.Unexplained, h.Forbidden = s.explainSet(name, st.Spec, policy)
 	return h
 }
 
@@ -154,12 +154,11 @@ func procNetAddr(h string) (netip.Addr, bool) {
 // allowlist entry: a cidr: entry, or an allowlisted name the DNS gate
 // resolved to that address. The gate publishes its bindings a moment after
 // it writes the set, so a member without a binding gets a short grace.
-func (s *Supervisor) explainSet(name string, p *profiles.Profile) (unexplained, forbidden []string) {
+func (s *Supervisor) explainSet(name string, p *profiles.Profile, policy *allowlist.Policy) (unexplained, forbidden []string) {
 	members, err := s.net.Members(name)
 	if err != nil {
 		return []string{"the egress set could not be read: " + err.Error()}, nil
 	}
-	policy := allowlist.NewPolicy(allowRules(p))
 	for attempt := 0; attempt < 10; attempt++ {
 		unexplained, forbidden = nil, nil
 		snap, _ := ReadEgress(s.layout.egressFile(name))

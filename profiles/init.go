@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -65,7 +66,7 @@ func Init(name, dir string, now time.Time) (InitResult, error) {
 		res.Written = append(res.Written, rel)
 		return nil
 	}
-	for _, rel := range sortedKeys(files) {
+	for _, rel := range slices.Sorted(maps.Keys(files)) {
 		if err := write(rel, files[rel], 0o644); err != nil {
 			return res, err
 		}
@@ -98,13 +99,4 @@ func Init(name, dir string, now time.Time) (InitResult, error) {
 		res.Written = append(res.Written, rel+"/")
 	}
 	return res, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }

@@ -2,6 +2,7 @@ package verify
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -312,7 +313,7 @@ func checkRunShm(_ Expect, r Report, _ Host) (Status, string, string) {
 
 func checkExecWritable(_ Expect, r Report, _ Host) (Status, string, string) {
 	var ran, refused []string
-	for _, p := range sortedKeys(r.Execs) {
+	for _, p := range slices.Sorted(maps.Keys(r.Execs)) {
 		if r.Execs[p] == "" {
 			ran = append(ran, p)
 		} else {
@@ -568,7 +569,7 @@ func checkDirectDNS(_ Expect, r Report, _ Host) (Status, string, string) {
 		return Warn, "no answer", "no outside resolver known to ask"
 	}
 	var answered, held []string
-	for _, s := range sortedKeys(r.DirectDNS) {
+	for _, s := range slices.Sorted(maps.Keys(r.DirectDNS)) {
 		if r.DirectDNS[s] == "" {
 			answered = append(answered, s)
 		} else {

@@ -3,6 +3,7 @@ package verify
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -152,7 +153,7 @@ func checkOCExec(_ Expect, _ Report, cfg, appr map[string]any) (Status, string, 
 	scopes := []string{"defaults"}
 	if agents, ok := get(appr, "agents"); ok {
 		if am, ok := agents.(map[string]any); ok {
-			for _, k := range sortedKeys(am) {
+			for _, k := range slices.Sorted(maps.Keys(am)) {
 				scopes = append(scopes, "agents."+k)
 			}
 		}
@@ -179,7 +180,7 @@ func checkOCAllowlist(e Expect, _ Report, _, appr map[string]any) (Status, strin
 	var patterns, extra []string
 	agents, _ := get(appr, "agents")
 	am, _ := agents.(map[string]any)
-	for _, id := range sortedKeys(am) {
+	for _, id := range slices.Sorted(maps.Keys(am)) {
 		list, _ := get(am, id+".allowlist")
 		items, _ := list.([]any)
 		for _, it := range items {
@@ -202,7 +203,7 @@ func checkOCChannels(_ Expect, _ Report, cfg, _ map[string]any) (Status, string,
 	v, _ := get(cfg, "channels")
 	m, _ := v.(map[string]any)
 	var on []string
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		if k == "defaults" {
 			continue
 		}

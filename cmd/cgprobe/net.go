@@ -57,7 +57,7 @@ func netCheck(args []string) (any, error) {
 		if len(args) > 4 {
 			netw = args[4]
 		}
-		return rawDNS(args[1], args[2], args[3], netw), nil
+		return rawDNS(args[1], args[2], args[3], netw, 2*time.Second), nil
 	case "ping": // ping ADDR
 		if len(args) != 2 {
 			return nil, fmt.Errorf("usage: ping ADDR")
@@ -163,13 +163,13 @@ type DNSAnswer struct {
 	Error   string
 }
 
-func rawDNS(server, name, qtype, netw string) DNSAnswer {
+func rawDNS(server, name, qtype, netw string, timeout time.Duration) DNSAnswer {
 	t, ok := dns.StringToType[qtype]
 	if !ok {
 		return DNSAnswer{Error: "unknown type " + qtype}
 	}
 	m := new(dns.Msg).SetQuestion(dns.Fqdn(name), t)
-	r, _, err := (&dns.Client{Net: netw, Timeout: 2 * time.Second}).Exchange(m, server)
+	r, _, err := (&dns.Client{Net: netw, Timeout: timeout}).Exchange(m, server)
 	if err != nil {
 		return DNSAnswer{Error: errString(err)}
 	}

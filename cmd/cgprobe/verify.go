@@ -15,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
 
 	"github.com/clawguard/clawguard/verify"
@@ -271,11 +270,7 @@ func directDNS(servers []string, timeout time.Duration) map[string]string {
 // dnsQuery asks server for a name's A record; any answer at all, even an
 // error code, means the server was reached.
 func dnsQuery(server string, timeout time.Duration) string {
-	m := new(dns.Msg).SetQuestion("clawguard-verify.example.", dns.TypeA)
-	if _, _, err := (&dns.Client{Net: "udp", Timeout: timeout}).Exchange(m, server); err != nil {
-		return dialErr(err)
-	}
-	return ""
+	return rawDNS(server, "clawguard-verify.example", "A", "udp", timeout).Error
 }
 
 func ipv6(timeout time.Duration) verify.IPv6 {
