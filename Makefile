@@ -10,7 +10,10 @@ LDFLAGS := -X main.version=$(VERSION)
 
 # Host packages clawguard and its tests use (Debian names). nodejs only when
 # no node is on the PATH: the tests copy the host's node into an image.
-DEB_PKGS := containerd runc iptables ipset libseccomp-dev iproute2 busybox-static gcc systemd iputils-ping python3 git
+# systemd-container and mmdebstrap: the service test boots a Debian 12 with
+# systemd as PID 1 and installs clawguard into it.
+DEB_PKGS := containerd runc iptables ipset libseccomp-dev iproute2 busybox-static gcc systemd iputils-ping python3 git \
+	systemd-container mmdebstrap kmod
 
 .PHONY: all deps build test unit e2e demo bench lint install uninstall clean openclaw-image traces
 
@@ -74,19 +77,24 @@ traces: openclaw-image
 	$(GO) test ./seccomp -run Shipped -update
 	$(GO) test ./seccomp
 
-## install: the binary, the systemd units, sysctl.d and modules-load.d files, /etc/clawguard
+## install: the binary, the probe, the systemd units, sysctl.d and modules-load.d files, /etc/clawguard
+## (DESTDIR=DIR installs into a root filesystem at DIR, as the service test does)
 install: build
-	install -m 0755 $(BIN)/clawguard /usr/local/bin/clawguard
-	install -D -m 0755 $(BIN)/cgprobe /usr/local/libexec/clawguard/cgprobe
-	install -m 0644 deploy/systemd/clawguard.service deploy/systemd/clawguard@.service /etc/systemd/system/
-	install -m 0644 deploy/sysctl.d/90-clawguard.conf /etc/sysctl.d/90-clawguard.conf
-	install -m 0644 deploy/modules-load.d/clawguard.conf /etc/modules-load.d/clawguard.conf
-	install -d -m 0755 /etc/clawguard/profiles /usr/local/share/doc/clawguard
-	install -m 0644 README.md /usr/local/share/doc/clawguard/README.md
-	-systemctl daemon-reload 2>/dev/null
+	install -D -m 0755 $(BIN)/clawguard $(DESTDIR)/usr/local/bin/clawguard
+	install -D -m 0755 $(BIN)/cgprobe $(DESTDIR)/usr/local/libexec/clawguard/cgprobe
+	install -d -m 0755 $(DESTDIR)/etc/systemd/system $(DESTDIR)/etc/sysctl.d $(DESTDIR)/etc/modules-load.d
+	install -m 0644 deploy/systemd/clawguard.service deploy/systemd/clawguard@.service $(DESTDIR)/etc/systemd/system/
+	install -m 0644 deploy/sysctl.d/90-clawguard.conf $(DESTDIR)/etc/sysctl.d/90-clawguard.conf
+	install -m 0644 deploy/modules-load.d/clawguard.conf $(DESTDIR)/etc/modules-load.d/clawguard.conf
+	install -d -m 0755 $(DESTDIR)/etc/clawguard/profiles $(DESTDIR)/usr/local/share/doc/clawguard
+	@# Never overwrite the operator's config.
+	@if [ -e $(DESTDIR)/etc/clawguard/config.yaml ]; then echo "kept the existing $(DESTDIR)/etc/clawguard/config.yaml"; \
+	else install -m 0644 deploy/config.yaml $(DESTDIR)/etc/clawguard/config.yaml && echo "installed $(DESTDIR)/etc/clawguard/config.yaml (all defaults; edit and restart the service)"; fi
+	install -m 0644 README.md $(DESTDIR)/usr/local/share/doc/clawguard/README.md
+	@if [ -z "$(DESTDIR)" ]; then systemctl daemon-reload 2>/dev/null || true; fi
 	@echo "installed; start the daemon with: systemctl enable --now clawguard"
 
-## uninstall: stop the service and remove what install put in place (state stays in /var/lib/clawguard)
+## uninstall: stop the service and remove what install put in place (state and /etc/clawguard stay)
 uninstall:
 	-systemctl disable --now clawguard 2>/dev/null
 	rm -rf /usr/local/libexec/clawguard

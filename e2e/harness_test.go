@@ -86,7 +86,8 @@ func missingPrerequisite() string {
 	if os.Geteuid() != 0 {
 		return "needs root (containerd, namespaces, mounts)"
 	}
-	for _, b := range []string{"containerd", "containerd-shim-runc-v2", "runc", "ctr", "ldd", "node", "npm", "ip", "systemd-analyze", "ping", "ipset"} {
+	for _, b := range []string{"containerd", "containerd-shim-runc-v2", "runc", "ctr", "ldd", "node", "npm", "ip", "systemd-analyze", "ping", "ipset",
+		"systemd-nspawn", "mmdebstrap", "nsenter", "make", "modprobe", "tar"} {
 		if _, err := exec.LookPath(b); err != nil {
 			return b + " is not installed (make deps installs it)"
 		}

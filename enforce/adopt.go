@@ -26,7 +26,9 @@ func (s *Supervisor) Adopt(ctx context.Context, name string) (_ *Started, retErr
 	if info.State != "running" {
 		return nil, fmt.Errorf("adopt %s: its task is %q, not running", name, info.State)
 	}
-	exitC, err := s.rt.Wait(ctx, name)
+	// The wait outlives ctx, which ends when the daemon does: a cancelled
+	// wait reports an "exit" that would tear a running sandbox down.
+	exitC, err := s.rt.Wait(context.WithoutCancel(ctx), name)
 	if err != nil {
 		return nil, fmt.Errorf("adopt %s: %w", name, err)
 	}

@@ -170,7 +170,15 @@ func (d *Daemon) watch(st *Started) {
 			if !mine {
 				return
 			}
-			code, _, _ := es.Result()
+			code, _, err := es.Result()
+			if err != nil {
+				// Not an exit: the wait itself failed (containerd went
+				// away). The task may well run on, enforced by its kernel
+				// rules; tearing it down here would kill it. The next
+				// daemon start reconciles and adopts it again.
+				d.log.Error("lost the sandbox's exit status; leaving it to the next reconcile", "sandbox", st.Name, "error", err)
+				return
+			}
 			d.log.Info("sandbox exited", "sandbox", st.Name, "code", code)
 			if err := d.sup.Teardown(context.Background(), st.Name); err != nil {
 				d.log.Error("tear down exited sandbox", "sandbox", st.Name, "error", err)
@@ -463,6 +471,8 @@ func (d *Daemon) handleRun(w http.ResponseWriter, r *http.Request) {
 	// The sandbox outlives this request.
 	st, err := d.sup.Start(context.WithoutCancel(r.Context()), p, nil)
 	if err != nil {
+		// The caller sees the error; the service's log keeps it too.
+		d.log.Warn("sandbox did not start", "sandbox", p.Name, "error", err)
 		writeErr(w, statusOf(err), err)
 		return
 	}

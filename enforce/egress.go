@@ -243,7 +243,9 @@ func (e *egress) deniedPacket(p nflog.Packet) {
 // Refused implements dnsproxy.Gate.
 func (e *egress) Refused(name, qtype, reason string) {
 	e.refused.Add(1)
-	e.log.Info("dns query refused", "sandbox", e.name, "name", name, "type", qtype, "reason", reason)
+	// Debug, not Info: the agent chooses how often this happens, and the
+	// audit log and status already keep every refusal.
+	e.log.Debug("dns query refused", "sandbox", e.name, "name", name, "type", qtype, "reason", reason)
 	e.mu.Lock()
 	e.refusals = appendCapped(e.refusals, Refusal{Time: e.now(), Name: allowlist.Canonical(name), Type: qtype, Reason: reason})
 	e.mu.Unlock()

@@ -227,7 +227,7 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 		return nil, err
 	}
 	resolv := s.layout.resolvConf(p.Name)
-	if err := os.WriteFile(resolv, []byte("nameserver "+gw.String()+"\noptions ndots:1 timeout:2 attempts:2\n"), 0o644); err != nil {
+	if err := writeReadable(resolv, []byte("nameserver "+gw.String()+"\noptions ndots:1 timeout:2 attempts:2\n")); err != nil {
 		return nil, fmt.Errorf("write resolv.conf: %w", err)
 	}
 	sb.Binds = append(sb.Binds, runtime.Bind{Source: resolv, Target: "/etc/resolv.conf", ReadOnly: true, NoExec: true})
@@ -511,3 +511,13 @@ func (s *Supervisor) Exec(ctx context.Context, name string, args []string, stdin
 
 // LogPath is where a sandbox's output is kept.
 func (s *Supervisor) LogPath(name string) string { return s.layout.logFile(name) }
+
+// writeReadable writes a file the sandbox user must read, mode 0644 whatever
+// the umask: the service runs with UMask=0077, under which a plain write
+// leaves the agent a resolv.conf it cannot read (found under systemd).
+func writeReadable(path string, b []byte) error {
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return err
+	}
+	return os.Chmod(path, 0o644)
+}

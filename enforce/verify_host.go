@@ -47,10 +47,14 @@ func (s *Supervisor) hostFacts(ctx context.Context, name string, st *State, poli
 	secrets := s.secretValues(name, st.Secrets)
 	if env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid)); err == nil {
 		h.EnvLeaks = leaks(env, secrets)
+	} else {
+		h.LeakSearchErrors = append(h.LeakSearchErrors, fmt.Sprintf("the task environment: %v", err))
 	}
 	if sp, err := s.rt.Spec(ctx, name); err == nil {
 		b, _ := json.Marshal(sp)
 		h.SpecLeaks = leaks(b, secrets)
+	} else {
+		h.LeakSearchErrors = append(h.LeakSearchErrors, fmt.Sprintf("the container spec: %v", err))
 	}
 	for _, spec := range st.Publish {
 		pp, err := profiles.ParsePublish(spec)

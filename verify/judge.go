@@ -62,7 +62,10 @@ type Host struct {
 	// EnvLeaks and SpecLeaks name the secrets whose value appears in the
 	// task's environment or in the container spec.
 	EnvLeaks, SpecLeaks []string
-	Published           []Published
+	// LeakSearchErrors say where the secret search could not look (the
+	// task's environment unreadable, say): no evidence is not a pass.
+	LeakSearchErrors []string
+	Published        []Published
 	// Unexplained are egress set members no allowlist entry accounts for;
 	// Forbidden those in ranges that need an explicit cidr: entry.
 	Unexplained, Forbidden []string
@@ -466,6 +469,9 @@ func checkSecretLeaks(e Expect, _ Report, h Host) (Status, string, string) {
 	}
 	for _, n := range h.SpecLeaks {
 		bad = append(bad, n+" in the container spec")
+	}
+	for _, e := range h.LeakSearchErrors {
+		bad = append(bad, "could not search "+e)
 	}
 	if len(bad) > 0 {
 		return Fail, want, strings.Join(bad, "; ")

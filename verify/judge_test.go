@@ -156,6 +156,9 @@ func TestEachWeakeningFailsItsOwnCheck(t *testing.T) {
 		{"secret missing", func(_ *Expect, r *Report, _ *Host) { r.Secrets = nil }, []string{"secrets"}},
 		{"secret world-readable", func(_ *Expect, r *Report, _ *Host) { r.Secrets[0].Mode = "0444" }, []string{"secrets"}},
 		{"secret in env", func(_ *Expect, _ *Report, h *Host) { h.EnvLeaks = []string{"api-key"} }, []string{"secrets-env"}},
+		{"environment unreadable", func(_ *Expect, _ *Report, h *Host) {
+			h.LeakSearchErrors = []string{"the task environment: permission denied"}
+		}, []string{"secrets-env"}},
 		{"raw socket", func(_ *Expect, r *Report, _ *Host) { r.RawSocket = "" }, []string{"raw-sockets"}},
 		{"blocked host answers", func(_ *Expect, r *Report, _ *Host) { r.Dials[0].Err = "" }, []string{"egress-blocked"}},
 		{"a reset counts as reached", func(_ *Expect, r *Report, _ *Host) { r.Dials[0].Err = "ECONNREFUSED" }, []string{"egress-blocked"}},

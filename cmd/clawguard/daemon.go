@@ -68,7 +68,8 @@ daemon and restart when they exit, with backoff (1s, 2s, 4s ... 1m); one that
 restarts 5 times in 10 minutes is left stopped and reported as flapping.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadDaemonConfig(configPath, cmd.Flags().Changed("config"))
+			g.service = true
+			cfg, err := loadDaemonConfig(configPath, defaultConfig)
 			if err != nil {
 				return err
 			}
@@ -103,10 +104,14 @@ restarts 5 times in 10 minutes is left stopped and reported as flapping.`,
 	return cmd
 }
 
-func loadDaemonConfig(path string, explicit bool) (daemonConfig, error) {
+// loadDaemonConfig reads the daemon's config file. A missing file at the
+// default path is an empty config, also when --config names it: the unit
+// passes it explicitly and must start on a host where nobody wrote one. A
+// missing file anywhere else is an error: someone meant that file.
+func loadDaemonConfig(path, defaultPath string) (daemonConfig, error) {
 	var cfg daemonConfig
 	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) && !explicit {
+	if errors.Is(err, os.ErrNotExist) && filepath.Clean(path) == filepath.Clean(defaultPath) {
 		return cfg, nil
 	}
 	if err != nil {

@@ -49,6 +49,10 @@ type globals struct {
 	dnsUpstreams      []string
 	probe             string
 	debug             bool
+	// service is set by the daemon command: a service's log is its
+	// record (starts, adoptions, exits), so it logs from Info; the CLI
+	// commands print their own results and log only warnings.
+	service bool
 }
 
 func main() {
@@ -120,6 +124,9 @@ func isArgError(err error) bool {
 
 func (g *globals) logger() *slog.Logger {
 	level := slog.LevelWarn
+	if g.service {
+		level = slog.LevelInfo
+	}
 	if g.debug {
 		level = slog.LevelDebug
 	}
