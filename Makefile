@@ -15,7 +15,7 @@ LDFLAGS := -X main.version=$(VERSION)
 DEB_PKGS := containerd runc iptables ipset libseccomp-dev iproute2 busybox-static gcc systemd iputils-ping python3 git \
 	systemd-container mmdebstrap kmod
 
-.PHONY: all deps build test unit e2e demo bench lint install uninstall clean openclaw-image traces
+.PHONY: all deps build test unit e2e demo bench lint install uninstall clean openclaw-image traces fuzz
 
 all: build
 
@@ -46,10 +46,20 @@ lint:
 
 ## test: deps, lint, unit tests and the end-to-end suite (starts its own containerd)
 test: deps lint
-	$(GO) test -count=1 -p 1 ./...
+	$(GO) test -count=1 -p 1 -timeout 40m ./...
 
 unit:
 	$(GO) test -count=1 -tags nokernel $$($(GO) list ./... | grep -v /e2e)
+
+## fuzz: every fuzz target for FUZZTIME each (make test runs their committed corpora only)
+FUZZTIME ?= 1m
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
+			$(GO) test -tags nokernel -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
 
 e2e: deps
 	$(GO) test -count=1 -v ./e2e

@@ -1,17 +1,19 @@
 package e2e
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"context"
 
 	"github.com/clawguard/clawguard/netrules/nettest"
 )
@@ -204,25 +206,92 @@ func TestDaemonAPIRefusesBadInputStrangersAndBrowsers(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("browser request answered %s", resp.Status)
 	}
+	// Names that are paths, and bodies past the cap, are refused before
+	// anything acts on them; a well-formed unknown name is looked up.
+	for _, c := range []struct {
+		method, path, body string
+		want               int
+	}{
+		{"DELETE", "/v1/sandboxes/no-such-sandbox", "", http.StatusNotFound},
+		{"DELETE", "/v1/sandboxes/..%2F..%2Fstate", "", http.StatusBadRequest},
+		{"POST", "/v1/sandboxes/%2E%2E/verify", "", http.StatusBadRequest},
+		{"POST", "/v1/sandboxes", `{"dir": "/", "name": "../escape"}`, http.StatusBadRequest},
+		{"POST", "/v1/sandboxes", `{"dir": "/` + strings.Repeat("a", 2<<20) + `"}`, http.StatusBadRequest},
+	} {
+		req, _ := http.NewRequest(c.method, "http://clawguard"+c.path, strings.NewReader(c.body))
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", c.method, c.path, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("%s %s (%d-byte body): %s %s, want %d", c.method, c.path, len(c.body), resp.Status, b, c.want)
+		}
+	}
+	if _, stderr, code := h.cg("run", "--detach", "--name", "../escape"); code != 2 || !strings.Contains(stderr, "not a valid name") {
+		t.Errorf("run --name ../escape: exit %d: %s", code, stderr)
+	}
 }
 
 // TestDaemonSIGTERMLeavesSandboxesRunningAndEnforced.
 func TestDaemonSIGTERMLeavesSandboxesRunningAndEnforced(t *testing.T) {
 	h := env
+	names := []string{"daemon-term-a", "daemon-term-b"}
 	d := h.startDaemon(t)
-	_, file := h.project(t, profile{Name: "daemon-term", Extra: egressProfile})
-	if _, stderr, code := h.cg("run", "--detach", "--profile", file); code != 0 {
-		t.Fatalf("run --detach: %s", stderr)
+	for _, n := range names {
+		_, file := h.project(t, profile{Name: n, Extra: egressProfile})
+		if _, stderr, code := h.cg("run", "--detach", "--profile", file); code != 0 {
+			t.Fatalf("run --detach %s: %s", n, stderr)
+		}
+		t.Cleanup(func() { h.cg("stop", "--timeout", "1s", n) })
 	}
-	t.Cleanup(func() { h.cg("stop", "--timeout", "1s", "daemon-term") })
-	d.terminate(t)
-	if st := h.status(t, "daemon-term"); st == nil || st.State != "running" {
-		t.Fatalf("sandbox after the daemon's SIGTERM: %+v", st)
+	// Stop, start, stop, start, stop: each stop leaves both running and
+	// enforced, each start adopts both (an adopted sandbox once died with
+	// the daemon that adopted it).
+	for round := 1; round <= 3; round++ {
+		d.terminate(t)
+		for _, n := range names {
+			if st := h.status(t, n); st == nil || st.State != "running" {
+				t.Fatalf("round %d: %s after the daemon's SIGTERM: %+v\n%s", round, n, st, d.out.String())
+			}
+			h.assertEnforced(t, n)
+		}
+		if round == 3 {
+			break
+		}
+		d = h.startDaemon(t)
+		for _, n := range names {
+			if !strings.Contains(d.out.String(), "adopted sandbox") {
+				t.Fatalf("round %d: the new daemon adopted nothing:\n%s", round, d.out.String())
+			}
+			var r probeResolved
+			h.netProbe(t, n, &r, "resolve", "api.example.test")
+			if len(r.Addrs) != 1 || r.Addrs[0] != apiAddr {
+				t.Fatalf("round %d: %s's DNS gate after adoption: %+v", round, n, r)
+			}
+		}
 	}
-	mustAnswerFromHost(t, deniedAddr+":443")
-	if c := h.sandboxConnect(t, "daemon-term", deniedAddr+":443"); c.OK {
-		t.Fatal("denied destination open after the daemon exited")
+}
+
+// TestSecondDaemonRefusesToStart: two daemons on one state directory would
+// both reconcile and adopt; the second exits 1 naming the first.
+func TestSecondDaemonRefusesToStart(t *testing.T) {
+	h := env
+	first := h.startDaemon(t)
+	second := exec.Command(h.bin, append(h.globalFlags(), "daemon", "--config", "/dev/null", "--socket", filepath.Join(t.TempDir(), "second.sock"))...)
+	out, err := second.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("second daemon: %v, want exit 1\n%s", err, out)
 	}
+	if want := fmt.Sprintf("pid %d", first.cmd.Process.Pid); !strings.Contains(string(out), want) {
+		t.Fatalf("second daemon's message does not name the first (%s): %s", want, out)
+	}
+	if !h.healthy() {
+		t.Fatal("the first daemon stopped answering")
+	}
+	first.terminate(t)
 }
 
 // TestDaemonStartsDeclaredSandboxesAndRestartsThemOnExit: the config names

@@ -165,7 +165,10 @@ func bootMachine(t *testing.T, root, name string, sandboxes ...string) *machine 
 	cmd := exec.Command("systemd-nspawn", args...)
 	m := &machine{root: root, cmd: cmd, console: &lockedBuffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = m.console, m.console
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// The machine must not outlive this test binary, however it ends (a
+	// go test timeout runs no cleanup): nspawn dies with it, and its
+	// machine with nspawn.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
 	v1 := v1CgroupPaths(sandboxes)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("systemd-nspawn: %v", err)
@@ -414,6 +417,9 @@ func (m *machine) runTimeout(t *testing.T, timeout time.Duration, args ...string
 	defer cancel()
 	full := append([]string{"-t", strconv.Itoa(m.leader), "-a", "--", "env", "-i", machinePath, "LANG=C.UTF-8", "SYSTEMD_PAGER=", "SYSTEMD_COLORS=0"}, args...)
 	cmd := exec.CommandContext(ctx, "nsenter", full...)
+	// nsenter forks into the machine's PID namespace; killing it on timeout
+	// leaves its child holding our pipes. Stop waiting for them.
+	cmd.WaitDelay = 5 * time.Second
 	var o, e strings.Builder
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
@@ -454,7 +460,12 @@ func (m *machine) poweroff(t *testing.T) {
 	case <-time.After(30 * time.Second):
 	}
 	t.Logf("the machine did not power off in 30s; killing it")
+	// Its systemd is in a session of its own: kill it by pid too; the
+	// kernel then kills the rest of its PID namespace.
 	_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
+	if m.leader > 0 {
+		_ = syscall.Kill(m.leader, syscall.SIGKILL)
+	}
 	<-m.exited
 }
 

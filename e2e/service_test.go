@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -39,6 +40,9 @@ const (
 // and adopt sandboxes, and what systemd's kill and stop do to them.
 func TestServiceUnderSystemd(t *testing.T) {
 	root := unpackMachine(t)
+	if osr, err := os.ReadFile(filepath.Join(root, "etc", "os-release")); err != nil || !strings.Contains(string(osr), `VERSION_ID="12"`) {
+		t.Fatalf("the machine is not Debian 12 (built from this host's apt sources):\n%s", osr)
+	}
 	installed := makeInstall(t, root)
 
 	t.Run("make install writes the shipped config", func(t *testing.T) {
@@ -109,8 +113,8 @@ func TestServiceUnderSystemd(t *testing.T) {
 		if ns := m.must(t, "ip", "netns", "list"); !strings.Contains(ns, "cg-") {
 			t.Errorf("no clawguard network namespace: %q", ns)
 		}
-		if links := m.must(t, "ip", "-o", "link", "show", "type", "veth"); !strings.Contains(links, "cg") {
-			t.Errorf("no sandbox veth: %q", links)
+		if links := sandboxVeths(m.must(t, "ip", "-o", "link", "show", "type", "veth")); len(links) != 1 {
+			t.Errorf("want the sandbox's veth, got %v", links)
 		}
 		if rules := m.must(t, "iptables-save"); !strings.Contains(rules, svcSandbox) {
 			t.Errorf("no rule names the sandbox:\n%s", rules)
@@ -122,7 +126,7 @@ func TestServiceUnderSystemd(t *testing.T) {
 		var ok probeResolved
 		m.probe(t, &ok, "resolve", "api.example.test")
 		if len(ok.Addrs) != 1 || ok.Addrs[0] != apiAddr {
-			t.Errorf("the DNS gate did not answer api.example.test with %s: %+v", apiAddr, ok)
+			t.Errorf("the DNS gate did not answer api.example.test with %s: %+v\n%s", apiAddr, ok, m.netDiag(t))
 		}
 		var no probeResolved
 		m.probe(t, &no, "resolve", "other.example.test")
@@ -207,12 +211,22 @@ func TestServiceUnderSystemd(t *testing.T) {
 
 	t.Run("the started service stops the sandbox and leaves nothing", func(t *testing.T) {
 		m.must(t, "systemctl", "start", "clawguard")
+		links := m.must(t, "ip", "-o", "link", "show", "type", "veth")
 		m.must(t, "clawguard", "stop", svcSandbox)
 		if ns := m.must(t, "ip", "netns", "list"); strings.Contains(ns, "cg-") {
 			t.Errorf("network namespace left behind: %q", ns)
 		}
+		if left := sandboxVeths(m.must(t, "ip", "-o", "link", "show", "type", "veth")); len(left) != 0 {
+			t.Errorf("veth left behind (before the stop: %v): %v", sandboxVeths(links), left)
+		}
+		if sets := m.must(t, "ipset", "list", "-n"); strings.Contains(sets, "cg-") {
+			t.Errorf("ip set left behind: %q", sets)
+		}
 		if rules := m.must(t, "iptables-save"); strings.Contains(rules, svcSandbox) {
 			t.Errorf("rules left behind:\n%s", rules)
+		}
+		if mounts := m.must(t, "cat", "/proc/self/mountinfo"); strings.Contains(mounts, svcSandbox) {
+			t.Errorf("a mount of the sandbox left behind (its secrets?):\n%s", mounts)
 		}
 		if tasks := m.must(t, "ctr", "-n", "clawguard", "containers", "ls", "-q"); strings.TrimSpace(tasks) != "" {
 			t.Errorf("containers left behind: %q", tasks)
@@ -287,11 +301,19 @@ func (m *machine) uplink(t *testing.T) {
 	leader := strconv.Itoa(m.leader)
 	steps := [][]string{
 		in("ip", "link", "add", svcFakeVeth, "type", "veth", "peer", "name", svcUplink, "netns", leader),
+		// Twice shut: per-device forwarding off, and a drop that a later
+		// write of the namespace-wide forwarding sysctl cannot undo.
 		in("sysctl", "-qw", "net.ipv4.conf."+svcFakeVeth+".forwarding=0"),
+		in("iptables", "-I", "FORWARD", "-i", svcFakeVeth, "-j", "DROP"),
+		in("ip6tables", "-I", "FORWARD", "-i", svcFakeVeth, "-j", "DROP"),
 		in("ip", "addr", "add", svcFakeAddr+"/30", "dev", svcFakeVeth),
 		in("ip", "link", "set", svcFakeVeth, "up"),
 	}
-	t.Cleanup(func() { _ = run(in("ip", "link", "del", svcFakeVeth)...) })
+	t.Cleanup(func() {
+		_ = run(in("iptables", "-D", "FORWARD", "-i", svcFakeVeth, "-j", "DROP")...)
+		_ = run(in("ip6tables", "-D", "FORWARD", "-i", svcFakeVeth, "-j", "DROP")...)
+		_ = run(in("ip", "link", "del", svcFakeVeth)...)
+	})
 	for _, s := range steps {
 		if err := run(s...); err != nil {
 			t.Fatal(err)
@@ -302,6 +324,48 @@ func (m *machine) uplink(t *testing.T) {
 	for _, dst := range []string{"198.51.100.0/24", "10.77.0.0/24", metadataAddr + "/32"} {
 		m.must(t, "ip", "route", "add", dst, "via", svcFakeAddr)
 	}
+	// The machine reaches the fake DNS server before anything relies on it.
+	var err error
+	for i := 0; i < 20; i++ {
+		if err = m.hostDial(fakeDNSAddr + ":53"); err == nil {
+			return
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatalf("the machine does not reach the fake internet's DNS server: %v\n%s", err, m.netDiag(t))
+}
+
+// sandboxVeths lists the veths in `ip -o link` output other than the
+// machine's uplink.
+func sandboxVeths(out string) []string {
+	var names []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+		if name != svcUplink {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+// netDiag describes the machine's uplink and the fake internet's end of it,
+// for a failure message.
+func (m *machine) netDiag(t *testing.T) string {
+	t.Helper()
+	var b strings.Builder
+	for _, c := range [][]string{{"ip", "-br", "addr"}, {"ip", "route"}, {"iptables-save"}} {
+		out, stderr, _ := m.run(t, c...)
+		fmt.Fprintf(&b, "machine$ %s\n%s%s", strings.Join(c, " "), out, stderr)
+	}
+	for _, c := range [][]string{{"ip", "-br", "addr"}, {"ip", "route"}, {"iptables-save"}, {"sysctl", "net.ipv4.conf.all.rp_filter", "net.ipv4.conf." + svcFakeVeth + ".rp_filter"}} {
+		out, _ := exec.Command("ip", append([]string{"netns", "exec", fakeNSName}, c...)...).CombinedOutput()
+		fmt.Fprintf(&b, "fake internet$ %s\n%s", strings.Join(c, " "), out)
+	}
+	return b.String()
 }
 
 // hostDial connects to addr from the machine's own network namespace (not a

@@ -58,8 +58,12 @@ type Daemon struct {
 	running  map[string]*Started
 	declared map[string]*declared // by sandbox name
 	quit     chan struct{}
+	closing  bool // set once shutdown begins; no new work after it
 	wg       sync.WaitGroup
 	metrics  *metrics
+	// rewait is the first delay before waiting again on a task whose wait
+	// failed (rewaitFirst; tests shorten it).
+	rewait time.Duration
 }
 
 // declared is a sandbox the config asks for, and its restart history.
@@ -74,7 +78,7 @@ func NewDaemon(sup *Supervisor, cfg DaemonConfig, log *slog.Logger) *Daemon {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &Daemon{sup: sup, cfg: cfg, log: log, running: map[string]*Started{}, declared: map[string]*declared{}, quit: make(chan struct{})}
+	d := &Daemon{sup: sup, cfg: cfg, log: log, running: map[string]*Started{}, declared: map[string]*declared{}, quit: make(chan struct{}), rewait: rewaitFirst}
 	d.metrics = newMetrics(d)
 	return d
 }
@@ -82,9 +86,14 @@ func NewDaemon(sup *Supervisor, cfg DaemonConfig, log *slog.Logger) *Daemon {
 // Run reconciles, adopts, serves until ctx ends, then lets go of the
 // sandboxes (or stops them). ready is called once the API answers.
 func (d *Daemon) Run(ctx context.Context, ready func()) error {
-	// The socket is bound first: it is also what keeps a second daemon from
-	// reconciling and adopting sandboxes this one owns. It answers only once
-	// adoption is done.
+	// The lock comes first: it keeps a second daemon from reconciling and
+	// adopting sandboxes this one owns. The socket is bound next, and
+	// answers only once adoption is done.
+	unlock, err := d.sup.layout.daemonLock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	ln, err := listenSocket(d.cfg.Socket, d.cfg.SocketGID)
 	if err != nil {
 		return err
@@ -119,8 +128,16 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 		d.startDeclared(ctx, path)
 	}
 	srv := &http.Server{
-		Handler:           d.handler(),
+		Handler: d.handler(),
+		// A caller that dribbles its request or never reads the answer
+		// cannot hold a connection: the body is small, so reading it
+		// takes no time; writing allows for a run that imports a large
+		// image.
 		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      15 * time.Minute,
+		IdleTimeout:       time.Minute,
+		MaxHeaderBytes:    64 << 10,
 		ConnContext:       withPeer,
 	}
 	errc := make(chan error, 1)
@@ -133,6 +150,11 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
+	// From here on no new work: a run still in flight when the server
+	// gives up waiting finds the daemon closing (see watch).
+	d.mu.Lock()
+	d.closing = true
+	d.mu.Unlock()
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(shutdownCtx)
@@ -151,42 +173,87 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 // letting go of it.
 func (d *Daemon) watch(st *Started) {
 	d.mu.Lock()
+	if d.closing {
+		// Started as the daemon stops: let go of it as release does the
+		// others (it runs on, enforced, for the next daemon to adopt),
+		// and add nothing to a WaitGroup that may be in Wait.
+		d.mu.Unlock()
+		st.Close()
+		return
+	}
 	d.running[st.Name] = st
-	d.mu.Unlock()
 	d.wg.Add(1)
+	d.mu.Unlock()
 	go func() {
 		defer d.wg.Done()
-		select {
-		case es := <-st.Exit:
-			// Only this instance of the sandbox is ours to tear down: if it
-			// was stopped through the API (entry gone), or the name already
-			// belongs to a new sandbox (entry replaced), do nothing.
-			d.mu.Lock()
-			mine := d.running[st.Name] == st
-			if mine {
-				delete(d.running, st.Name)
-			}
-			d.mu.Unlock()
-			if !mine {
-				return
-			}
-			code, _, err := es.Result()
-			if err != nil {
-				// Not an exit: the wait itself failed (containerd went
-				// away). The task may well run on, enforced by its kernel
-				// rules; tearing it down here would kill it. The next
-				// daemon start reconciles and adopts it again.
-				d.log.Error("lost the sandbox's exit status; leaving it to the next reconcile", "sandbox", st.Name, "error", err)
-				return
-			}
-			d.log.Info("sandbox exited", "sandbox", st.Name, "code", code)
-			if err := d.sup.Teardown(context.Background(), st.Name); err != nil {
-				d.log.Error("tear down exited sandbox", "sandbox", st.Name, "error", err)
-			}
-			d.restartLater(st.Name)
-		case <-d.quit:
+		code, ok := d.awaitExit(st)
+		if !ok {
+			return
 		}
+		// Only this instance of the sandbox is ours to tear down: if it
+		// was stopped through the API (entry gone), or the name already
+		// belongs to a new sandbox (entry replaced), do nothing.
+		d.mu.Lock()
+		mine := d.running[st.Name] == st
+		if mine {
+			delete(d.running, st.Name)
+		}
+		d.mu.Unlock()
+		if !mine {
+			return
+		}
+		d.log.Info("sandbox exited", "sandbox", st.Name, "code", code)
+		if err := d.sup.Teardown(context.Background(), st.Name); err != nil {
+			d.log.Error("tear down exited sandbox", "sandbox", st.Name, "error", err)
+		}
+		d.restartLater(st.Name)
 	}()
+}
+
+// rewaitFirst and rewaitMax bound the backoff of waiting again on a task
+// whose wait failed.
+const (
+	rewaitFirst = time.Second
+	rewaitMax   = time.Minute
+)
+
+// awaitExit waits for the sandbox's task to exit and returns its code; ok
+// is false if the daemon quit first. A wait that fails is not an exit
+// (containerd restarted, say: the task runs on, enforced by its kernel
+// rules, and tearing it down would kill it), so the wait is made again, with
+// backoff, until it reports a real exit or the task is gone.
+func (d *Daemon) awaitExit(st *Started) (code uint32, ok bool) {
+	exit := st.Exit
+	delay := d.rewait
+	for {
+		select {
+		case es := <-exit:
+			code, _, err := es.Result()
+			if err == nil {
+				return code, true
+			}
+			d.log.Warn("lost the wait on the sandbox's task; waiting again", "sandbox", st.Name, "error", err, "in", delay)
+		case <-d.quit:
+			return 0, false
+		}
+		for {
+			select {
+			case <-time.After(delay):
+			case <-d.quit:
+				return 0, false
+			}
+			delay = min(2*delay, rewaitMax)
+			ch, err := d.sup.Wait(context.Background(), st.Name)
+			if errors.Is(err, runtime.ErrNotFound) {
+				return 0, true // gone while nobody watched: an exit all the same
+			}
+			if err == nil {
+				exit = ch
+				break
+			}
+			d.log.Warn("cannot wait on the sandbox's task yet; trying again", "sandbox", st.Name, "error", err, "in", delay)
+		}
+	}
 }
 
 // startDeclared starts a sandbox of the config unless it already runs
@@ -247,6 +314,11 @@ func (d *Daemon) restartLater(name string) {
 	path := decl.profile
 	d.mu.Unlock()
 	d.log.Info("restarting declared sandbox", "sandbox", name, "in", delay)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closing {
+		return
+	}
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
@@ -300,8 +372,16 @@ func (d *Daemon) stopAll(ctx context.Context) {
 // listenSocket makes the API socket, owned by root with mode 0600 (0660 and
 // the group when one is allowed), replacing a stale one.
 func listenSocket(path string, gid int) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("socket directory: %w", err)
+	dir := filepath.Dir(path)
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("socket directory: %w", err)
+		}
+		// Made under the service's UMask=0077 it would be 0700, and the
+		// socket group could not reach the socket.
+		if err := os.Chmod(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("socket directory: %w", err)
+		}
 	}
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		c.Close()
@@ -374,8 +454,8 @@ func (d *Daemon) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/sandboxes", d.handleStatus)
 	mux.HandleFunc("POST /v1/sandboxes", d.handleRun)
-	mux.HandleFunc("DELETE /v1/sandboxes/{name}", d.handleStop)
-	mux.HandleFunc("POST /v1/sandboxes/{name}/verify", d.handleVerify)
+	mux.HandleFunc("DELETE /v1/sandboxes/{name}", named(d.handleStop))
+	mux.HandleFunc("POST /v1/sandboxes/{name}/verify", named(d.handleVerify))
 	mux.HandleFunc("POST /v1/reconcile", d.handleReconcile)
 	mux.HandleFunc("GET /v1/health", d.handleHealth)
 	return d.guard(mux)
@@ -395,8 +475,26 @@ func (d *Daemon) guard(next http.Handler) http.Handler {
 			writeErr(w, http.StatusForbidden, errors.New("only root (or the configured socket group) may use the clawguard API"))
 			return
 		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxRequestBody)
 		next.ServeHTTP(w, r)
 	})
+}
+
+// maxRequestBody caps every request body: the largest real one is a run
+// request with two paths.
+const maxRequestBody = 1 << 20
+
+// named validates the {name} of a route before its handler sees it: a name
+// becomes a path under the state directory, so "%2F.." must never get there.
+func named(h func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		if err := profiles.ValidName(name); err != nil {
+			writeErr(w, http.StatusBadRequest, err)
+			return
+		}
+		h(w, r, name)
+	}
 }
 
 // allowed: root, or a member (primary or supplementary) of the socket group.
@@ -427,7 +525,14 @@ func (d *Daemon) allowed(c *unix.Ucred) bool {
 }
 
 func (d *Daemon) handleStatus(w http.ResponseWriter, r *http.Request) {
-	list, err := d.sup.Status(r.Context(), r.URL.Query().Get("name"), time.Now(), r.URL.Query().Get("rules") == "1")
+	name := r.URL.Query().Get("name")
+	if name != "" {
+		if err := profiles.ValidName(name); err != nil {
+			writeErr(w, http.StatusBadRequest, err)
+			return
+		}
+	}
+	list, err := d.sup.Status(r.Context(), name, time.Now(), r.URL.Query().Get("rules") == "1")
 	if err != nil {
 		writeErr(w, statusOf(err), err)
 		return
@@ -439,15 +544,19 @@ func (d *Daemon) handleStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 func (d *Daemon) handleRun(w http.ResponseWriter, r *http.Request) {
-	var req RunRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		writeErr(w, http.StatusBadRequest, fmt.Errorf("decode request: %w", err))
+	d.mu.Lock()
+	closing := d.closing
+	d.mu.Unlock()
+	if closing {
+		writeErr(w, http.StatusServiceUnavailable, errors.New("the daemon is shutting down; run again once it is back"))
+		return
+	}
+	req, err := decodeRunRequest(r.Body)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, err)
 		return
 	}
 	var p *profiles.Profile
-	var err error
 	switch {
 	case req.Profile != "" && !filepath.IsAbs(req.Profile):
 		err = fmt.Errorf("profile path %q must be absolute", req.Profile)
@@ -462,11 +571,9 @@ func (d *Daemon) handleRun(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, statusOf(err), err)
 		return
 	}
-	if req.Name != "" {
-		p.Name = req.Name
-	}
-	if req.Image != "" {
-		p.UseImage(req.Image)
+	if err := p.Override(req.Name, req.Image); err != nil {
+		writeErr(w, statusOf(err), err)
+		return
 	}
 	// The sandbox outlives this request.
 	st, err := d.sup.Start(context.WithoutCancel(r.Context()), p, nil)
@@ -481,7 +588,7 @@ func (d *Daemon) handleRun(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, RunResponse{Name: st.Name, Pid: st.Pid, IP: st.IP.String(), TookMs: float64(st.Took.Microseconds()) / 1000})
 }
 
-func (d *Daemon) handleStop(w http.ResponseWriter, r *http.Request) {
+func (d *Daemon) handleStop(w http.ResponseWriter, r *http.Request, name string) {
 	var timeout time.Duration
 	if t := r.URL.Query().Get("timeout"); t != "" {
 		var err error
@@ -490,7 +597,6 @@ func (d *Daemon) handleStop(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	name := r.PathValue("name")
 	// Taken from the watcher before the stop: the exit it is about to see is
 	// this stop's, and the teardown is done here.
 	d.mu.Lock()
@@ -519,15 +625,13 @@ type VerifyRequest struct {
 
 // handleVerify verifies any sandbox of this host, whoever supervises it, so
 // that members of the socket group can verify without root.
-func (d *Daemon) handleVerify(w http.ResponseWriter, r *http.Request) {
-	var req VerifyRequest
-	if r.ContentLength != 0 {
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			writeErr(w, http.StatusBadRequest, fmt.Errorf("verify request: %w", err))
-			return
-		}
+func (d *Daemon) handleVerify(w http.ResponseWriter, r *http.Request, name string) {
+	req, err := decodeVerifyRequest(r.Body)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, err)
+		return
 	}
-	v, err := d.sup.Verify(r.Context(), r.PathValue("name"), VerifyOptions{
+	v, err := d.sup.Verify(r.Context(), name, VerifyOptions{
 		BlockedProbes: req.BlockedProbes, Timeout: time.Duration(req.TimeoutMs) * time.Millisecond,
 	})
 	if err != nil {

@@ -1,9 +1,19 @@
 package enforce
 
 import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+
+	"github.com/clawguard/clawguard/runtime"
 )
 
 func TestDeclaredSandboxThatKeepsExitingIsGivenUpOn(t *testing.T) {
@@ -57,4 +67,107 @@ func TestMetricsRefuseNonLoopbackAddresses(t *testing.T) {
 		t.Fatal(err)
 	}
 	ln.Close()
+}
+
+func TestSecondDaemonOnOneStateDirIsRefusedWithTheHoldersPid(t *testing.T) {
+	l := layout{root: t.TempDir()}
+	release, err := l.daemonLock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = l.daemonLock()
+	if !errors.Is(err, ErrDaemonRunning) || !strings.Contains(err.Error(), "pid "+strconv.Itoa(os.Getpid())) {
+		t.Fatalf("second lock: %v; want ErrDaemonRunning naming pid %d", err, os.Getpid())
+	}
+	release()
+	again, err := l.daemonLock()
+	if err != nil {
+		t.Fatalf("the lock is not free after release: %v", err)
+	}
+	again()
+}
+
+func TestSandboxStartedWhileClosingIsLetGoNotWatched(t *testing.T) {
+	w := newFakeWorld("")
+	d := NewDaemon(New(testConfig(t.TempDir()), w, w), DaemonConfig{}, nil)
+	d.closing = true
+	closed := false
+	d.watch(&Started{Name: "late", Exit: make(chan containerd.ExitStatus), stop: func() { closed = true }})
+	if !closed || len(d.running) != 0 {
+		t.Fatalf("closed %v, running %v: a sandbox started during shutdown must be let go", closed, d.running)
+	}
+	// Nothing was added: Wait returns at once.
+	close(d.quit)
+	d.wg.Wait()
+}
+
+func TestRunIsRefusedOnceShutdownBegins(t *testing.T) {
+	w := newFakeWorld("")
+	d := NewDaemon(New(testConfig(t.TempDir()), w, w), DaemonConfig{SocketGID: -1}, nil)
+	d.closing = true
+	rec := httptest.NewRecorder()
+	d.handler().ServeHTTP(rec, asRoot(httptest.NewRequest("POST", "/v1/sandboxes", strings.NewReader(`{"dir": "/"}`))))
+	if rec.Code != http.StatusServiceUnavailable || len(w.calls) != 0 {
+		t.Fatalf("%d %s, calls %v", rec.Code, rec.Body, w.calls)
+	}
+}
+
+// exited returns a channel that reports one exit status.
+func exited(code uint32, err error) <-chan containerd.ExitStatus {
+	c := make(chan containerd.ExitStatus, 1)
+	c <- *containerd.NewExitStatus(code, time.Now(), err)
+	return c
+}
+
+func TestAFailedWaitIsNotAnExit(t *testing.T) {
+	tests := []struct {
+		name     string
+		rewait   func(string) (<-chan containerd.ExitStatus, error)
+		wantCode uint32
+		wantOK   bool
+	}{
+		{"the task's real exit comes through a new wait", func(string) (<-chan containerd.ExitStatus, error) { return exited(3, nil), nil }, 3, true},
+		{"a task gone while nobody watched has exited", func(string) (<-chan containerd.ExitStatus, error) { return nil, runtime.ErrNotFound }, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newFakeWorld("")
+			waits := 0
+			w.wait = func(name string) (<-chan containerd.ExitStatus, error) {
+				waits++
+				if waits == 1 {
+					return nil, errors.New("connection refused") // containerd still down
+				}
+				return tt.rewait(name)
+			}
+			d := NewDaemon(New(testConfig(t.TempDir()), w, w), DaemonConfig{}, nil)
+			d.rewait = time.Millisecond
+			code, ok := d.awaitExit(&Started{Name: "agent", Exit: exited(0, errors.New("transport is closing"))})
+			if code != tt.wantCode || ok != tt.wantOK || waits != 2 {
+				t.Fatalf("code %d ok %v after %d waits; want %d %v after 2", code, ok, waits, tt.wantCode, tt.wantOK)
+			}
+		})
+	}
+}
+
+func TestAFailedWaitStopsRetryingWhenTheDaemonQuits(t *testing.T) {
+	w := newFakeWorld("")
+	w.wait = func(string) (<-chan containerd.ExitStatus, error) { return nil, errors.New("connection refused") }
+	d := NewDaemon(New(testConfig(t.TempDir()), w, w), DaemonConfig{}, nil)
+	d.rewait = time.Millisecond
+	done := make(chan bool)
+	go func() {
+		_, ok := d.awaitExit(&Started{Name: "agent", Exit: exited(0, errors.New("transport is closing"))})
+		done <- ok
+	}()
+	time.Sleep(20 * time.Millisecond)
+	close(d.quit)
+	select {
+	case ok := <-done:
+		if ok {
+			t.Fatal("reported an exit")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("still retrying after quit")
+	}
 }

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -143,6 +145,36 @@ func (l layout) lock() (func(), error) {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("lock %s: %w", l.lockFile(), err)
+	}
+	return func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
+}
+
+// ErrDaemonRunning means another daemon holds the state directory.
+var ErrDaemonRunning = errors.New("another clawguard daemon is running")
+
+// daemonLock is held by a daemon for its whole life: two daemons on one
+// state directory would both reconcile and adopt, and fight over every
+// sandbox. flock, not a pid check: the kernel drops it when the holder dies,
+// however it dies, and no two processes can both win it.
+func (l layout) daemonLock() (release func(), err error) {
+	if err := os.MkdirAll(l.root, 0o700); err != nil {
+		return nil, fmt.Errorf("create state directory %s: %w", l.root, err)
+	}
+	path := filepath.Join(l.root, "daemon.lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(path)
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: pid %s holds %s (stop it first: systemctl stop clawguard)", ErrDaemonRunning, strings.TrimSpace(string(holder)), path)
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
 	return func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
 }

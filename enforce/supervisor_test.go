@@ -28,6 +28,8 @@ type fakeWorld struct {
 	tasks      map[string]bool
 	netns      map[string]bool
 	calls      []string
+	// wait, if set, answers Wait (default: a task that never exits).
+	wait func(name string) (<-chan containerd.ExitStatus, error)
 }
 
 func newFakeWorld(failAt string) *fakeWorld {
@@ -64,7 +66,10 @@ func (f *fakeWorld) Start(_ context.Context, name, _ string) (<-chan containerd.
 	return make(chan containerd.ExitStatus), 42, nil
 }
 
-func (f *fakeWorld) Wait(context.Context, string) (<-chan containerd.ExitStatus, error) {
+func (f *fakeWorld) Wait(_ context.Context, name string) (<-chan containerd.ExitStatus, error) {
+	if f.wait != nil {
+		return f.wait(name)
+	}
 	return make(chan containerd.ExitStatus), nil
 }
 

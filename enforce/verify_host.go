@@ -44,17 +44,19 @@ func (s *Supervisor) hostFacts(ctx context.Context, name string, st *State, poli
 		}
 		h.Namespaces = append(h.Namespaces, n)
 	}
-	secrets := s.secretValues(name, st.Secrets)
+	secrets, unread := s.secretValues(name, st.Secrets)
+	h.LeakSearchErrors = unread
 	if env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid)); err == nil {
 		h.EnvLeaks = leaks(env, secrets)
 	} else {
-		h.LeakSearchErrors = append(h.LeakSearchErrors, fmt.Sprintf("the task environment: %v", err))
+		// Root without CAP_SYS_PTRACE gets EACCES here.
+		h.LeakSearchErrors = append(h.LeakSearchErrors, fmt.Sprintf("the task environment (%v; verify as root with CAP_SYS_PTRACE, or through the daemon)", err))
 	}
 	if sp, err := s.rt.Spec(ctx, name); err == nil {
 		b, _ := json.Marshal(sp)
 		h.SpecLeaks = leaks(b, secrets)
 	} else {
-		h.LeakSearchErrors = append(h.LeakSearchErrors, fmt.Sprintf("the container spec: %v", err))
+		h.LeakSearchErrors = append(h.LeakSearchErrors, fmt.Sprintf("the container spec (%v)", err))
 	}
 	for _, spec := range st.Publish {
 		pp, err := profiles.ParsePublish(spec)
@@ -80,15 +82,21 @@ func inode(path string) uint64 {
 
 // secretValues reads the staged secrets; values under 6 bytes are skipped,
 // as they would match by accident.
-func (s *Supervisor) secretValues(name string, names []string) map[string][]byte {
+// A secret that cannot be read is a place the search could not look.
+func (s *Supervisor) secretValues(name string, names []string) (map[string][]byte, []string) {
 	out := map[string][]byte{}
+	var unread []string
 	for _, n := range names {
 		b, err := os.ReadFile(filepath.Join(s.layout.secretsDir(name), n))
-		if v := bytes.TrimSpace(b); err == nil && len(v) >= 6 {
+		if err != nil {
+			unread = append(unread, fmt.Sprintf("for secret %s (its staged copy: %v)", n, err))
+			continue
+		}
+		if v := bytes.TrimSpace(b); len(v) >= 6 {
 			out[n] = v
 		}
 	}
-	return out
+	return out, unread
 }
 
 func leaks(hay []byte, secrets map[string][]byte) []string {

@@ -53,10 +53,28 @@ type Tmpfs struct {
 	Options []string `yaml:"options" json:"options,omitempty"`
 }
 
-// UseImage replaces the profile's image. The profile's command was written
-// for its own image, so the new image runs its own command.
-func (p *Profile) UseImage(ref string) {
-	p.Image, p.ImageArchive, p.Args = ref, "", nil
+// Override gives the profile another sandbox name and/or image (empty
+// leaves one as it is), checked as the profile's own would be: both come from
+// command lines and API requests, after the profile was validated. A new
+// image runs its own command: the profile's was written for its own image.
+func (p *Profile) Override(name, image string) error {
+	var c collector
+	if name != "" {
+		checkName(&c, name)
+	}
+	if image != "" {
+		checkImage(&c, image)
+	}
+	if len(c.errs) > 0 {
+		return &Error{Source: p.Source, Fields: c.errs}
+	}
+	if name != "" {
+		p.Name = name
+	}
+	if image != "" {
+		p.Image, p.ImageArchive, p.Args = image, "", nil
+	}
+	return nil
 }
 
 // Mount is a bind mount from the host.

@@ -135,18 +135,41 @@ func (p *Profile) Path(rel string) string {
 	return filepath.Join(p.Dir, rel)
 }
 
+// ValidName reports whether name may name a sandbox. A name becomes a
+// directory under the state dir, a containerd ID and a label, and reaches
+// the daemon in URL paths: every way in checks it here.
+func ValidName(name string) error {
+	var c collector
+	checkName(&c, name)
+	if len(c.errs) > 0 {
+		return &Error{Source: "sandbox name", Fields: c.errs}
+	}
+	return nil
+}
+
+func checkName(c *collector, name string) {
+	if !reName.MatchString(name) {
+		c.add("name", fmt.Sprintf("%q is not a valid name", name), "use 1-63 characters: lowercase letters, digits, '_', '.', '-', starting with a letter or digit")
+	}
+}
+
+func checkImage(c *collector, ref string) {
+	if _, err := reference.ParseDockerRef(ref); err != nil {
+		c.add("image", fmt.Sprintf("%q is not an image reference: %v", ref, err), "write it as registry/repository:tag")
+	}
+}
+
 func (v validator) identity() {
 	p, c := v.p, v.c
-	switch {
-	case p.Name == "":
+	if p.Name == "" {
 		c.add("name", "is missing", "name the sandbox, e.g. name: openclaw")
-	case !reName.MatchString(p.Name):
-		c.add("name", fmt.Sprintf("%q is not a valid name", p.Name), "use 1-63 characters: lowercase letters, digits, '_', '.', '-', starting with a letter or digit")
+	} else {
+		checkName(c, p.Name)
 	}
 	if p.Image == "" {
 		c.add("image", "is missing", "name the image, e.g. image: ghcr.io/openclaw/openclaw:latest")
-	} else if _, err := reference.ParseDockerRef(p.Image); err != nil {
-		c.add("image", fmt.Sprintf("%q is not an image reference: %v", p.Image, err), "write it as registry/repository:tag")
+	} else {
+		checkImage(c, p.Image)
 	}
 	if p.ImageArchive != "" {
 		path := p.Path(p.ImageArchive)

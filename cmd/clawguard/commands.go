@@ -264,14 +264,21 @@ func execIn(ctx context.Context, sup *enforce.Supervisor, cmd *cobra.Command, ar
 }
 
 func logsCmd(g *globals) *cobra.Command {
-	var follow bool
+	var follow, raw bool
 	cmd := &cobra.Command{
-		Use:   "logs NAME [--follow]",
+		Use:   "logs NAME [--follow] [--raw]",
 		Short: "Print a sandbox's output (kept after it stops)",
-		Args:  cobra.ExactArgs(1),
+		Long: `Print what the sandbox wrote to stdout and stderr. The agent wrote it, so on
+a terminal every control character but newline and tab (escape sequences,
+carriage returns, backspaces) is shown as \xNN instead of acting on the
+terminal; --raw prints the bytes as written. Piped output is always raw.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer cancel()
+			if err := profiles.ValidName(args[0]); err != nil {
+				return usage("%v", err)
+			}
 			path := enforce.LogPathIn(g.stateDir, args[0])
 			if _, err := os.Stat(path); err != nil {
 				return fmt.Errorf("no log for sandbox %q at %s", args[0], path)
@@ -292,10 +299,17 @@ func logsCmd(g *globals) *cobra.Command {
 					}
 				}
 			}
-			return enforce.FollowLog(ctx, path, cmd.OutOrStdout(), follow, stop)
+			out := cmd.OutOrStdout()
+			if f, ok := out.(*os.File); ok && !raw && isTerminal(f) {
+				esc := &controlEscaper{w: f}
+				defer esc.Flush()
+				out = esc
+			}
+			return enforce.FollowLog(ctx, path, out, follow, stop)
 		},
 	}
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output until the sandbox exits or Ctrl-C")
+	cmd.Flags().BoolVar(&raw, "raw", false, "on a terminal too, print the output's bytes as written, escape sequences included")
 	return cmd
 }
 

@@ -55,11 +55,8 @@ exited non-zero; 2 for a bad command line or an invalid profile.`,
 			if err != nil {
 				return err
 			}
-			if name != "" {
-				p.Name = name
-			}
-			if image != "" {
-				p.UseImage(image)
+			if err := p.Override(name, image); err != nil {
+				return err
 			}
 			var after *verifyFlags
 			if verifyAfter {
