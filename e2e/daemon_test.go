@@ -38,7 +38,17 @@ func (d *daemonProc) terminate(t testing.TB) {
 	}
 }
 
-func (h *harness) startDaemon(t testing.TB) *daemonProc { return h.startDaemonWith(t, "/dev/null") }
+func (h *harness) startDaemon(t testing.TB) *daemonProc { return h.startDaemonWith(t, emptyConfig(t)) }
+
+// emptyConfig is a daemon config file with nothing set.
+func emptyConfig(t testing.TB) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(p, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
 
 func (h *harness) startDaemonWith(t testing.TB, config string, env ...string) *daemonProc {
 	t.Helper()
@@ -83,14 +93,7 @@ func (h *harness) startDaemonWith(t testing.TB, config string, env ...string) *d
 // traversal, so that only the daemon socket's own mode decides.
 func (h *harness) asNobody(t *testing.T, args ...string) *exec.Cmd {
 	t.Helper()
-	binDir, err := os.MkdirTemp("/tmp", "cgbin-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(binDir) })
-	if err := os.Chmod(binDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	binDir := publicTempDir(t, "cgbin-")
 	if err := run("install", "-m", "0755", h.bin, binDir+"/clawguard"); err != nil {
 		t.Fatal(err)
 	}
@@ -102,6 +105,21 @@ func (h *harness) asNobody(t *testing.T, args ...string) *exec.Cmd {
 	cmd.Dir = binDir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	return cmd
+}
+
+// publicTempDir is a directory every user can read and enter (t.TempDir is
+// 0700 under a 0700 parent), removed when the test ends.
+func publicTempDir(t *testing.T, prefix string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/tmp", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 func (h *harness) resolvesInSandbox(t testing.TB, name string) bool {
@@ -279,7 +297,7 @@ func TestDaemonSIGTERMLeavesSandboxesRunningAndEnforced(t *testing.T) {
 func TestSecondDaemonRefusesToStart(t *testing.T) {
 	h := env
 	first := h.startDaemon(t)
-	second := exec.Command(h.bin, append(h.globalFlags(), "daemon", "--config", "/dev/null", "--socket", filepath.Join(t.TempDir(), "second.sock"))...)
+	second := exec.Command(h.bin, append(h.globalFlags(), "daemon", "--config", emptyConfig(t), "--socket", filepath.Join(t.TempDir(), "second.sock"))...)
 	out, err := second.CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 {

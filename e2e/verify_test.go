@@ -347,7 +347,7 @@ func TestDetachedRunVerifies(t *testing.T) {
 			if tc.weaken != "" {
 				denv = append(denv, tc.weaken)
 			}
-			d := env.startDaemonWith(t, "/dev/null", denv...)
+			d := env.startDaemonWith(t, emptyConfig(t), denv...)
 			defer d.terminate(t)
 			_, file := env.project(t, profile{Name: tc.name})
 			out, stderr, code := env.cg(append([]string{"run", "--detach", "--verify", "--profile", file}, blockedProbes...)...)
@@ -441,4 +441,76 @@ func TestTheSocketGroupVerifiesThroughTheDaemon(t *testing.T) {
 	if jerr := json.Unmarshal(out, &v); err != nil || jerr != nil || !v.Passed {
 		t.Fatalf("verify as a socket-group member: %v %v\n%s", err, jerr, out)
 	}
+	if out, err := h.asNobody(t, "status", "verify-group", "--json").Output(); err != nil || !strings.Contains(string(out), "verify-group") {
+		t.Fatalf("status as a socket-group member: %v\n%s", err, out)
+	}
+}
+
+// TestTheSocketGroupCannotActAsRoot: a member of the socket group asks the
+// root daemon to run a sandbox as another user's uid and a privileged group
+// (disk, 6) with a writable mount of a directory it owns, where an image
+// could leave a setgid-disk shell; to stop root's sandbox; to reconcile.
+// Each is refused and changes nothing. The control: root may run the very
+// same profile, so the refusal is about the caller.
+func TestTheSocketGroupCannotActAsRoot(t *testing.T) {
+	h := env
+	d := h.startDaemonWith(t, writeConfig(t, "socket_group: nogroup\n"))
+	defer d.terminate(t)
+	h.start(t, profile{Name: "group-victim"})
+
+	// The member's own project, which it can read.
+	dir := publicTempDir(t, "cgattack-")
+	attack := filepath.Join(dir, "attack.yaml")
+	img := h.images[probeImage]
+	y := fmt.Sprintf(`name: group-attack
+image: %s
+image_archive: %s
+args: ["/usr/local/bin/cgprobe", "sleep"]
+user: "1000:6"
+mounts:
+  - {source: ./drop, target: /drop, read_only: false}
+stop_timeout: 2s
+`, img.ref, img.archive)
+	if err := os.WriteFile(attack, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "drop"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(filepath.Join(dir, "drop"), 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"run as uid 1000, gid disk", []string{"run", "--detach", "--profile", attack}},
+		{"stop root's sandbox", []string{"stop", "group-victim"}},
+		{"reconcile", []string{"reconcile"}},
+	} {
+		out, err := h.asNobody(t, c.args...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "only root may") {
+			t.Errorf("%s as a socket-group member: %v\n%s", c.name, err, out)
+		}
+	}
+	if st := h.status(t, "group-attack"); st != nil {
+		t.Errorf("the refused run left a sandbox: %+v", st)
+	}
+	if st := h.status(t, "group-victim"); st == nil || st.State != "running" {
+		t.Errorf("root's sandbox after the refused stop: %+v", st)
+	}
+	// Control: root runs the same profile through the same daemon.
+	if _, stderr, code := h.cg("run", "--detach", "--profile", attack); code != 0 {
+		t.Fatalf("control: root could not run the profile either: %s", stderr)
+	}
+	h.cg("stop", "--timeout", "1s", "group-attack")
+}
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -452,11 +452,16 @@ type (
 
 func (d *Daemon) handler() http.Handler {
 	mux := http.NewServeMux()
+	// The socket group reads and verifies; everything that creates,
+	// stops or removes is root's. A run acts as root on paths and ids the
+	// request names (mount sources, secrets, the sandbox's user): taking
+	// them from a member would let it do, through the daemon, what it
+	// cannot do itself.
 	mux.HandleFunc("GET /v1/sandboxes", d.handleStatus)
-	mux.HandleFunc("POST /v1/sandboxes", d.handleRun)
-	mux.HandleFunc("DELETE /v1/sandboxes/{name}", named(d.handleStop))
+	mux.HandleFunc("POST /v1/sandboxes", rootOnly(d.handleRun))
+	mux.HandleFunc("DELETE /v1/sandboxes/{name}", rootOnly(named(d.handleStop)))
 	mux.HandleFunc("POST /v1/sandboxes/{name}/verify", named(d.handleVerify))
-	mux.HandleFunc("POST /v1/reconcile", d.handleReconcile)
+	mux.HandleFunc("POST /v1/reconcile", rootOnly(d.handleReconcile))
 	mux.HandleFunc("GET /v1/health", d.handleHealth)
 	return d.guard(mux)
 }
@@ -478,6 +483,22 @@ func (d *Daemon) guard(next http.Handler) http.Handler {
 		r.Body = http.MaxBytesReader(w, r.Body, maxRequestBody)
 		next.ServeHTTP(w, r)
 	})
+}
+
+// ErrRootOnly is the answer to a member of the socket group that asks for
+// what only root may do.
+var ErrRootOnly = errors.New("only root may start, stop or reconcile sandboxes; members of the socket group may read status and verify (see the README, \"The socket group\")")
+
+// rootOnly refuses callers other than root (guard has already let the
+// socket group in).
+func rootOnly(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if cred, ok := r.Context().Value(peerKey{}).(*unix.Ucred); !ok || cred.Uid != 0 {
+			writeErr(w, http.StatusForbidden, ErrRootOnly)
+			return
+		}
+		h(w, r)
+	}
 }
 
 // maxRequestBody caps every request body: the largest real one is a run

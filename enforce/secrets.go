@@ -9,19 +9,38 @@ import (
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/clawguard/clawguard/profiles"
 )
 
 // stageSecrets copies each secret file into a fresh tmpfs at dst (so secret
 // values never touch a disk clawguard writes), owned by uid:gid with mode
-// 0400. Sources are opened without following symlinks and re-checked, since
-// the directory may have changed since validation.
-func stageSecrets(srcDir, dst string, names []string, uid, gid uint32) error {
+// 0400. The source directory is opened and judged again through a
+// descriptor (profiles.OpenSecrets) and every file is read through it: a
+// directory swapped for a link since validation is refused, not followed.
+func stageSecrets(base, srcDir string, pol profiles.SourcePolicy, dst string, names []string, uid, gid uint32) error {
+	src, err := profiles.OpenSecrets(base, srcDir, pol)
+	if err != nil {
+		return fmt.Errorf("secrets: %w", err)
+	}
+	defer src.Close()
 	if err := os.MkdirAll(dst, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", dst, err)
 	}
+	files := make([]*os.File, 0, len(names))
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
 	size := int64(1 << 20)
 	for _, n := range names {
-		if fi, err := os.Lstat(filepath.Join(srcDir, n)); err == nil {
+		f, err := src.Open(n)
+		if err != nil {
+			return fmt.Errorf("secrets: %w", err)
+		}
+		files = append(files, f)
+		if fi, err := f.Stat(); err == nil {
 			size += fi.Size() + 4096
 		}
 	}
@@ -29,29 +48,21 @@ func stageSecrets(srcDir, dst string, names []string, uid, gid uint32) error {
 	if err := unix.Mount("tmpfs", dst, "tmpfs", unix.MS_NOEXEC|unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
 		return fmt.Errorf("mount secrets tmpfs at %s: %w", dst, err)
 	}
-	for _, n := range names {
-		if err := copySecret(filepath.Join(srcDir, n), filepath.Join(dst, n), uid, gid); err != nil {
+	for i, n := range names {
+		if err := copySecret(files[i], filepath.Join(dst, n), uid, gid); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func copySecret(src, dst string, uid, gid uint32) error {
-	in, err := os.OpenFile(src, os.O_RDONLY|unix.O_NOFOLLOW, 0)
-	if err != nil {
-		return fmt.Errorf("open secret %s: %w", src, err)
-	}
-	defer in.Close()
-	fi, err := in.Stat()
-	if err != nil || !fi.Mode().IsRegular() {
-		return fmt.Errorf("secret %s is not a regular file", src)
-	}
+func copySecret(in *os.File, dst string, uid, gid uint32) error {
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o400)
 	if err != nil {
 		return fmt.Errorf("stage secret %s: %w", filepath.Base(dst), err)
 	}
-	if _, err := io.Copy(out, in); err != nil {
+	// The file was checked at most 1 MiB; it may have grown since.
+	if _, err := io.Copy(out, io.LimitReader(in, 1<<20)); err != nil {
 		out.Close()
 		return fmt.Errorf("copy secret %s: %w", filepath.Base(dst), err)
 	}

@@ -59,6 +59,10 @@ func (l layout) stateFile(name string) string { return filepath.Join(l.dir(name)
 func (l layout) secretsDir(name string) string {
 	return filepath.Join(l.dir(name), "secrets")
 }
+
+// mountsDir holds a sandbox's bind sources, each mounted there from the
+// descriptor that was judged (see stageMounts).
+func (l layout) mountsDir(name string) string  { return filepath.Join(l.dir(name), "mounts") }
 func (l layout) egressFile(name string) string { return filepath.Join(l.dir(name), "egress.json") }
 func (l layout) resolvConf(name string) string { return filepath.Join(l.dir(name), "resolv.conf") }
 func (l layout) logFile(name string) string    { return filepath.Join(l.root, "logs", name+".log") }

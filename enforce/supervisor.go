@@ -14,11 +14,14 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
 	"net"
 	"net/netip"
+
+	"golang.org/x/sys/unix"
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/oci"
@@ -136,10 +139,13 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 	if err := s.Validate(p); err != nil {
 		return nil, err
 	}
-	sb, secretNames, err := s.sandboxSpec(p)
+	sb, secretNames, sources, err := s.sandboxSpec(p)
 	if err != nil {
+		sources.Close()
 		return nil, err
 	}
+	// Open until stageMounts has bound them.
+	defer sources.Close()
 	unlock, err := s.layout.lock()
 	if err != nil {
 		return nil, err
@@ -231,9 +237,14 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 		return nil, fmt.Errorf("write resolv.conf: %w", err)
 	}
 	sb.Binds = append(sb.Binds, runtime.Bind{Source: resolv, Target: "/etc/resolv.conf", ReadOnly: true, NoExec: true})
+	if len(sources) > 0 {
+		if err := step("mounts", func() error { return stageMounts(sources, s.layout.mountsDir(p.Name)) }); err != nil {
+			return nil, err
+		}
+	}
 	if len(secretNames) > 0 {
 		if err := step("secrets", func() error {
-			return stageSecrets(p.Path(p.Secrets.Dir), s.layout.secretsDir(p.Name), secretNames, sb.UID, sb.GID)
+			return stageSecrets(p.Dir, p.Secrets.Dir, s.Policy(), s.layout.secretsDir(p.Name), secretNames, sb.UID, sb.GID)
 		}); err != nil {
 			return nil, err
 		}
@@ -334,18 +345,18 @@ func (g *gate) background(fn func(ctx context.Context)) {
 }
 
 // sandboxSpec translates a validated profile into the runtime's description.
-func (s *Supervisor) sandboxSpec(p *profiles.Profile) (runtime.Sandbox, []string, error) {
+func (s *Supervisor) sandboxSpec(p *profiles.Profile) (_ runtime.Sandbox, _ []string, sources openFiles, _ error) {
 	ref, err := runtime.NormalizeRef(p.Image)
 	if err != nil {
-		return runtime.Sandbox{}, nil, err
+		return runtime.Sandbox{}, nil, sources, err
 	}
 	uid, gid, err := p.IDs()
 	if err != nil {
-		return runtime.Sandbox{}, nil, err
+		return runtime.Sandbox{}, nil, sources, err
 	}
 	sc, err := seccompProfile(p)
 	if err != nil {
-		return runtime.Sandbox{}, nil, err
+		return runtime.Sandbox{}, nil, sources, err
 	}
 	sb := runtime.Sandbox{
 		Name: p.Name, Image: ref, Args: p.Args, UID: uid, GID: gid,
@@ -377,18 +388,25 @@ func (s *Supervisor) sandboxSpec(p *profiles.Profile) (runtime.Sandbox, []string
 	}
 	pol := s.Policy()
 	for _, m := range p.Mounts {
-		real, err := pol.Check(p.Path(m.Source))
+		// Bound from the descriptor that was judged, never from the path
+		// again: stageMounts binds it into the state directory, and runc
+		// binds from there.
+		f, err := profiles.OpenSource(p.Dir, m.Source, pol, unix.O_PATH)
 		if err != nil {
-			return runtime.Sandbox{}, nil, fmt.Errorf("mount %s: %w", m.Target, err)
+			sources.Close()
+			return runtime.Sandbox{}, nil, nil, fmt.Errorf("mount %s: %w", m.Target, err)
 		}
-		sb.Binds = append(sb.Binds, runtime.Bind{Source: real, Target: m.Target, ReadOnly: !m.Writable()})
+		sources = append(sources, f)
+		sb.Binds = append(sb.Binds, runtime.Bind{Source: filepath.Join(s.layout.mountsDir(p.Name), strconv.Itoa(len(sources)-1)), Target: m.Target, ReadOnly: !m.Writable()})
 	}
 	var names []string
 	if p.Secrets.Dir != "" {
-		names, err = profiles.SecretFiles(p.Path(p.Secrets.Dir))
+		d, err := profiles.OpenSecrets(p.Dir, p.Secrets.Dir, pol)
 		if err != nil {
-			return runtime.Sandbox{}, nil, fmt.Errorf("secrets: %w", err)
+			return runtime.Sandbox{}, nil, sources, fmt.Errorf("secrets: %w", err)
 		}
+		names = d.Names
+		d.Close()
 		for _, n := range names {
 			sb.Binds = append(sb.Binds, runtime.Bind{
 				Source: filepath.Join(s.layout.secretsDir(p.Name), n), Target: "/run/secrets/" + n, ReadOnly: true, NoExec: true,
@@ -400,14 +418,14 @@ func (s *Supervisor) sandboxSpec(p *profiles.Profile) (runtime.Sandbox, []string
 	} else if s.cfg.ProbePath != "" {
 		s.cfg.Log.Warn("the verify probe is missing; this sandbox cannot be verified", "probe", s.cfg.ProbePath)
 	}
-	return sb, names, nil
+	return sb, names, sources, nil
 }
 
 func seccompProfile(p *profiles.Profile) (*specs.LinuxSeccomp, error) {
 	data, builtin := profiles.BuiltinSeccomp(p.Seccomp)
 	if !builtin {
 		var err error
-		if data, err = os.ReadFile(p.Path(p.Seccomp)); err != nil {
+		if data, err = profiles.ReadRegular(p.Path(p.Seccomp), profiles.MaxFileSize); err != nil {
 			return nil, fmt.Errorf("seccomp profile: %w", err)
 		}
 	}
@@ -483,6 +501,9 @@ func (s *Supervisor) Teardown(ctx context.Context, name string) error {
 	if err := unstageSecrets(s.layout.secretsDir(name)); err != nil {
 		errs = append(errs, err)
 	}
+	if err := unstageMounts(s.layout.mountsDir(name)); err != nil {
+		errs = append(errs, err)
+	}
 	if err := s.net.Detach(name); err != nil {
 		errs = append(errs, err)
 	}
@@ -520,4 +541,13 @@ func writeReadable(path string, b []byte) error {
 		return err
 	}
 	return os.Chmod(path, 0o644)
+}
+
+// openFiles are descriptors kept open while they are in use elsewhere.
+type openFiles []*os.File
+
+func (o openFiles) Close() {
+	for _, f := range o {
+		f.Close()
+	}
 }

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // InitResult says what Init wrote and what it left alone.
@@ -93,10 +95,31 @@ func Init(name, dir string, now time.Time) (InitResult, error) {
 		if err := os.MkdirAll(path, 0o750); err != nil {
 			return res, err
 		}
-		if err := os.Chown(path, int(uid), int(gid)); err != nil {
+		if err := chownBeneath(dir, rel, uid, gid); err != nil {
 			return res, fmt.Errorf("give %s to the sandbox user %d:%d: %w", path, uid, gid, err)
 		}
 		res.Written = append(res.Written, rel+"/")
 	}
 	return res, nil
+}
+
+// chownBeneath gives dir/rel to uid:gid through a descriptor opened beneath
+// dir without following any symbolic link: whoever owns dir may swap rel for
+// a link to /etc between the mkdir and the chown, and must then get an
+// error, not /etc owned by the sandbox user.
+func chownBeneath(dir, rel string, uid, gid uint32) error {
+	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dfd)
+	fd, err := unix.Openat2(dfd, rel, &unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS,
+	})
+	if err != nil {
+		return fmt.Errorf("open %s beneath %s without following links: %w", rel, dir, err)
+	}
+	defer unix.Close(fd)
+	return unix.Fchown(fd, int(uid), int(gid))
 }

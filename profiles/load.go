@@ -101,7 +101,7 @@ func Load(path string) (*Profile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("profile %s: %w", path, err)
 	}
-	data, err := os.ReadFile(abs)
+	data, err := ReadRegular(abs, MaxFileSize)
 	if err != nil {
 		return nil, &Error{Source: path, Fields: []FieldError{{Problem: fmt.Sprintf("cannot read the file: %v", unwrapPathError(err)), Fix: "check the path passed to --profile"}}}
 	}

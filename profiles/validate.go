@@ -223,7 +223,7 @@ func (v validator) process() {
 		c.add("seccomp", "unconfined is refused: the agent would reach every syscall", "use seccomp: default or strict, or a path to an OCI seccomp JSON file")
 	default:
 		path := p.Path(p.Seccomp)
-		data, err := os.ReadFile(path)
+		data, err := ReadRegular(path, MaxFileSize)
 		if err != nil {
 			c.add("seccomp", fmt.Sprintf("cannot read %s: %v", path, unwrapPathError(err)), "use default or strict, or a path to an OCI seccomp JSON file")
 			break
@@ -301,9 +301,12 @@ func (v validator) filesystems() {
 			c.add(field+".source", "is missing", "name a host directory, relative to the profile, e.g. ./workspace")
 			continue
 		}
-		if _, err := v.pol.Check(p.Path(m.Source)); err != nil {
+		f, err := OpenSource(p.Dir, m.Source, v.pol, unix.O_PATH)
+		if err != nil {
 			c.add(field+".source", err.Error(), "mount a project directory such as ./workspace; create it with mkdir -p if it is missing")
+			continue
 		}
+		f.Close()
 	}
 }
 
@@ -317,61 +320,12 @@ func (v validator) secrets() {
 		c.add("secrets.dir", fmt.Sprintf("%s is a symlink", dir), "point at the real directory")
 		return
 	}
-	if _, err := v.pol.Check(dir); err != nil {
-		c.add("secrets.dir", err.Error(), "keep secrets in their own directory, e.g. ./secrets with mode 0700")
+	d, err := OpenSecrets(p.Dir, p.Secrets.Dir, v.pol)
+	if err != nil {
+		c.add("secrets.dir", err.Error(), "keep secrets in their own directory, e.g. ./secrets with mode 0700 and 0600 files; keep only regular files in it")
 		return
 	}
-	files, err := SecretFiles(dir)
-	if err != nil {
-		c.add("secrets.dir", err.Error(), "chmod 700 the directory and 600 each file; keep only regular files in it")
-		return
-	}
-	_ = files
-}
-
-// SecretFiles lists the secret files of dir after checking that the directory
-// is private (0700), holds only regular files that are 0600 or 0400, with
-// plain names, no symlinks, at most 64 files of at most 1 MiB each.
-func SecretFiles(dir string) ([]string, error) {
-	fi, err := os.Lstat(dir)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %v", dir, unwrapPathError(err))
-	}
-	if !fi.IsDir() {
-		return nil, fmt.Errorf("%s is not a directory", dir)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("%s has mode %04o; others can read it", dir, perm)
-	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %v", dir, unwrapPathError(err))
-	}
-	if len(entries) > maxSecretFiles {
-		return nil, fmt.Errorf("%s holds %d files; at most %d", dir, len(entries), maxSecretFiles)
-	}
-	var names []string
-	for _, e := range entries {
-		path := filepath.Join(dir, e.Name())
-		info, err := os.Lstat(path)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %v", path, unwrapPathError(err))
-		}
-		switch {
-		case info.Mode()&fs.ModeSymlink != 0:
-			return nil, fmt.Errorf("%s is a symlink; secrets must be regular files", path)
-		case !info.Mode().IsRegular():
-			return nil, fmt.Errorf("%s is not a regular file", path)
-		case info.Mode().Perm() != 0o600 && info.Mode().Perm() != 0o400:
-			return nil, fmt.Errorf("%s has mode %04o; want 0600 or 0400", path, info.Mode().Perm())
-		case !reSecret.MatchString(e.Name()):
-			return nil, fmt.Errorf("%s: secret file names use letters, digits, '.', '_', '-' and do not start with '.'", path)
-		case info.Size() > maxSecretSize:
-			return nil, fmt.Errorf("%s is larger than 1 MiB", path)
-		}
-		names = append(names, e.Name())
-	}
-	return names, nil
+	d.Close()
 }
 
 func (v validator) egress() {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
@@ -73,11 +74,16 @@ func (r *Runtime) EnsureImage(ctx context.Context, ref, archive string, progress
 }
 
 func (r *Runtime) importArchive(ctx context.Context, name, archive string, progress Progress) (containerd.Image, error) {
-	f, err := os.Open(archive)
+	// Non-blocking, so a FIFO named as the archive cannot stall the start;
+	// it is refused below with everything else that is not a regular file.
+	f, err := os.OpenFile(archive, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", archive, err)
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("import %s: not a regular file", archive)
+	}
 	start := time.Now()
 	imgs, err := r.client.Import(ctx, f)
 	if err != nil {

@@ -78,12 +78,14 @@ for pointing at private or metadata addresses, and the last denied connection
 attempts. --rules adds the live iptables rules and ip set members that enforce
 it. Leftovers are shown, not hidden. --json prints the same data for machines.`,
 		Args: cobra.MaximumNArgs(1),
-		RunE: g.withSupervisor(func(ctx context.Context, sup *enforce.Supervisor, cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer cancel()
 			name := ""
 			if len(args) == 1 {
 				name = args[0]
 			}
-			list, err := sup.Status(ctx, name, time.Now(), rules)
+			list, err := g.status(ctx, name, rules)
 			if err != nil {
 				if errors.Is(err, runtime.ErrNotFound) {
 					return fmt.Errorf("no sandbox named %q", name)
@@ -105,7 +107,7 @@ it. Leftovers are shown, not hidden. --json prints the same data for machines.`,
 				}
 			}
 			return nil
-		}),
+		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.Flags().BoolVar(&rules, "rules", false, "also show the rules that enforce egress")
@@ -430,6 +432,56 @@ state directories owned by the sandbox user. Existing files are kept.`,
 
 // withSupervisor gives a command a supervisor connected to containerd and a
 // context that Ctrl-C cancels, and closes the connection afterwards.
+// viaDaemon does a command's work in the daemon when one answers on the
+// socket (so its socket group may use it, and its sandboxes stay its own),
+// else in this process with a supervisor of its own.
+func (g *globals) viaDaemon(ctx context.Context, remote func(*daemonClient) error, local func(*enforce.Supervisor) error) error {
+	c, err := g.daemon()
+	if err == nil {
+		return remote(c)
+	}
+	if !errors.Is(err, errNoDaemon) {
+		return err
+	}
+	sup, closeFn, err := g.supervisor(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	return local(sup)
+}
+
+func (g *globals) status(ctx context.Context, name string, rules bool) (list []enforce.Status, err error) {
+	err = g.viaDaemon(ctx, func(c *daemonClient) error {
+		q := url.Values{}
+		if name != "" {
+			q.Set("name", name)
+		}
+		if rules {
+			q.Set("rules", "1")
+		}
+		err := c.do(ctx, "GET", "/v1/sandboxes?"+q.Encode(), nil, &list)
+		if errors.Is(err, errNotFoundRemote) {
+			return runtime.ErrNotFound
+		}
+		return err
+	}, func(sup *enforce.Supervisor) (err error) {
+		list, err = sup.Status(ctx, name, time.Now(), rules)
+		return err
+	})
+	return list, err
+}
+
+func (g *globals) reconcile(ctx context.Context) (rep enforce.ReconcileReport, err error) {
+	err = g.viaDaemon(ctx, func(c *daemonClient) error {
+		return c.do(ctx, "POST", "/v1/reconcile", nil, &rep)
+	}, func(sup *enforce.Supervisor) (err error) {
+		rep, err = sup.Reconcile(ctx)
+		return err
+	})
+	return rep, err
+}
+
 func (g *globals) withSupervisor(fn func(ctx context.Context, sup *enforce.Supervisor, cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -457,9 +509,11 @@ and address leases named after no live sandbox, and snapshots no container
 uses. Objects of another clawguard on the same host (sandboxes on another
 bridge) are left alone.`,
 		Args: cobra.NoArgs,
-		RunE: g.withSupervisor(func(ctx context.Context, sup *enforce.Supervisor, cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer cancel()
 			start := time.Now()
-			rep, err := sup.Reconcile(ctx)
+			rep, err := g.reconcile(ctx)
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
@@ -475,7 +529,7 @@ bridge) are left alone.`,
 			fmt.Fprintf(out, "reconciled in %s: %d live sandbox(es) kept, %d object(s) removed\n",
 				time.Since(start).Round(time.Millisecond), len(rep.Kept), len(rep.Removed))
 			return err
-		}),
+		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	return cmd

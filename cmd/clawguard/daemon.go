@@ -110,7 +110,7 @@ restarts 5 times in 10 minutes is left stopped and reported as flapping.`,
 // missing file anywhere else is an error: someone meant that file.
 func loadDaemonConfig(path, defaultPath string) (daemonConfig, error) {
 	var cfg daemonConfig
-	b, err := os.ReadFile(path)
+	b, err := profiles.ReadRegular(path, profiles.MaxFileSize)
 	if errors.Is(err, os.ErrNotExist) && filepath.Clean(path) == filepath.Clean(defaultPath) {
 		return cfg, nil
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -34,25 +33,19 @@ func (v *verifyFlags) options() enforce.VerifyOptions {
 
 // verify asks the daemon when one answers (its socket group may verify
 // without root) and verifies directly otherwise.
-func (g *globals) verify(ctx context.Context, name string, vf *verifyFlags) (*enforce.Verification, error) {
-	c, err := g.daemon()
-	if err == nil {
-		var v enforce.Verification
+func (g *globals) verify(ctx context.Context, name string, vf *verifyFlags) (v *enforce.Verification, err error) {
+	err = g.viaDaemon(ctx, func(c *daemonClient) error {
+		v = &enforce.Verification{}
 		req := enforce.VerifyRequest{BlockedProbes: vf.blocked, TimeoutMs: int(vf.timeout / time.Millisecond)}
-		if err := c.do(ctx, "POST", "/v1/sandboxes/"+url.PathEscape(name)+"/verify", req, &v); err != nil {
-			return nil, err
-		}
-		return &v, nil
-	}
-	if !errors.Is(err, errNoDaemon) {
-		return nil, err
-	}
-	sup, closeFn, err := g.supervisor(ctx, nil)
+		return c.do(ctx, "POST", "/v1/sandboxes/"+url.PathEscape(name)+"/verify", req, v)
+	}, func(sup *enforce.Supervisor) (err error) {
+		v, err = sup.Verify(ctx, name, vf.options())
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer closeFn()
-	return sup.Verify(ctx, name, vf.options())
+	return v, nil
 }
 
 func verifyCmd(g *globals) *cobra.Command {

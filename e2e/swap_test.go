@@ -1,0 +1,128 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSwappedSourcesAreNeverMounted: the owner of a project directory swaps
+// its workspace and its secrets directory for links to a private directory
+// of someone else's, over and over, while sandboxes start from it. A start
+// may be refused; it may never mount or copy the victim's directory.
+func TestSwappedSourcesAreNeverMounted(t *testing.T) {
+	h := env
+	h.startDaemon(t)
+	dir := t.TempDir()
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.Mkdir(victim, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	const marker = "victim-private-file"
+	if err := os.WriteFile(filepath.Join(victim, marker), []byte("VICTIM-SECRET-VALUE"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The secrets directory's stand-in must look like one: the file is
+	// named as the real secret is, so a copy would be staged.
+	if err := os.WriteFile(filepath.Join(victim, "key"), []byte("VICTIM-SECRET-VALUE"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	real := map[string]string{"workspace": filepath.Join(dir, ".workspace-real"), "secrets": filepath.Join(dir, ".secrets-real")}
+	for _, d := range []string{"workspace", "secrets"} {
+		if err := os.Mkdir(real[d], 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(real["workspace"], 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(real["secrets"], "key"), []byte("own-secret-value"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	img := h.images[probeImage]
+	file := filepath.Join(dir, "profile.yaml")
+	y := fmt.Sprintf(`name: swap
+image: %s
+image_archive: %s
+args: ["/usr/local/bin/cgprobe", "sleep"]
+mounts:
+  - {source: ./workspace, target: /workspace, read_only: true}
+secrets: {dir: ./secrets}
+stop_timeout: 2s
+`, img.ref, img.archive)
+	if err := os.WriteFile(file, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The swap: a rename of the real directory in and out, with a link to
+	// the victim in its place.
+	place := func(name string, link bool) {
+		p := filepath.Join(dir, name)
+		if link {
+			_ = os.Rename(p, real[name])
+			_ = os.Symlink(victim, p)
+		} else {
+			_ = os.Remove(p)
+			_ = os.Rename(real[name], p)
+		}
+	}
+	place("workspace", false)
+	place("secrets", false)
+
+	// Control: by path, the workspace leads to the victim's file once it
+	// is swapped; a mount that followed the path would show it.
+	place("workspace", true)
+	if _, err := os.Stat(filepath.Join(dir, "workspace", marker)); err != nil {
+		t.Fatalf("control: the swapped path does not reach the victim: %v", err)
+	}
+	if _, stderr, code := h.cg("run", "--detach", "--profile", file); code == 0 || !strings.Contains(stderr, "symbolic link") {
+		h.cg("stop", "--timeout", "1s", "swap")
+		t.Fatalf("a workspace that is a link to elsewhere was accepted: exit %d: %s", code, stderr)
+	}
+	place("workspace", false)
+
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			place("workspace", i%2 == 0)
+			place("secrets", i%3 == 0)
+			// Irregular pauses, so that some starts pass validation and
+			// meet a swap while they stage and mount.
+			time.Sleep(time.Duration(i%11) * time.Millisecond)
+		}
+	}()
+	started, refused := 0, 0
+	for i := 0; i < 25; i++ {
+		_, stderr, code := h.cg("run", "--detach", "--profile", file)
+		if code != 0 {
+			refused++
+			if !strings.Contains(stderr, "symbolic link") && !strings.Contains(stderr, "does not exist") {
+				t.Logf("refused: %s", strings.TrimSpace(stderr))
+			}
+			continue
+		}
+		started++
+		ls, _, _ := h.exec(t, "swap", "/bin/ls", "-a", "/workspace")
+		key, _, _ := h.exec(t, "swap", "/bin/cat", "/run/secrets/key")
+		h.cg("stop", "--timeout", "1s", "swap")
+		if strings.Contains(ls, marker) || strings.Contains(key, "VICTIM") {
+			close(stop)
+			<-done
+			t.Fatalf("start %d mounted or copied the victim's directory: ls %q, key %q", i, ls, key)
+		}
+	}
+	close(stop)
+	<-done
+	t.Logf("25 starts while swapping: %d started on the real directories, %d refused, none saw the victim's", started, refused)
+	if refused == 0 {
+		t.Fatal("no start met a swapped link: the race did not run")
+	}
+}

@@ -1,0 +1,155 @@
+package profiles
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// SecretsDir is a secrets directory opened once and judged through its
+// descriptor, and the files are read through that same descriptor. Whoever
+// owns a directory on the path may swap the secrets directory for a link to
+// /etc between a check of the path and a copy from it; a descriptor cannot
+// be swapped, so what is staged is what was checked.
+type SecretsDir struct {
+	f *os.File
+	// Real is where the directory is, no link on the way.
+	Real string
+	// Names are its secret files, checked as SecretFiles describes.
+	Names []string
+}
+
+// OpenSecrets opens the secrets directory dir as OpenSource does, then
+// judges it through the descriptor: private (no access for group or
+// others), holding only plain, private, small regular files. Close it when
+// done.
+func OpenSecrets(base, dir string, pol SourcePolicy) (*SecretsDir, error) {
+	f, err := OpenSource(base, dir, pol, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return nil, err
+	}
+	d := &SecretsDir{f: f, Real: f.Name()}
+	if err := d.check(); err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// OpenSource opens p, a path from a profile (relative to base, the
+// profile's directory, or absolute), refusing every symbolic link on the
+// way, and a relative p must stay beneath base: the owner of a project
+// directory can swap a directory in it for a link to someone else's at any
+// moment, and must get an error, not that directory. The real path of what
+// was opened (the returned file's Name) must pass the source policy. Use the
+// file, never the path, from then on.
+func OpenSource(base, p string, pol SourcePolicy, flags uint64) (*os.File, error) {
+	how := &unix.OpenHow{Flags: flags | unix.O_CLOEXEC, Resolve: unix.RESOLVE_NO_SYMLINKS}
+	dirfd, rel := unix.AT_FDCWD, p
+	if !filepath.IsAbs(p) {
+		bfd, err := unix.Open(base, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("open %s: %v", base, err)
+		}
+		defer unix.Close(bfd)
+		dirfd, how.Resolve = bfd, how.Resolve|unix.RESOLVE_BENEATH
+	}
+	abs := p
+	if !filepath.IsAbs(abs) {
+		abs = filepath.Join(base, p)
+	}
+	fd, err := unix.Openat2(dirfd, rel, how)
+	switch {
+	case errors.Is(err, unix.ELOOP):
+		real, _ := filepath.EvalSymlinks(abs)
+		return nil, fmt.Errorf("%s: a symbolic link on the way (it resolves to %s); write the real path, with no link in it", abs, real)
+	case errors.Is(err, unix.EXDEV):
+		return nil, fmt.Errorf("%s is outside the profile's directory %s; write an absolute path for it", abs, base)
+	case err != nil:
+		if errors.Is(err, unix.ENOENT) {
+			return nil, fmt.Errorf("%s does not exist", abs)
+		}
+		return nil, fmt.Errorf("%s: %v", abs, err)
+	}
+	at, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("locate %s: %w", abs, err)
+	}
+	if _, err := pol.Check(at); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), at), nil
+}
+
+func (d *SecretsDir) check() error {
+	fi, err := d.f.Stat()
+	if err != nil {
+		return err
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("%s has mode %04o; others can read it", d.Real, perm)
+	}
+	entries, err := d.f.ReadDir(maxSecretFiles + 1)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("read %s: %v", d.Real, unwrapPathError(err))
+	}
+	if len(entries) > maxSecretFiles {
+		return fmt.Errorf("%s holds more than %d files", d.Real, maxSecretFiles)
+	}
+	for _, e := range entries {
+		f, err := d.Open(e.Name())
+		if err != nil {
+			return err
+		}
+		f.Close()
+		d.Names = append(d.Names, e.Name())
+	}
+	return nil
+}
+
+// Open opens one secret file beneath the directory, refusing links and
+// anything that is not a private regular file of at most 1 MiB with a plain
+// name.
+func (d *SecretsDir) Open(name string) (*os.File, error) {
+	path := filepath.Join(d.Real, name)
+	if !reSecret.MatchString(name) {
+		return nil, fmt.Errorf("%s: secret file names use letters, digits, '.', '_', '-' and do not start with '.'", path)
+	}
+	fd, err := unix.Openat2(int(d.f.Fd()), name, &unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOFOLLOW | unix.O_NONBLOCK,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS,
+	})
+	if errors.Is(err, unix.ELOOP) {
+		return nil, fmt.Errorf("%s is a symlink; secrets must be regular files", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", path, err)
+	}
+	f := os.NewFile(uintptr(fd), path)
+	info, err := f.Stat()
+	switch {
+	case err != nil:
+		err = fmt.Errorf("%s: %v", path, err)
+	case !info.Mode().IsRegular():
+		err = fmt.Errorf("%s is not a regular file", path)
+	case info.Mode().Perm() != 0o600 && info.Mode().Perm() != 0o400:
+		err = fmt.Errorf("%s has mode %04o; want 0600 or 0400", path, info.Mode().Perm())
+	case info.Size() > maxSecretSize:
+		err = fmt.Errorf("%s is larger than 1 MiB", path)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// Close releases the directory.
+func (d *SecretsDir) Close() error { return d.f.Close() }
