@@ -36,6 +36,42 @@ func TestLogsKeepOneRunEach(t *testing.T) {
 	}
 }
 
+// TestLogsDoNotLetTheAgentDriveTheTerminal: the agent writes escape
+// sequences (a window title, a colour, a carriage return that hides what
+// came before); on the operator's terminal they are shown, not obeyed.
+// The control: --raw and a pipe pass the very bytes through.
+func TestLogsDoNotLetTheAgentDriveTheTerminal(t *testing.T) {
+	h := env
+	sb := h.start(t, profile{Name: "logs-esc", Args: []string{"sh", "-c",
+		`printf 'rm -rf ~\rharmless \033]0;pwned\007\033[31mred\n'; trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done`}})
+	h.stopSandbox(t, sb)
+	onTerminal := func(args ...string) string {
+		t.Helper()
+		// script gives the command a pseudo-terminal, as an operator's
+		// shell would.
+		cmdline := h.bin + " " + strings.Join(append(h.globalFlags(), args...), " ")
+		out, err := exec.Command("script", "-qfec", cmdline, "/dev/null").Output()
+		if err != nil {
+			t.Fatalf("%s on a terminal: %v\n%s", cmdline, err, out)
+		}
+		return string(out)
+	}
+	raw, _, _ := h.cg("logs", "logs-esc")
+	if !strings.Contains(raw, "\x1b]0;pwned\x07") {
+		t.Fatalf("control: the agent's escape sequence is not in the piped log: %q", raw)
+	}
+	if got := onTerminal("logs", "logs-esc", "--raw"); !strings.Contains(got, "\x1b]0;pwned") {
+		t.Fatalf("control: --raw on a terminal does not pass the bytes through: %q", got)
+	}
+	got := onTerminal("logs", "logs-esc")
+	if strings.ContainsAny(got, "\x1b\x07") || strings.Contains(got, "~\rharmless") {
+		t.Fatalf("a control character reached the terminal: %q", got)
+	}
+	if !strings.Contains(got, `\x1b]0;pwned\x07\x1b[31mred`) || !strings.Contains(got, `rm -rf ~\x0dharmless`) {
+		t.Fatalf("the escaped output does not show what the agent wrote: %q", got)
+	}
+}
+
 // TestExecPassesTheExitCodeThrough and reports a missing sandbox clearly.
 func TestExecPassesTheExitCodeThrough(t *testing.T) {
 	h := env

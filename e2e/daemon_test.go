@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -415,4 +416,55 @@ func TestDaemonStopsSandboxesOnExitWhenAsked(t *testing.T) {
 	}
 	d.terminate(t)
 	h.assertNothingOf(t, "daemon-exit")
+}
+
+// TestNobodyCanTakeTheDNSGatePortWhileTheDaemonIsDown: with the daemon
+// stopped, a sandbox's rules still send its DNS to the gate's port on the
+// gateway address. A local user who bound it would answer the sandbox's
+// queries once the daemon is back and fails to adopt. The gate's port is
+// privileged: nobody cannot bind it (the control: nobody can bind a port
+// above 1024 on the very same address), and the next daemon gets it back.
+func TestNobodyCanTakeTheDNSGatePortWhileTheDaemonIsDown(t *testing.T) {
+	h := env
+	d := h.startDaemon(t)
+	_, file := h.project(t, profile{Name: "gate-port", Extra: egressProfile})
+	if _, stderr, code := h.cg("run", "--detach", "--profile", file); code != 0 {
+		t.Fatalf("run --detach: %s", stderr)
+	}
+	t.Cleanup(func() { h.cg("stop", "--timeout", "1s", "gate-port") })
+	var state struct {
+		DNSPort int `json:"dns_port"`
+	}
+	raw, err := os.ReadFile(filepath.Join(h.stateDir, "sandboxes", "gate-port", "state.json"))
+	if err != nil || json.Unmarshal(raw, &state) != nil || state.DNSPort == 0 {
+		t.Fatalf("state: %v %s", err, raw)
+	}
+	if state.DNSPort >= 1024 {
+		t.Fatalf("the DNS gate listens on %d, a port any user may bind", state.DNSPort)
+	}
+	d.terminate(t)
+
+	probe := filepath.Join(publicTempDir(t, "cgprobe-"), "cgprobe")
+	if err := run("install", "-m", "0755", h.probe, probe); err != nil {
+		t.Fatal(err)
+	}
+	bindAsNobody := func(port int) (held bool, out string) {
+		t.Helper()
+		cmd := exec.Command(probe, "bind", fmt.Sprintf("%s:%d", testGW, port))
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		b, err := cmd.CombinedOutput()
+		return err == nil, string(b)
+	}
+	if held, out := bindAsNobody(40000 + state.DNSPort); !held {
+		t.Fatalf("control: nobody cannot bind a high port on %s either: %s", testGW, out)
+	}
+	if held, out := bindAsNobody(state.DNSPort); held || !strings.Contains(out, "permission denied") {
+		t.Fatalf("nobody bound the gate's port %d while the daemon was down: %s", state.DNSPort, out)
+	}
+	h.startDaemon(t)
+	var r probeResolved
+	h.netProbe(t, "gate-port", &r, "resolve", "api.example.test")
+	if len(r.Addrs) != 1 || r.Addrs[0] != apiAddr {
+		t.Fatalf("the adopted gate does not answer: %+v", r)
+	}
 }

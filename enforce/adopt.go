@@ -57,7 +57,7 @@ func (s *Supervisor) Adopt(ctx context.Context, name string) (_ *Started, retErr
 	if *p.Egress.LogDenied {
 		s.reportDenied(g, name, att.LogGroup)
 	}
-	if err := g.publish(st.Publish, st.IP, s.cfg.Log); err != nil {
+	if err := g.publish(name, st.Publish, st.IP, s.cfg.Sockets, s.cfg.Log); err != nil {
 		return nil, fmt.Errorf("adopt %s: %w", name, err)
 	}
 	first := g.eg.resolveAll(ctx, g.proxy)

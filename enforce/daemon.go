@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/clawguard/clawguard/netrules/dnsproxy"
 	"github.com/clawguard/clawguard/profiles"
 	"github.com/clawguard/clawguard/runtime"
 )
@@ -108,6 +109,7 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 		defer stopMetrics()
 		go d.metrics.serve(mctx, mln)
 	}
+	warnIfGatePortsUnprivileged(d.log)
 	rep, err := d.sup.Reconcile(ctx)
 	if err != nil {
 		d.log.Error("reconcile at start", "error", err)
@@ -167,6 +169,20 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 		return nil
 	}
 	return err
+}
+
+// warnIfGatePortsUnprivileged says so when the host lets any user bind the
+// DNS gates' ports: the gates rely on them being privileged to stay theirs
+// across a daemon restart.
+func warnIfGatePortsUnprivileged(log *slog.Logger) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+	if err != nil {
+		return
+	}
+	if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && n <= dnsproxy.GatePortLast {
+		log.Warn("net.ipv4.ip_unprivileged_port_start is low: any local user may bind a DNS gate's port while the daemon is down; set it to 1024",
+			"ip_unprivileged_port_start", n, "gate_ports", fmt.Sprintf("%d-%d", dnsproxy.GatePortFirst, dnsproxy.GatePortLast))
+	}
 }
 
 // watch tears a sandbox down when its task exits, unless the daemon is

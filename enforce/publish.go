@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,8 +19,9 @@ import (
 // sandbox, in user space: no DNAT to loopback and no route_localnet, so the
 // port is reachable from this host only. All ports are bound before it
 // returns (a busy port fails the start); connections are served until the
-// gate stops.
-func (g *gate) publish(specs []string, sandbox netip.Addr, log *slog.Logger) error {
+// gate stops. With a socket store, a port kept there by an earlier daemon is
+// taken back rather than bound again, and every port is kept there.
+func (g *gate) publish(sandboxName string, specs []string, sandbox netip.Addr, store SocketStore, log *slog.Logger) error {
 	var lns []net.Listener
 	for _, s := range specs {
 		p, err := profiles.ParsePublish(s)
@@ -27,7 +29,7 @@ func (g *gate) publish(specs []string, sandbox netip.Addr, log *slog.Logger) err
 			closeAll(lns)
 			return err
 		}
-		ln, err := net.Listen("tcp", net.JoinHostPort(p.HostIP.String(), strconv.Itoa(p.HostPort)))
+		ln, err := listenPublished(sandboxName, p, store)
 		if err != nil {
 			closeAll(lns)
 			return fmt.Errorf("publish %s: %w", s, err)
@@ -37,6 +39,54 @@ func (g *gate) publish(specs []string, sandbox netip.Addr, log *slog.Logger) err
 		g.background(func(ctx context.Context) { forward(ctx, ln, target, log) })
 	}
 	return nil
+}
+
+// publishSocketName names a published port's socket in the store: the
+// sandbox, the host address and port (no ':', which the store's names may
+// not hold).
+func publishSocketName(sandbox string, p profiles.Publish) string {
+	return strings.ReplaceAll(fmt.Sprintf("publish-%s-%s-%d", sandbox, p.HostIP, p.HostPort), ":", "_")
+}
+
+func listenPublished(sandbox string, p profiles.Publish, store SocketStore) (net.Listener, error) {
+	addr := net.JoinHostPort(p.HostIP.String(), strconv.Itoa(p.HostPort))
+	name := publishSocketName(sandbox, p)
+	if store != nil {
+		if f := store.Take(name); f != nil {
+			ln, err := net.FileListener(f)
+			f.Close()
+			if err == nil && ln.Addr().String() == addr {
+				return ln, keep(store, name, ln)
+			}
+			if ln != nil {
+				ln.Close()
+			}
+		}
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if store != nil {
+		if err := keep(store, name, ln); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
+	return ln, nil
+}
+
+func keep(store SocketStore, name string, ln net.Listener) error {
+	tl, ok := ln.(*net.TCPListener)
+	if !ok {
+		return fmt.Errorf("keep %s: not a TCP listener", name)
+	}
+	f, err := tl.File()
+	if err != nil {
+		return fmt.Errorf("keep %s: %w", name, err)
+	}
+	defer f.Close()
+	return store.Keep(name, f)
 }
 
 func closeAll(lns []net.Listener) {

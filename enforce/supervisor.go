@@ -67,6 +67,22 @@ type Config struct {
 	// Step is told about each step of a start as it ends (err is nil when it
 	// succeeded), for progress output.
 	Step func(step string, took time.Duration, err error)
+	// Sockets, if set, keeps published ports' listening sockets across
+	// restarts of this process (the daemon under systemd).
+	Sockets SocketStore
+}
+
+// SocketStore keeps listening sockets outside this process, so that a
+// published port stays bound while the daemon restarts: otherwise any local
+// user could bind it in between and take the operator's connections meant
+// for the agent's gateway.
+type SocketStore interface {
+	// Take returns the socket stored under name, if any, and forgets it.
+	Take(name string) *os.File
+	// Keep stores a copy of f's socket under name.
+	Keep(name string, f *os.File) error
+	// Drop removes name from the store.
+	Drop(name string)
 }
 
 // Supervisor starts, stops and inspects sandboxes. The foreground `run` and
@@ -229,7 +245,7 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 	if *p.Egress.LogDenied {
 		s.reportDenied(g, p.Name, att.LogGroup)
 	}
-	if err := g.publish(p.Publish, att.IP, s.cfg.Log); err != nil {
+	if err := g.publish(p.Name, p.Publish, att.IP, s.cfg.Sockets, s.cfg.Log); err != nil {
 		return nil, err
 	}
 	resolv := s.layout.resolvConf(p.Name)
@@ -506,6 +522,15 @@ func (s *Supervisor) Teardown(ctx context.Context, name string) error {
 	}
 	if err := s.net.Detach(name); err != nil {
 		errs = append(errs, err)
+	}
+	if s.cfg.Sockets != nil {
+		if st, err := s.layout.read(name); err == nil {
+			for _, spec := range st.Publish {
+				if p, err := profiles.ParsePublish(spec); err == nil {
+					s.cfg.Sockets.Drop(publishSocketName(name, p))
+				}
+			}
+		}
 	}
 	if len(errs) == 0 {
 		if err := os.RemoveAll(s.layout.dir(name)); err != nil {

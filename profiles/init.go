@@ -113,10 +113,7 @@ func chownBeneath(dir, rel string, uid, gid uint32) error {
 		return err
 	}
 	defer unix.Close(dfd)
-	fd, err := unix.Openat2(dfd, rel, &unix.OpenHow{
-		Flags:   unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC,
-		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS,
-	})
+	fd, err := openNoLinks(dfd, rel, unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		return fmt.Errorf("open %s beneath %s without following links: %w", rel, dir, err)
 	}

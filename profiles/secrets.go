@@ -49,21 +49,20 @@ func OpenSecrets(base, dir string, pol SourcePolicy) (*SecretsDir, error) {
 // was opened (the returned file's Name) must pass the source policy. Use the
 // file, never the path, from then on.
 func OpenSource(base, p string, pol SourcePolicy, flags uint64) (*os.File, error) {
-	how := &unix.OpenHow{Flags: flags | unix.O_CLOEXEC, Resolve: unix.RESOLVE_NO_SYMLINKS}
-	dirfd, rel := unix.AT_FDCWD, p
+	dirfd := unix.AT_FDCWD
 	if !filepath.IsAbs(p) {
 		bfd, err := unix.Open(base, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return nil, fmt.Errorf("open %s: %v", base, err)
 		}
 		defer unix.Close(bfd)
-		dirfd, how.Resolve = bfd, how.Resolve|unix.RESOLVE_BENEATH
+		dirfd = bfd
 	}
 	abs := p
 	if !filepath.IsAbs(abs) {
 		abs = filepath.Join(base, p)
 	}
-	fd, err := unix.Openat2(dirfd, rel, how)
+	fd, err := openNoLinks(dirfd, p, flags)
 	switch {
 	case errors.Is(err, unix.ELOOP):
 		real, _ := filepath.EvalSymlinks(abs)
@@ -122,10 +121,7 @@ func (d *SecretsDir) Open(name string) (*os.File, error) {
 	if !reSecret.MatchString(name) {
 		return nil, fmt.Errorf("%s: secret file names use letters, digits, '.', '_', '-' and do not start with '.'", path)
 	}
-	fd, err := unix.Openat2(int(d.f.Fd()), name, &unix.OpenHow{
-		Flags:   unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOFOLLOW | unix.O_NONBLOCK,
-		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS,
-	})
+	fd, err := openNoLinks(int(d.f.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK)
 	if errors.Is(err, unix.ELOOP) {
 		return nil, fmt.Errorf("%s is a symlink; secrets must be regular files", path)
 	}

@@ -63,6 +63,21 @@ func netCheck(args []string) (any, error) {
 			return nil, fmt.Errorf("usage: ping ADDR")
 		}
 		return ping(args[1]), nil
+	case "bind": // bind ADDR:PORT: bind UDP and TCP there and let go at once
+		if len(args) != 2 {
+			return nil, fmt.Errorf("usage: bind ADDR:PORT")
+		}
+		pc, err := net.ListenPacket("udp4", args[1])
+		if err != nil {
+			return nil, err
+		}
+		pc.Close()
+		ln, err := net.Listen("tcp4", args[1])
+		if err != nil {
+			return nil, err
+		}
+		ln.Close()
+		return map[string]bool{"bound": true}, nil
 	case "listen": // listen PORT: serve "hello from ADDR" until killed
 		if len(args) != 2 {
 			return nil, fmt.Errorf("usage: listen PORT")

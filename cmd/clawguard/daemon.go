@@ -92,9 +92,14 @@ restarts 5 times in 10 minutes is left stopped and reported as flapping.`,
 				}
 				dc.Sandboxes = append(dc.Sandboxes, sb.Profile)
 			}
+			sockets := newFDStore()
+			g.sockets = sockets
 			return g.withSupervisor(func(ctx context.Context, sup *enforce.Supervisor, _ *cobra.Command, _ []string) error {
 				d := enforce.NewDaemon(sup, dc, g.logger())
-				return d.Run(ctx, func() { sdNotify("READY=1") })
+				return d.Run(ctx, func() {
+					sockets.DropUntaken()
+					sdNotify("READY=1")
+				})
 			})(cmd, nil)
 		},
 	}

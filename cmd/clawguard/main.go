@@ -53,6 +53,8 @@ type globals struct {
 	// record (starts, adoptions, exits), so it logs from Info; the CLI
 	// commands print their own results and log only warnings.
 	service bool
+	// sockets keeps the daemon's published ports across its restarts.
+	sockets enforce.SocketStore
 }
 
 func main() {
@@ -161,7 +163,7 @@ func (g *globals) supervisor(ctx context.Context, step func(string, time.Duratio
 		rt.Close()
 		return nil, nil, usage("%v", err)
 	}
-	cfg := enforce.Config{StateDir: g.stateDir, DNSUpstreams: upstreams, Log: log, Step: step, ProbePath: g.probePath(), ExtraSpecOpts: weaken}
+	cfg := enforce.Config{StateDir: g.stateDir, DNSUpstreams: upstreams, Log: log, Step: step, ProbePath: g.probePath(), ExtraSpecOpts: weaken, Sockets: g.sockets}
 	return enforce.New(cfg, rt, host), func() { rt.Close() }, nil
 }
 

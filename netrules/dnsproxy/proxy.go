@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"strconv"
@@ -249,10 +250,36 @@ func (p *Proxy) Resolve(ctx context.Context, name string) ([]netip.Addr, time.Du
 	return addrs, time.Duration(ttl) * time.Second, nil
 }
 
-// Listen binds UDP and TCP on the same port of addr; port 0 picks a free one.
-// The sockets are bound with IP_FREEBIND, so the gateway address need not
-// exist yet: the gate can listen before the bridge and rules are made.
+// Gate ports are taken from the privileged range, below the kernel's
+// ip_unprivileged_port_start (1024 unless an admin lowered it): while the
+// daemon is down (a restart, a crash), no local user can bind the port a
+// sandbox's DNS rules point at and answer its queries.
+const (
+	GatePortFirst = 512
+	GatePortLast  = 1023
+)
+
+// Listen opens the gate's UDP and TCP sockets on addr:port; port 0 picks a
+// free one from the privileged gate range, starting at a random place so
+// that sandboxes spread over it. Ports other services hold are skipped.
 func Listen(addr netip.Addr, port int) (net.PacketConn, net.Listener, error) {
+	if port != 0 {
+		return listenPair(addr, port)
+	}
+	n := GatePortLast - GatePortFirst + 1
+	start := rand.IntN(n)
+	var last error
+	for i := 0; i < n; i++ {
+		pc, ln, err := listenPair(addr, GatePortFirst+(start+i)%n)
+		if err == nil {
+			return pc, ln, nil
+		}
+		last = err
+	}
+	return nil, nil, fmt.Errorf("dns proxy: no port free on %s in %d-%d for both UDP and TCP (last: %w)", addr, GatePortFirst, GatePortLast, last)
+}
+
+func listenPair(addr netip.Addr, port int) (net.PacketConn, net.Listener, error) {
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_FREEBIND, 1) })
@@ -262,22 +289,19 @@ func Listen(addr netip.Addr, port int) (net.PacketConn, net.Listener, error) {
 		return serr
 	}}
 	ctx := context.Background()
-	for try := 0; try < 20; try++ {
-		pc, err := lc.ListenPacket(ctx, "udp4", net.JoinHostPort(addr.String(), strconv.Itoa(port)))
-		if err != nil {
-			return nil, nil, fmt.Errorf("dns proxy: listen udp %s:%d: %w", addr, port, err)
-		}
-		got := pc.LocalAddr().(*net.UDPAddr).Port
-		ln, err := lc.Listen(ctx, "tcp4", net.JoinHostPort(addr.String(), strconv.Itoa(got)))
-		if err == nil {
-			return pc, ln, nil
-		}
-		pc.Close()
-		if port != 0 {
-			return nil, nil, fmt.Errorf("dns proxy: listen tcp %s:%d: %w", addr, port, err)
-		}
+	hostport := net.JoinHostPort(addr.String(), strconv.Itoa(port))
+	pc, err := lc.ListenPacket(ctx, "udp4", hostport)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dns proxy: listen udp %s: %w", hostport, err)
 	}
-	return nil, nil, fmt.Errorf("dns proxy: no port free on %s for both UDP and TCP", addr)
+	// The same port for TCP (port 0 lets the kernel pick UDP's).
+	hostport = pc.LocalAddr().String()
+	ln, err := lc.Listen(ctx, "tcp4", hostport)
+	if err != nil {
+		pc.Close()
+		return nil, nil, fmt.Errorf("dns proxy: listen tcp %s: %w", hostport, err)
+	}
+	return pc, ln, nil
 }
 
 // Serve answers on pc and ln until ctx ends.
