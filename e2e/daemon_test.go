@@ -281,8 +281,8 @@ func TestDaemonSIGTERMLeavesSandboxesRunningAndEnforced(t *testing.T) {
 		}
 		d = h.startDaemon(t)
 		for _, n := range names {
-			if !strings.Contains(d.out.String(), "adopted sandbox") {
-				t.Fatalf("round %d: the new daemon adopted nothing:\n%s", round, d.out.String())
+			if !strings.Contains(d.out.String(), "adopted sandbox\" sandbox="+n) {
+				t.Fatalf("round %d: the new daemon did not adopt %s:\n%s", round, n, d.out.String())
 			}
 			var r probeResolved
 			h.netProbe(t, n, &r, "resolve", "api.example.test")

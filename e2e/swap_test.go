@@ -110,9 +110,14 @@ stop_timeout: 2s
 			continue
 		}
 		started++
-		ls, _, _ := h.exec(t, "swap", "/bin/ls", "-a", "/workspace")
-		key, _, _ := h.exec(t, "swap", "/bin/cat", "/run/secrets/key")
+		ls, lsErr, lsCode := h.exec(t, "swap", "/bin/ls", "-a", "/workspace")
+		key, keyErr, keyCode := h.exec(t, "swap", "/bin/cat", "/run/secrets/key")
 		h.cg("stop", "--timeout", "1s", "swap")
+		if lsCode != 0 || keyCode != 0 || key != "own-secret-value" {
+			close(stop)
+			<-done
+			t.Fatalf("start %d: could not look inside: ls %d %s, cat %d %q %s", i, lsCode, lsErr, keyCode, key, keyErr)
+		}
 		if strings.Contains(ls, marker) || strings.Contains(key, "VICTIM") {
 			close(stop)
 			<-done
@@ -124,5 +129,87 @@ stop_timeout: 2s
 	t.Logf("25 starts while swapping: %d started on the real directories, %d refused, none saw the victim's", started, refused)
 	if refused == 0 {
 		t.Fatal("no start met a swapped link: the race did not run")
+	}
+}
+
+// TestSwappedProjectDirectoryIsNeverMixed: the profile's own directory is a
+// link its owner keeps pointing at its project and at someone else's (with
+// no profile of its own). A start uses one project whole, its own, or is
+// refused; it never takes the profile from one and the directories from the
+// other.
+func TestSwappedProjectDirectoryIsNeverMixed(t *testing.T) {
+	h := env
+	h.startDaemon(t)
+	top := t.TempDir()
+	mine, victim := filepath.Join(top, "mine"), filepath.Join(top, "victim")
+	const marker = "victim-private-file"
+	for _, d := range []struct {
+		path string
+		mode os.FileMode
+	}{{mine, 0o755}, {mine + "/workspace", 0o755}, {mine + "/secrets", 0o700}, {victim, 0o755}, {victim + "/workspace", 0o755}, {victim + "/secrets", 0o700}} {
+		if err := os.Mkdir(d.path, d.mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for path, body := range map[string]string{mine + "/secrets/key": "own-secret-value", victim + "/secrets/key": "VICTIM-SECRET-VALUE", victim + "/workspace/" + marker: "x"} {
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	img := h.images[probeImage]
+	y := fmt.Sprintf(`name: swapdir
+image: %s
+image_archive: %s
+args: ["/usr/local/bin/cgprobe", "sleep"]
+mounts:
+  - {source: ./workspace, target: /workspace, read_only: true}
+secrets: {dir: ./secrets}
+stop_timeout: 2s
+`, img.ref, img.archive)
+	if err := os.WriteFile(mine+"/profile.yaml", []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	proj := filepath.Join(top, "proj")
+	point := func(at string) {
+		tmp := proj + ".new"
+		_ = os.Remove(tmp)
+		_ = os.Symlink(at, tmp)
+		_ = os.Rename(tmp, proj) // atomic: proj is always one or the other
+	}
+	point(mine)
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			point(map[bool]string{true: victim, false: mine}[i%2 == 0])
+			time.Sleep(time.Duration(i%7) * time.Millisecond)
+		}
+	}()
+	started, refused := 0, 0
+	for i := 0; i < 25; i++ {
+		if _, _, code := h.cg("run", "--detach", "--profile", proj+"/profile.yaml"); code != 0 {
+			refused++
+			continue
+		}
+		started++
+		ls, _, lsCode := h.exec(t, "swapdir", "/bin/ls", "-a", "/workspace")
+		key, _, keyCode := h.exec(t, "swapdir", "/bin/cat", "/run/secrets/key")
+		h.cg("stop", "--timeout", "1s", "swapdir")
+		if lsCode != 0 || keyCode != 0 || strings.Contains(ls, marker) || key != "own-secret-value" {
+			close(stop)
+			<-done
+			t.Fatalf("start %d mixed the projects: ls %d %q, key %d %q", i, lsCode, ls, keyCode, key)
+		}
+	}
+	close(stop)
+	<-done
+	t.Logf("25 starts while the project directory was swapped: %d started whole on the own project, %d refused", started, refused)
+	if started == 0 {
+		t.Fatal("no start got through: the test proved nothing")
 	}
 }

@@ -61,7 +61,7 @@ func decodeVerifyRequest(body io.Reader) (VerifyRequest, error) {
 	if len(req.BlockedProbes) > maxBlockedProbes {
 		return req, fmt.Errorf("verify request: %d blocked probes; at most %d", len(req.BlockedProbes), maxBlockedProbes)
 	}
-	if req.TimeoutMs < 0 || time.Duration(req.TimeoutMs)*time.Millisecond > time.Minute {
+	if req.TimeoutMs < 0 || req.TimeoutMs > int(time.Minute/time.Millisecond) {
 		return req, fmt.Errorf("verify request: timeout_ms %d out of range (0 for the default, at most 60000)", req.TimeoutMs)
 	}
 	return req, nil

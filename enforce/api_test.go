@@ -149,3 +149,32 @@ func FuzzDecodeVerifyRequest(f *testing.F) {
 		}
 	})
 }
+
+func TestTheSocketGroupReadsAndVerifiesButActsOnNothing(t *testing.T) {
+	w := newFakeWorld("")
+	d := NewDaemon(New(testConfig(t.TempDir()), w, w), DaemonConfig{SocketGID: 65534}, nil)
+	member := func(r *http.Request) *http.Request {
+		return r.WithContext(context.WithValue(r.Context(), peerKey{}, &unix.Ucred{Uid: 65534, Gid: 65534, Pid: 1}))
+	}
+	tests := []struct {
+		method, target, body string
+		want                 int
+	}{
+		{"GET", "/v1/sandboxes", "", http.StatusOK},
+		{"GET", "/v1/health", "", http.StatusOK},
+		{"POST", "/v1/sandboxes", `{"dir": "/tmp", "name": "x"}`, http.StatusForbidden},
+		{"DELETE", "/v1/sandboxes/x", "", http.StatusForbidden},
+		{"POST", "/v1/reconcile", "", http.StatusForbidden},
+		{"POST", "/v1/sandboxes/x/verify", `{"blocked_probes": ["198.51.100.1:22"]}`, http.StatusForbidden},
+	}
+	for _, tt := range tests {
+		rec := httptest.NewRecorder()
+		d.handler().ServeHTTP(rec, member(httptest.NewRequest(tt.method, tt.target, strings.NewReader(tt.body))))
+		if rec.Code != tt.want {
+			t.Errorf("%s %s as a member: %d %s, want %d", tt.method, tt.target, rec.Code, rec.Body, tt.want)
+		}
+	}
+	if len(w.calls) != 0 {
+		t.Errorf("a member's request reached the runtime: %v", w.calls)
+	}
+}

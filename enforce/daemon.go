@@ -668,6 +668,13 @@ func (d *Daemon) handleVerify(w http.ResponseWriter, r *http.Request, name strin
 		writeErr(w, http.StatusBadRequest, err)
 		return
 	}
+	// Blocked probes are dialled from the host as root: from a member of
+	// the socket group they would make the daemon a connect oracle past
+	// any uid-based rule. Members verify with the defaults.
+	if cred, ok := r.Context().Value(peerKey{}).(*unix.Ucred); len(req.BlockedProbes) > 0 && (!ok || cred.Uid != 0) {
+		writeErr(w, http.StatusForbidden, errors.New("only root may name blocked probes (the host dials them); verify without --blocked-probe"))
+		return
+	}
 	v, err := d.sup.Verify(r.Context(), name, VerifyOptions{
 		BlockedProbes: req.BlockedProbes, Timeout: time.Duration(req.TimeoutMs) * time.Millisecond,
 	})

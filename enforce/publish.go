@@ -55,12 +55,15 @@ func listenPublished(sandbox string, p profiles.Publish, store SocketStore) (net
 		if f := store.Take(name); f != nil {
 			ln, err := net.FileListener(f)
 			f.Close()
-			if err == nil && ln.Addr().String() == addr {
+			if err == nil && sameAddr(ln.Addr(), p) {
 				return ln, keep(store, name, ln)
 			}
 			if ln != nil {
 				ln.Close()
 			}
+			// Not this port after all: the store must let go of it too,
+			// or it stays bound and the listen below fails.
+			store.Drop(name)
 		}
 	}
 	ln, err := net.Listen("tcp", addr)
@@ -74,6 +77,17 @@ func listenPublished(sandbox string, p profiles.Publish, store SocketStore) (net
 		}
 	}
 	return ln, nil
+}
+
+// sameAddr: the listener is on the published host address and port (an
+// IPv4-mapped address in the profile is the IPv4 one the kernel reports).
+func sameAddr(a net.Addr, p profiles.Publish) bool {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return false
+	}
+	ap := ta.AddrPort()
+	return ap.Addr().Unmap() == p.HostIP.Unmap() && int(ap.Port()) == p.HostPort
 }
 
 func keep(store SocketStore, name string, ln net.Listener) error {

@@ -51,6 +51,7 @@ func Init(name, dir string, now time.Time) (InitResult, error) {
 	if _, err := rand.Read(token); err != nil {
 		return res, err
 	}
+	dir = p.Dir // its real path, pinned by LoadBuiltin
 	write := func(rel string, data []byte, mode os.FileMode) error {
 		path := filepath.Join(dir, rel)
 		if _, err := os.Lstat(path); err == nil {
@@ -62,7 +63,7 @@ func Init(name, dir string, now time.Time) (InitResult, error) {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return err
 		}
-		if err := os.WriteFile(path, data, mode); err != nil {
+		if err := createBeneath(dir, rel, data, mode); err != nil {
 			return fmt.Errorf("write %s: %w", path, err)
 		}
 		res.Written = append(res.Written, rel)
@@ -103,12 +104,40 @@ func Init(name, dir string, now time.Time) (InitResult, error) {
 	return res, nil
 }
 
+// createBeneath writes a new file dir/rel, never through a link: its
+// directory is opened beneath dir with no link on the way, and the file
+// created there exclusively. Run as root in a directory another user owns,
+// a planted or swapped link (secrets -> /etc/sudoers.d, a file -> /etc/passwd)
+// gets an error, not a root-owned write.
+func createBeneath(dir, rel string, data []byte, mode os.FileMode) error {
+	dfd, err := openNoLinks(unix.AT_FDCWD, dir, unix.O_PATH|unix.O_DIRECTORY)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dfd)
+	pfd, err := openNoLinks(dfd, filepath.Dir(rel), unix.O_PATH|unix.O_DIRECTORY)
+	if err != nil {
+		return fmt.Errorf("%s: %w (a symbolic link on the way is refused)", filepath.Dir(rel), err)
+	}
+	defer unix.Close(pfd)
+	fd, err := unix.Openat(pfd, filepath.Base(rel), unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(mode.Perm()))
+	if err != nil {
+		return err
+	}
+	f := os.NewFile(uintptr(fd), rel)
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
 // chownBeneath gives dir/rel to uid:gid through a descriptor opened beneath
 // dir without following any symbolic link: whoever owns dir may swap rel for
 // a link to /etc between the mkdir and the chown, and must then get an
 // error, not /etc owned by the sandbox user.
 func chownBeneath(dir, rel string, uid, gid uint32) error {
-	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	dfd, err := openNoLinks(unix.AT_FDCWD, dir, unix.O_PATH|unix.O_DIRECTORY)
 	if err != nil {
 		return err
 	}

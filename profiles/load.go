@@ -48,6 +48,10 @@ func LoadBuiltin(name, dir string) (*Profile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("no built-in profile %q (built-in: %s)", name, strings.Join(Builtins(), ", "))
 	}
+	// Pinned at its real location, as Load does.
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = real
+	}
 	return Parse(data, name+" (built-in)", dir)
 }
 
@@ -101,11 +105,19 @@ func Load(path string) (*Profile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("profile %s: %w", path, err)
 	}
-	data, err := ReadRegular(abs, MaxFileSize)
-	if err != nil {
-		return nil, &Error{Source: path, Fields: []FieldError{{Problem: fmt.Sprintf("cannot read the file: %v", unwrapPathError(err)), Fix: "check the path passed to --profile"}}}
+	// The file is read, and its directory pinned, at its real location
+	// with no link on the way: whoever owns a directory on the path can
+	// swap it for a link to someone else's project later, and every path
+	// of the profile is then opened beneath the real one (OpenSource), so
+	// the swap meets an error instead of the other project.
+	real, err := filepath.EvalSymlinks(abs)
+	if err == nil {
+		var data []byte
+		if data, err = readRegularNoLinks(real, MaxFileSize); err == nil {
+			return Parse(data, path, filepath.Dir(real))
+		}
 	}
-	return Parse(data, path, filepath.Dir(abs))
+	return nil, &Error{Source: path, Fields: []FieldError{{Problem: fmt.Sprintf("cannot read the file: %v", unwrapPathError(err)), Fix: "check the path passed to --profile"}}}
 }
 
 // Parse decodes a profile strictly (unknown keys, wrong types and several

@@ -5,6 +5,8 @@ import (
 	"io"
 	"os"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // MaxFileSize caps the profile, seccomp and config files clawguard reads:
@@ -20,6 +22,20 @@ func ReadRegular(path string, max int64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return readRegular(f, path, max)
+}
+
+// readRegularNoLinks is ReadRegular for an absolute path with no symbolic
+// link on the way (see openNoLinks).
+func readRegularNoLinks(path string, max int64) ([]byte, error) {
+	fd, err := openNoLinks(unix.AT_FDCWD, path, unix.O_RDONLY|unix.O_NONBLOCK)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	return readRegular(os.NewFile(uintptr(fd), path), path, max)
+}
+
+func readRegular(f *os.File, path string, max int64) ([]byte, error) {
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -51,9 +52,11 @@ func OpenSecrets(base, dir string, pol SourcePolicy) (*SecretsDir, error) {
 func OpenSource(base, p string, pol SourcePolicy, flags uint64) (*os.File, error) {
 	dirfd := unix.AT_FDCWD
 	if !filepath.IsAbs(p) {
-		bfd, err := unix.Open(base, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		// The profile's directory too, with no link on the way: Load
+		// pinned its real path, and a swap since is an error.
+		bfd, err := openNoLinks(unix.AT_FDCWD, base, unix.O_PATH|unix.O_DIRECTORY)
 		if err != nil {
-			return nil, fmt.Errorf("open %s: %v", base, err)
+			return nil, fmt.Errorf("open the profile's directory %s without following links: %v (did it change?)", base, err)
 		}
 		defer unix.Close(bfd)
 		dirfd = bfd
@@ -74,6 +77,17 @@ func OpenSource(base, p string, pol SourcePolicy, flags uint64) (*os.File, error
 			return nil, fmt.Errorf("%s does not exist", abs)
 		}
 		return nil, fmt.Errorf("%s: %v", abs, err)
+	}
+	// A mount source is a directory or a regular file, nothing else (a
+	// socket or a device renamed into place must not reach a sandbox).
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%s: %v", abs, err)
+	}
+	if t := st.Mode & unix.S_IFMT; t != unix.S_IFDIR && t != unix.S_IFREG {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%s is neither a directory nor a regular file", abs)
 	}
 	at, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
 	if err != nil {
@@ -139,6 +153,10 @@ func (d *SecretsDir) Open(name string) (*os.File, error) {
 		err = fmt.Errorf("%s has mode %04o; want 0600 or 0400", path, info.Mode().Perm())
 	case info.Size() > maxSecretSize:
 		err = fmt.Errorf("%s is larger than 1 MiB", path)
+	case info.Sys().(*syscall.Stat_t).Nlink != 1:
+		// A hard link to a file of someone else's (a host key) would be
+		// copied as if it were a secret of the project's.
+		err = fmt.Errorf("%s has other hard links; a secret must be a file of its own", path)
 	}
 	if err != nil {
 		f.Close()

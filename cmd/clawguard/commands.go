@@ -301,12 +301,8 @@ terminal; --raw prints the bytes as written. Piped output is always raw.`,
 					}
 				}
 			}
-			out := cmd.OutOrStdout()
-			if f, ok := out.(*os.File); ok && !raw && isTerminal(f) {
-				esc := &controlEscaper{w: f}
-				defer esc.Flush()
-				out = esc
-			}
+			out, flush := agentOutput(cmd.OutOrStdout(), raw)
+			defer flush()
 			return enforce.FollowLog(ctx, path, out, follow, stop)
 		},
 	}

@@ -15,6 +15,17 @@ func isTerminal(f *os.File) bool {
 	return err == nil
 }
 
+// agentOutput is where the agent's output goes: w itself, or, when w is a
+// terminal and raw is not asked for, w through a controlEscaper. Call flush
+// when done.
+func agentOutput(w io.Writer, raw bool) (out io.Writer, flush func()) {
+	if f, ok := w.(*os.File); ok && !raw && isTerminal(f) {
+		e := &controlEscaper{w: f}
+		return e, func() { _ = e.Flush() }
+	}
+	return w, func() {}
+}
+
 // controlEscaper makes what the agent wrote safe to show on the operator's
 // terminal: escape sequences could retitle it, rewrite earlier lines, hide
 // text or, on some terminals, answer back as if typed. Every C0 and C1

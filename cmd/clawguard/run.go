@@ -137,6 +137,9 @@ func runForeground(cmd *cobra.Command, g *globals, p *profiles.Profile, vf *veri
 		}
 	}
 	fmt.Fprintf(errOut, "clawguard: output follows (also in %s)\n", started.LogPath)
+	// On a terminal the agent's escape sequences are shown, not obeyed.
+	out, flush := agentOutput(out, false)
+	defer flush()
 
 	exited := make(chan struct{})
 	logDone := make(chan error, 1)

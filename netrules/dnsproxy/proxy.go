@@ -13,7 +13,9 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -266,17 +268,60 @@ func Listen(addr netip.Addr, port int) (net.PacketConn, net.Listener, error) {
 	if port != 0 {
 		return listenPair(addr, port)
 	}
-	n := GatePortLast - GatePortFirst + 1
-	start := rand.IntN(n)
-	var last error
+	last := GatePortLast
+	if start, ok := unprivilegedPortStart(); ok && start-1 < last {
+		last = start - 1
+	}
+	if last < GatePortFirst {
+		return nil, nil, fmt.Errorf("dns proxy: net.ipv4.ip_unprivileged_port_start is %d, so no gate port is safe from other users; set it to 1024", last+1)
+	}
+	known := servicePorts("/etc/services")
+	n := last - GatePortFirst + 1
+	first := rand.IntN(n)
+	var lastErr error
 	for i := 0; i < n; i++ {
-		pc, ln, err := listenPair(addr, GatePortFirst+(start+i)%n)
+		port := GatePortFirst + (first+i)%n
+		if known[port] {
+			// Left to the service that owns it: a gate bound on the
+			// gateway address would make its later wildcard bind fail.
+			continue
+		}
+		pc, ln, err := listenPair(addr, port)
 		if err == nil {
 			return pc, ln, nil
 		}
-		last = err
+		lastErr = err
 	}
-	return nil, nil, fmt.Errorf("dns proxy: no port free on %s in %d-%d for both UDP and TCP (last: %w)", addr, GatePortFirst, GatePortLast, last)
+	return nil, nil, fmt.Errorf("dns proxy: no port free on %s in %d-%d for both UDP and TCP (last: %v)", addr, GatePortFirst, last, lastErr)
+}
+
+func unprivilegedPortStart() (int, bool) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+	if err != nil {
+		return 0, false
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	return n, err == nil
+}
+
+// servicePorts are the ports services(5) names: "domain 53/tcp".
+func servicePorts(path string) map[int]bool {
+	out := map[int]bool{}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return out
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		port, _, _ := strings.Cut(f[1], "/")
+		if n, err := strconv.Atoi(port); err == nil {
+			out[n] = true
+		}
+	}
+	return out
 }
 
 func listenPair(addr netip.Addr, port int) (net.PacketConn, net.Listener, error) {

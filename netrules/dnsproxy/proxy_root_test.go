@@ -32,6 +32,9 @@ func TestGatePortsAreOnesNoUnprivilegedUserCanBind(t *testing.T) {
 		if port < GatePortFirst || port > GatePortLast || port >= 1024 {
 			t.Fatalf("gate port %d is outside %d-%d, below 1024", port, GatePortFirst, GatePortLast)
 		}
+		if servicePorts("/etc/services")[port] {
+			t.Fatalf("gate port %d belongs to a service in /etc/services", port)
+		}
 		seen[port] = true
 	}
 	if len(seen) != 8 {
