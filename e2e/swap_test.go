@@ -42,20 +42,7 @@ func TestSwappedSourcesAreNeverMounted(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(real["secrets"], "key"), []byte("own-secret-value"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	img := h.images[probeImage]
-	file := filepath.Join(dir, "profile.yaml")
-	y := fmt.Sprintf(`name: swap
-image: %s
-image_archive: %s
-args: ["/usr/local/bin/cgprobe", "sleep"]
-mounts:
-  - {source: ./workspace, target: /workspace, read_only: true}
-secrets: {dir: ./secrets}
-stop_timeout: 2s
-`, img.ref, img.archive)
-	if err := os.WriteFile(file, []byte(y), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	file := h.writeSwapProfile(t, dir, "swap")
 	// The swap: a rename of the real directory in and out, with a link to
 	// the victim in its place.
 	place := func(name string, link bool) {
@@ -83,22 +70,13 @@ stop_timeout: 2s
 	}
 	place("workspace", false)
 
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			place("workspace", i%2 == 0)
-			place("secrets", i%3 == 0)
-			// Irregular pauses, so that some starts pass validation and
-			// meet a swap while they stage and mount.
-			time.Sleep(time.Duration(i%11) * time.Millisecond)
-		}
-	}()
+	stop := swapping(func(i int) {
+		place("workspace", i%2 == 0)
+		place("secrets", i%3 == 0)
+		// Irregular pauses, so that some starts pass validation and meet
+		// a swap while they stage and mount.
+		time.Sleep(time.Duration(i%11) * time.Millisecond)
+	})
 	started, refused := 0, 0
 	for i := 0; i < 25; i++ {
 		_, stderr, code := h.cg("run", "--detach", "--profile", file)
@@ -114,18 +92,15 @@ stop_timeout: 2s
 		key, keyErr, keyCode := h.exec(t, "swap", "/bin/cat", "/run/secrets/key")
 		h.cg("stop", "--timeout", "1s", "swap")
 		if lsCode != 0 || keyCode != 0 || key != "own-secret-value" {
-			close(stop)
-			<-done
+			stop()
 			t.Fatalf("start %d: could not look inside: ls %d %s, cat %d %q %s", i, lsCode, lsErr, keyCode, key, keyErr)
 		}
 		if strings.Contains(ls, marker) || strings.Contains(key, "VICTIM") {
-			close(stop)
-			<-done
+			stop()
 			t.Fatalf("start %d mounted or copied the victim's directory: ls %q, key %q", i, ls, key)
 		}
 	}
-	close(stop)
-	<-done
+	stop()
 	t.Logf("25 starts while swapping: %d started on the real directories, %d refused, none saw the victim's", started, refused)
 	if refused == 0 {
 		t.Fatal("no start met a swapped link: the race did not run")
@@ -156,19 +131,7 @@ func TestSwappedProjectDirectoryIsNeverMixed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	img := h.images[probeImage]
-	y := fmt.Sprintf(`name: swapdir
-image: %s
-image_archive: %s
-args: ["/usr/local/bin/cgprobe", "sleep"]
-mounts:
-  - {source: ./workspace, target: /workspace, read_only: true}
-secrets: {dir: ./secrets}
-stop_timeout: 2s
-`, img.ref, img.archive)
-	if err := os.WriteFile(mine+"/profile.yaml", []byte(y), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	h.writeSwapProfile(t, mine, "swapdir")
 	proj := filepath.Join(top, "proj")
 	point := func(at string) {
 		tmp := proj + ".new"
@@ -177,19 +140,10 @@ stop_timeout: 2s
 		_ = os.Rename(tmp, proj) // atomic: proj is always one or the other
 	}
 	point(mine)
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			point(map[bool]string{true: victim, false: mine}[i%2 == 0])
-			time.Sleep(time.Duration(i%7) * time.Millisecond)
-		}
-	}()
+	stop := swapping(func(i int) {
+		point(map[bool]string{true: victim, false: mine}[i%2 == 0])
+		time.Sleep(time.Duration(i%7) * time.Millisecond)
+	})
 	started, refused := 0, 0
 	for i := 0; i < 25; i++ {
 		if _, _, code := h.cg("run", "--detach", "--profile", proj+"/profile.yaml"); code != 0 {
@@ -201,15 +155,52 @@ stop_timeout: 2s
 		key, _, keyCode := h.exec(t, "swapdir", "/bin/cat", "/run/secrets/key")
 		h.cg("stop", "--timeout", "1s", "swapdir")
 		if lsCode != 0 || keyCode != 0 || strings.Contains(ls, marker) || key != "own-secret-value" {
-			close(stop)
-			<-done
+			stop()
 			t.Fatalf("start %d mixed the projects: ls %d %q, key %d %q", i, lsCode, ls, keyCode, key)
 		}
 	}
-	close(stop)
-	<-done
+	stop()
 	t.Logf("25 starts while the project directory was swapped: %d started whole on the own project, %d refused", started, refused)
 	if started == 0 {
 		t.Fatal("no start got through: the test proved nothing")
 	}
+}
+
+// swapping calls swap(0), swap(1), ... on another goroutine until the
+// returned stop is called; stop returns once swap has.
+func swapping(swap func(i int)) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-quit:
+				return
+			default:
+			}
+			swap(i)
+		}
+	}()
+	return func() { close(quit); <-done }
+}
+
+// writeSwapProfile writes dir/profile.yaml: the probe image with the
+// workspace and the secrets of dir, the two things the swap tests aim at.
+func (h *harness) writeSwapProfile(t *testing.T, dir, name string) string {
+	t.Helper()
+	img := h.images[probeImage]
+	y := fmt.Sprintf(`name: %s
+image: %s
+image_archive: %s
+args: ["/usr/local/bin/cgprobe", "sleep"]
+mounts:
+  - {source: ./workspace, target: /workspace, read_only: true}
+secrets: {dir: ./secrets}
+stop_timeout: 2s
+`, name, img.ref, img.archive)
+	file := filepath.Join(dir, "profile.yaml")
+	if err := os.WriteFile(file, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file
 }

@@ -2,6 +2,7 @@ package enforce
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,10 +12,10 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
-	"strconv"
-	"strings"
+	"slices"
 	"sync"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -171,16 +172,12 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 	return err
 }
 
-// warnIfGatePortsUnprivileged says so when the host lets any user bind the
-// DNS gates' ports: the gates rely on them being privileged to stay theirs
-// across a daemon restart.
+// warnIfGatePortsUnprivileged says so when the host lets any user bind
+// some of the DNS gates' ports: gates then use only the ports below that
+// line, and none if there are none.
 func warnIfGatePortsUnprivileged(log *slog.Logger) {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start")
-	if err != nil {
-		return
-	}
-	if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && n <= dnsproxy.GatePortLast {
-		log.Warn("net.ipv4.ip_unprivileged_port_start is low: any local user may bind a DNS gate's port while the daemon is down; set it to 1024",
+	if n, ok := dnsproxy.UnprivilegedPortStart(); ok && n <= dnsproxy.GatePortLast {
+		log.Warn("net.ipv4.ip_unprivileged_port_start is below 1024: DNS gates use only the ports below it; set it to 1024",
 			"ip_unprivileged_port_start", n, "gate_ports", fmt.Sprintf("%d-%d", dnsproxy.GatePortFirst, dnsproxy.GatePortLast))
 	}
 }
@@ -436,11 +433,39 @@ func withPeer(ctx context.Context, c net.Conn) context.Context {
 		return ctx
 	}
 	var cred *unix.Ucred
-	_ = raw.Control(func(fd uintptr) { cred, _ = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
+	var groups []uint32
+	_ = raw.Control(func(fd uintptr) {
+		cred, _ = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+		groups, _ = peerGroups(int(fd))
+	})
 	if cred == nil {
 		return ctx
 	}
+	ctx = context.WithValue(ctx, peerGroupsKey{}, groups)
 	return context.WithValue(ctx, peerKey{}, cred)
+}
+
+type peerGroupsKey struct{}
+
+// peerGroups are the supplementary groups the caller had when it connected
+// (SO_PEERGROUPS), read from the socket like its uid: /proc/PID/status
+// would be read later, and by then the pid may be someone else's.
+func peerGroups(fd int) ([]uint32, error) {
+	// x/sys has no getsockopt for an array of gid_t (GetsockoptString
+	// would cut at the first zero byte), so the call is made directly,
+	// with room for the kernel's NGROUPS_MAX.
+	buf := make([]byte, 4*65536)
+	n := uint32(len(buf))
+	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_PEERGROUPS,
+		uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&n)), 0)
+	if errno != 0 {
+		return nil, errno
+	}
+	out := make([]uint32, 0, n/4)
+	for i := 0; i+4 <= int(n); i += 4 {
+		out = append(out, binary.NativeEndian.Uint32(buf[i:]))
+	}
+	return out, nil
 }
 
 // API types, shared with the CLI.
@@ -492,7 +517,8 @@ func (d *Daemon) guard(next http.Handler) http.Handler {
 			return
 		}
 		cred, ok := r.Context().Value(peerKey{}).(*unix.Ucred)
-		if !ok || !d.allowed(cred) {
+		groups, _ := r.Context().Value(peerGroupsKey{}).([]uint32)
+		if !ok || !d.allowed(cred, groups) {
 			writeErr(w, http.StatusForbidden, errors.New("only root (or the configured socket group) may use the clawguard API"))
 			return
 		}
@@ -534,31 +560,16 @@ func named(h func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc 
 	}
 }
 
-// allowed: root, or a member (primary or supplementary) of the socket group.
-func (d *Daemon) allowed(c *unix.Ucred) bool {
+// allowed: root, or a member (primary or supplementary) of the socket group,
+// both as the socket recorded them when the caller connected.
+func (d *Daemon) allowed(c *unix.Ucred, groups []uint32) bool {
 	if c.Uid == 0 {
 		return true
 	}
 	if d.cfg.SocketGID < 0 {
 		return false
 	}
-	if int(c.Gid) == d.cfg.SocketGID {
-		return true
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.Pid))
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if g, ok := strings.CutPrefix(line, "Groups:"); ok {
-			for _, f := range strings.Fields(g) {
-				if f == strconv.Itoa(d.cfg.SocketGID) {
-					return true
-				}
-			}
-		}
-	}
-	return false
+	return int(c.Gid) == d.cfg.SocketGID || slices.Contains(groups, uint32(d.cfg.SocketGID))
 }
 
 func (d *Daemon) handleStatus(w http.ResponseWriter, r *http.Request) {

@@ -269,7 +269,7 @@ func Listen(addr netip.Addr, port int) (net.PacketConn, net.Listener, error) {
 		return listenPair(addr, port)
 	}
 	last := GatePortLast
-	if start, ok := unprivilegedPortStart(); ok && start-1 < last {
+	if start, ok := UnprivilegedPortStart(); ok && start-1 < last {
 		last = start - 1
 	}
 	if last < GatePortFirst {
@@ -295,7 +295,9 @@ func Listen(addr netip.Addr, port int) (net.PacketConn, net.Listener, error) {
 	return nil, nil, fmt.Errorf("dns proxy: no port free on %s in %d-%d for both UDP and TCP (last: %v)", addr, GatePortFirst, last, lastErr)
 }
 
-func unprivilegedPortStart() (int, bool) {
+// UnprivilegedPortStart is net.ipv4.ip_unprivileged_port_start: ports below
+// it need CAP_NET_BIND_SERVICE.
+func UnprivilegedPortStart() (int, bool) {
 	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start")
 	if err != nil {
 		return 0, false

@@ -127,6 +127,15 @@ func (g *gate) Admit(_ context.Context, name string, addrs []netip.Addr, ttl tim
 	return ok, nil
 }
 
+// seen copies what the proxy told the gate, under its lock: the proxy calls
+// it on a server goroutine, and the reply reaching the test does not order
+// that for the race detector.
+func (g *gate) seen() (admitted []netip.Addr, ttls []time.Duration, refused []string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.admitted), slices.Clone(g.ttls), slices.Clone(g.refused)
+}
+
 func (g *gate) Refused(name, qtype, reason string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -195,8 +204,8 @@ func TestAllowedNameIsForwardedAndItsAddressesAdmitted(t *testing.T) {
 	if r.Rcode != dns.RcodeSuccess || !slices.Equal(answerAddrs(r), []string{"198.51.100.10", "198.51.100.11"}) {
 		t.Fatalf("answer %v", r)
 	}
-	if len(g.admitted) != 2 || g.ttls[0] != 300*time.Second {
-		t.Fatalf("admitted %v ttls %v", g.admitted, g.ttls)
+	if admitted, ttls, _ := g.seen(); len(admitted) != 2 || ttls[0] != 300*time.Second {
+		t.Fatalf("admitted %v ttls %v", admitted, ttls)
 	}
 }
 
@@ -252,8 +261,8 @@ func TestRefusedQueriesNeverReachUpstream(t *testing.T) {
 			if q := up.questions(); len(q) != 0 {
 				t.Fatalf("upstream was asked %v", q)
 			}
-			if len(g.refused) != 1 {
-				t.Fatalf("refusals recorded: %v", g.refused)
+			if _, _, refused := g.seen(); len(refused) != 1 {
+				t.Fatalf("refusals recorded: %v", refused)
 			}
 		})
 	}
@@ -276,8 +285,8 @@ func TestCNAMEChainIsFollowedAndTTLsClamped(t *testing.T) {
 	if !slices.Equal(answerAddrs(r), []string{"198.51.100.20"}) || len(r.Answer) != 2 {
 		t.Fatalf("answer %v", r)
 	}
-	if g.ttls[0] != 20*time.Second {
-		t.Fatalf("ttl passed to Admit %v, want the A record's 20s", g.ttls[0])
+	if _, ttls, _ := g.seen(); ttls[0] != 20*time.Second {
+		t.Fatalf("ttl passed to Admit %v, want the A record's 20s", ttls[0])
 	}
 	r = query(t, srv, "long.example.com", dns.TypeA)
 	if len(r.Answer) != 1 || r.Answer[0].Header().Ttl != 3600 {
