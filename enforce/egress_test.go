@@ -8,12 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clawguard/clawguard/enforce/enforcetest"
 	"github.com/clawguard/clawguard/netrules"
 )
 
 // recordingNet records set writes.
 type recordingNet struct {
-	fakeWorld
+	enforcetest.World
 	mu     sync.Mutex
 	writes [][]netrules.Entry
 	fail   error

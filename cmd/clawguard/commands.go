@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/clawguard/clawguard/enforce"
+	"github.com/clawguard/clawguard/enforce/api"
 	"github.com/clawguard/clawguard/profiles"
 	"github.com/clawguard/clawguard/runtime"
 )
@@ -41,8 +42,8 @@ snapshot, secrets and network namespace. Also cleans up what a crashed
 				if timeout > 0 {
 					path += "?timeout=" + timeout.String()
 				}
-				if err := c.do(cmd.Context(), "DELETE", path, nil, nil); err != nil {
-					if errors.Is(err, errNotFoundRemote) {
+				if err := c.Do(cmd.Context(), "DELETE", path, nil, nil); err != nil {
+					if errors.Is(err, api.ErrNotFound) {
 						return fmt.Errorf("no sandbox named %q (see `clawguard status`)", args[0])
 					}
 					return err
@@ -431,12 +432,12 @@ state directories owned by the sandbox user. Existing files are kept.`,
 // viaDaemon does a command's work in the daemon when one answers on the
 // socket (so its socket group may use it, and its sandboxes stay its own),
 // else in this process with a supervisor of its own.
-func (g *globals) viaDaemon(ctx context.Context, remote func(*daemonClient) error, local func(*enforce.Supervisor) error) error {
+func (g *globals) viaDaemon(ctx context.Context, remote func(*api.Client) error, local func(*enforce.Supervisor) error) error {
 	c, err := g.daemon()
 	if err == nil {
 		return remote(c)
 	}
-	if !errors.Is(err, errNoDaemon) {
+	if !errors.Is(err, api.ErrNoDaemon) {
 		return err
 	}
 	sup, closeFn, err := g.supervisor(ctx, nil)
@@ -448,7 +449,7 @@ func (g *globals) viaDaemon(ctx context.Context, remote func(*daemonClient) erro
 }
 
 func (g *globals) status(ctx context.Context, name string, rules bool) (list []enforce.Status, err error) {
-	err = g.viaDaemon(ctx, func(c *daemonClient) error {
+	err = g.viaDaemon(ctx, func(c *api.Client) error {
 		q := url.Values{}
 		if name != "" {
 			q.Set("name", name)
@@ -456,8 +457,8 @@ func (g *globals) status(ctx context.Context, name string, rules bool) (list []e
 		if rules {
 			q.Set("rules", "1")
 		}
-		err := c.do(ctx, "GET", "/v1/sandboxes?"+q.Encode(), nil, &list)
-		if errors.Is(err, errNotFoundRemote) {
+		err := c.Do(ctx, "GET", "/v1/sandboxes?"+q.Encode(), nil, &list)
+		if errors.Is(err, api.ErrNotFound) {
 			return runtime.ErrNotFound
 		}
 		return err
@@ -469,8 +470,8 @@ func (g *globals) status(ctx context.Context, name string, rules bool) (list []e
 }
 
 func (g *globals) reconcile(ctx context.Context) (rep enforce.ReconcileReport, err error) {
-	err = g.viaDaemon(ctx, func(c *daemonClient) error {
-		return c.do(ctx, "POST", "/v1/reconcile", nil, &rep)
+	err = g.viaDaemon(ctx, func(c *api.Client) error {
+		return c.Do(ctx, "POST", "/v1/reconcile", nil, &rep)
 	}, func(sup *enforce.Supervisor) (err error) {
 		rep, err = sup.Reconcile(ctx)
 		return err

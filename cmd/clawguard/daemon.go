@@ -3,23 +3,20 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
 
 	"github.com/clawguard/clawguard/enforce"
+	"github.com/clawguard/clawguard/enforce/api"
+	"github.com/clawguard/clawguard/enforce/daemon"
 	"github.com/clawguard/clawguard/profiles"
 )
 
@@ -85,7 +82,7 @@ restarts 5 times in 10 minutes is left stopped and reported as flapping.`,
 			if metricsAddr == "" {
 				metricsAddr = cfg.MetricsAddr
 			}
-			dc := enforce.DaemonConfig{Socket: g.socket, SocketGID: gid, StopSandboxesOnExit: stopOnExit || cfg.StopSandboxesOnExit, MetricsAddr: metricsAddr}
+			dc := daemon.Config{Socket: g.socket, SocketGID: gid, StopSandboxesOnExit: stopOnExit || cfg.StopSandboxesOnExit, MetricsAddr: metricsAddr}
 			for i, sb := range cfg.Sandboxes {
 				if !filepath.IsAbs(sb.Profile) {
 					return usage("%s: sandboxes[%d].profile %q must be an absolute path", configPath, i, sb.Profile)
@@ -95,7 +92,7 @@ restarts 5 times in 10 minutes is left stopped and reported as flapping.`,
 			sockets := newFDStore()
 			g.sockets = sockets
 			return g.withSupervisor(func(ctx context.Context, sup *enforce.Supervisor, _ *cobra.Command, _ []string) error {
-				d := enforce.NewDaemon(sup, dc, g.logger())
+				d := daemon.New(sup, dc, g.logger())
 				return d.Run(ctx, func() {
 					sockets.DropUntaken()
 					sdNotify("READY=1")
@@ -162,68 +159,5 @@ func sdNotify(state string) {
 	_, _ = c.Write([]byte(state))
 }
 
-// daemonClient talks to the daemon's API; the host part of every URL is
-// ignored, the socket is dialled.
-type daemonClient struct{ http *http.Client }
-
-// errNoDaemon means no daemon answers on the socket.
-var errNoDaemon = errors.New("no clawguard daemon is running")
-
 // daemon returns a client if a daemon answers on the socket.
-func (g *globals) daemon() (*daemonClient, error) {
-	c, err := net.DialTimeout("unix", g.socket, time.Second)
-	if errors.Is(err, syscall.EACCES) {
-		return nil, fmt.Errorf("the clawguard daemon's socket %s: permission denied (run as root, or be in its socket_group)", g.socket)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%w on %s (start it with `clawguard daemon` or `systemctl start clawguard`)", errNoDaemon, g.socket)
-	}
-	c.Close()
-	return &daemonClient{http: &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", g.socket)
-		},
-	}}}, nil
-}
-
-// do sends a request and decodes the answer into out (if not nil); API
-// errors come back as typed errors: profile errors keep their fields.
-func (c *daemonClient) do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://clawguard"+path, body)
-	if err != nil {
-		return err
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("clawguard daemon: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		var e enforce.APIError
-		if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
-			return fmt.Errorf("clawguard daemon: %s", resp.Status)
-		}
-		if len(e.Profile) > 0 {
-			return &profiles.Error{Source: "(daemon)", Fields: e.Profile}
-		}
-		if resp.StatusCode == http.StatusNotFound {
-			return fmt.Errorf("%s: %w", e.Error, errNotFoundRemote)
-		}
-		return errors.New(e.Error)
-	}
-	if out != nil {
-		return json.NewDecoder(resp.Body).Decode(out)
-	}
-	return nil
-}
-
-var errNotFoundRemote = errors.New("not found")
+func (g *globals) daemon() (*api.Client, error) { return api.Dial(g.socket) }

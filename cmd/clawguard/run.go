@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/clawguard/clawguard/enforce"
+	"github.com/clawguard/clawguard/enforce/api"
 	"github.com/clawguard/clawguard/profiles"
 	"github.com/clawguard/clawguard/runtime"
 	"github.com/clawguard/clawguard/verify"
@@ -184,7 +185,7 @@ func runDetached(cmd *cobra.Command, g *globals, profilePath, name, image string
 	if err != nil {
 		return usage("--detach needs the daemon: %v", err)
 	}
-	req := enforce.RunRequest{Name: name, Image: image}
+	req := api.RunRequest{Name: name, Image: image}
 	if profilePath != "" {
 		if req.Profile, err = filepath.Abs(profilePath); err != nil {
 			return err
@@ -192,8 +193,8 @@ func runDetached(cmd *cobra.Command, g *globals, profilePath, name, image string
 	} else if req.Dir, err = os.Getwd(); err != nil {
 		return err
 	}
-	var resp enforce.RunResponse
-	if err := c.do(cmd.Context(), "POST", "/v1/sandboxes", req, &resp); err != nil {
+	var resp api.RunResponse
+	if err := c.Do(cmd.Context(), "POST", "/v1/sandboxes", req, &resp); err != nil {
 		return err
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "clawguard: sandbox %s running in the daemon (pid %d, address %s, started in %.0fms)\n", resp.Name, resp.Pid, resp.IP, resp.TookMs)
@@ -202,7 +203,7 @@ func runDetached(cmd *cobra.Command, g *globals, profilePath, name, image string
 	}
 	if err := verifyStarted(cmd.Context(), cmd.ErrOrStderr(), g, resp.Name, vf); err != nil {
 		fmt.Fprintf(cmd.ErrOrStderr(), "clawguard: stopping %s: %v\n", resp.Name, err)
-		if serr := c.do(context.WithoutCancel(cmd.Context()), "DELETE", "/v1/sandboxes/"+resp.Name, nil, nil); serr != nil {
+		if serr := c.Do(context.WithoutCancel(cmd.Context()), "DELETE", "/v1/sandboxes/"+resp.Name, nil, nil); serr != nil {
 			return fmt.Errorf("%w (and stopping it failed: %v)", err, serr)
 		}
 		return exitCodeError{exitFailure}

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/clawguard/clawguard/enforce"
+	"github.com/clawguard/clawguard/enforce/api"
 	"github.com/clawguard/clawguard/verify"
 )
 
@@ -34,10 +35,10 @@ func (v *verifyFlags) options() enforce.VerifyOptions {
 // verify asks the daemon when one answers (its socket group may verify
 // without root) and verifies directly otherwise.
 func (g *globals) verify(ctx context.Context, name string, vf *verifyFlags) (v *enforce.Verification, err error) {
-	err = g.viaDaemon(ctx, func(c *daemonClient) error {
+	err = g.viaDaemon(ctx, func(c *api.Client) error {
 		v = &enforce.Verification{}
-		req := enforce.VerifyRequest{BlockedProbes: vf.blocked, TimeoutMs: int(vf.timeout / time.Millisecond)}
-		return c.do(ctx, "POST", "/v1/sandboxes/"+url.PathEscape(name)+"/verify", req, v)
+		req := api.VerifyRequest{BlockedProbes: vf.blocked, TimeoutMs: int(vf.timeout / time.Millisecond)}
+		return c.Do(ctx, "POST", "/v1/sandboxes/"+url.PathEscape(name)+"/verify", req, v)
 	}, func(sup *enforce.Supervisor) (err error) {
 		v, err = sup.Verify(ctx, name, vf.options())
 		return err

@@ -1,24 +1,24 @@
-package enforce
+package daemon
 
 import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
 
+	"github.com/clawguard/clawguard/enforce"
+	"github.com/clawguard/clawguard/enforce/enforcetest"
 	"github.com/clawguard/clawguard/runtime"
 )
 
 func TestDeclaredSandboxThatKeepsExitingIsGivenUpOn(t *testing.T) {
-	w := newFakeWorld("")
-	d := NewDaemon(New(testConfig(t.TempDir()), w, w), DaemonConfig{}, nil)
+	w := enforcetest.NewWorld("")
+	d := New(enforce.New(testConfig(t.TempDir()), w, w), Config{}, nil)
 	now := time.Now()
 	d.declared["flappy"] = &declared{profile: "/nonexistent.yaml"}
 	for i := 0; i < flapLimit; i++ {
@@ -40,8 +40,8 @@ func TestDeclaredSandboxThatKeepsExitingIsGivenUpOn(t *testing.T) {
 }
 
 func TestOldRestartsDoNotCountTowardsFlapping(t *testing.T) {
-	w := newFakeWorld("")
-	d := NewDaemon(New(testConfig(t.TempDir()), w, w), DaemonConfig{}, nil)
+	w := enforcetest.NewWorld("")
+	d := New(enforce.New(testConfig(t.TempDir()), w, w), Config{}, nil)
 	d.declared["steady"] = &declared{profile: "/nonexistent.yaml"}
 	for i := 0; i < flapLimit; i++ {
 		d.declared["steady"].restarts = append(d.declared["steady"].restarts, time.Now().Add(-flapWindow-time.Minute))
@@ -55,7 +55,7 @@ func TestOldRestartsDoNotCountTowardsFlapping(t *testing.T) {
 }
 
 func TestMetricsRefuseNonLoopbackAddresses(t *testing.T) {
-	m := newMetrics(NewDaemon(New(testConfig(t.TempDir()), newFakeWorld(""), newFakeWorld("")), DaemonConfig{}, nil))
+	m := newMetrics(New(enforce.New(testConfig(t.TempDir()), enforcetest.NewWorld(""), enforcetest.NewWorld("")), Config{}, nil))
 	for _, addr := range []string{"0.0.0.0:9464", "192.0.2.2:9464", "9464", "localhost:9464"} {
 		if ln, err := m.listen(addr); err == nil {
 			ln.Close()
@@ -69,32 +69,13 @@ func TestMetricsRefuseNonLoopbackAddresses(t *testing.T) {
 	ln.Close()
 }
 
-func TestSecondDaemonOnOneStateDirIsRefusedWithTheHoldersPid(t *testing.T) {
-	l := layout{root: t.TempDir()}
-	release, err := l.daemonLock()
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = l.daemonLock()
-	if !errors.Is(err, ErrDaemonRunning) || !strings.Contains(err.Error(), "pid "+strconv.Itoa(os.Getpid())) {
-		t.Fatalf("second lock: %v; want ErrDaemonRunning naming pid %d", err, os.Getpid())
-	}
-	release()
-	again, err := l.daemonLock()
-	if err != nil {
-		t.Fatalf("the lock is not free after release: %v", err)
-	}
-	again()
-}
-
 func TestSandboxStartedWhileClosingIsLetGoNotWatched(t *testing.T) {
-	w := newFakeWorld("")
-	d := NewDaemon(New(testConfig(t.TempDir()), w, w), DaemonConfig{}, nil)
+	w := enforcetest.NewWorld("")
+	d := New(enforce.New(testConfig(t.TempDir()), w, w), Config{}, nil)
 	d.closing = true
-	closed := false
-	d.watch(&Started{Name: "late", Exit: make(chan containerd.ExitStatus), stop: func() { closed = true }})
-	if !closed || len(d.running) != 0 {
-		t.Fatalf("closed %v, running %v: a sandbox started during shutdown must be let go", closed, d.running)
+	d.watch(&enforce.Started{Name: "late", Exit: make(chan containerd.ExitStatus)})
+	if len(d.running) != 0 {
+		t.Fatalf("running %v: a sandbox started during shutdown must be let go, not watched", d.running)
 	}
 	// Nothing was added: Wait returns at once.
 	close(d.quit)
@@ -102,13 +83,13 @@ func TestSandboxStartedWhileClosingIsLetGoNotWatched(t *testing.T) {
 }
 
 func TestRunIsRefusedOnceShutdownBegins(t *testing.T) {
-	w := newFakeWorld("")
-	d := NewDaemon(New(testConfig(t.TempDir()), w, w), DaemonConfig{SocketGID: -1}, nil)
+	w := enforcetest.NewWorld("")
+	d := New(enforce.New(testConfig(t.TempDir()), w, w), Config{SocketGID: -1}, nil)
 	d.closing = true
 	rec := httptest.NewRecorder()
 	d.handler().ServeHTTP(rec, asRoot(httptest.NewRequest("POST", "/v1/sandboxes", strings.NewReader(`{"dir": "/"}`))))
-	if rec.Code != http.StatusServiceUnavailable || len(w.calls) != 0 {
-		t.Fatalf("%d %s, calls %v", rec.Code, rec.Body, w.calls)
+	if rec.Code != http.StatusServiceUnavailable || len(w.Calls) != 0 {
+		t.Fatalf("%d %s, calls %v", rec.Code, rec.Body, w.Calls)
 	}
 }
 
@@ -131,18 +112,18 @@ func TestAFailedWaitIsNotAnExit(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			w := newFakeWorld("")
+			w := enforcetest.NewWorld("")
 			waits := 0
-			w.wait = func(name string) (<-chan containerd.ExitStatus, error) {
+			w.WaitFn = func(name string) (<-chan containerd.ExitStatus, error) {
 				waits++
 				if waits == 1 {
 					return nil, errors.New("connection refused") // containerd still down
 				}
 				return tt.rewait(name)
 			}
-			d := NewDaemon(New(testConfig(t.TempDir()), w, w), DaemonConfig{}, nil)
+			d := New(enforce.New(testConfig(t.TempDir()), w, w), Config{}, nil)
 			d.rewait = time.Millisecond
-			code, ok := d.awaitExit(&Started{Name: "agent", Exit: exited(0, errors.New("transport is closing"))})
+			code, ok := d.awaitExit(&enforce.Started{Name: "agent", Exit: exited(0, errors.New("transport is closing"))})
 			if code != tt.wantCode || ok != tt.wantOK || waits != 2 {
 				t.Fatalf("code %d ok %v after %d waits; want %d %v after 2", code, ok, waits, tt.wantCode, tt.wantOK)
 			}
@@ -151,13 +132,13 @@ func TestAFailedWaitIsNotAnExit(t *testing.T) {
 }
 
 func TestAFailedWaitStopsRetryingWhenTheDaemonQuits(t *testing.T) {
-	w := newFakeWorld("")
-	w.wait = func(string) (<-chan containerd.ExitStatus, error) { return nil, errors.New("connection refused") }
-	d := NewDaemon(New(testConfig(t.TempDir()), w, w), DaemonConfig{}, nil)
+	w := enforcetest.NewWorld("")
+	w.WaitFn = func(string) (<-chan containerd.ExitStatus, error) { return nil, errors.New("connection refused") }
+	d := New(enforce.New(testConfig(t.TempDir()), w, w), Config{}, nil)
 	d.rewait = time.Millisecond
 	done := make(chan bool)
 	go func() {
-		_, ok := d.awaitExit(&Started{Name: "agent", Exit: exited(0, errors.New("transport is closing"))})
+		_, ok := d.awaitExit(&enforce.Started{Name: "agent", Exit: exited(0, errors.New("transport is closing"))})
 		done <- ok
 	}()
 	time.Sleep(20 * time.Millisecond)
@@ -170,4 +151,10 @@ func TestAFailedWaitStopsRetryingWhenTheDaemonQuits(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("still retrying after quit")
 	}
+}
+
+// testConfig points the DNS gate at a port where nothing listens: these
+// tests never resolve anything.
+func testConfig(stateDir string) enforce.Config {
+	return enforce.Config{StateDir: stateDir, DNSUpstreams: []string{"127.0.0.1:9"}}
 }

@@ -1,4 +1,8 @@
-package enforce
+// Package daemon is clawguard's host service: it serves the API on a unix
+// socket (who may call what), adopts and watches the sandboxes a supervisor
+// runs, restarts the declared ones, and exports metrics. It runs nothing
+// itself: every sandbox is the supervisor's (enforce).
+package daemon
 
 import (
 	"context"
@@ -19,13 +23,15 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/clawguard/clawguard/enforce"
+	"github.com/clawguard/clawguard/enforce/api"
 	"github.com/clawguard/clawguard/netrules/dnsproxy"
 	"github.com/clawguard/clawguard/profiles"
 	"github.com/clawguard/clawguard/runtime"
 )
 
-// DaemonConfig is what the daemon needs beyond its supervisor.
-type DaemonConfig struct {
+// Config is what the daemon needs beyond its supervisor.
+type Config struct {
 	Socket string
 	// SocketGID, when not negative, may also use the socket (mode 0660).
 	SocketGID int
@@ -52,12 +58,12 @@ const (
 // Daemon owns every sandbox on the host: it reconciles at start, adopts the
 // running ones, serves the API, and tears a sandbox down when its task exits.
 type Daemon struct {
-	sup *Supervisor
-	cfg DaemonConfig
+	sup *enforce.Supervisor
+	cfg Config
 	log *slog.Logger
 
 	mu       sync.Mutex
-	running  map[string]*Started
+	running  map[string]*enforce.Started
 	declared map[string]*declared // by sandbox name
 	quit     chan struct{}
 	closing  bool // set once shutdown begins; no new work after it
@@ -75,12 +81,12 @@ type declared struct {
 	flapping bool
 }
 
-// NewDaemon returns a daemon over sup.
-func NewDaemon(sup *Supervisor, cfg DaemonConfig, log *slog.Logger) *Daemon {
+// New returns a daemon over sup.
+func New(sup *enforce.Supervisor, cfg Config, log *slog.Logger) *Daemon {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &Daemon{sup: sup, cfg: cfg, log: log, running: map[string]*Started{}, declared: map[string]*declared{}, quit: make(chan struct{}), rewait: rewaitFirst}
+	d := &Daemon{sup: sup, cfg: cfg, log: log, running: map[string]*enforce.Started{}, declared: map[string]*declared{}, quit: make(chan struct{}), rewait: rewaitFirst}
 	d.metrics = newMetrics(d)
 	return d
 }
@@ -91,7 +97,7 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 	// The lock comes first: it keeps a second daemon from reconciling and
 	// adopting sandboxes this one owns. The socket is bound next, and
 	// answers only once adoption is done.
-	unlock, err := d.sup.layout.daemonLock()
+	unlock, err := d.sup.LockDaemon()
 	if err != nil {
 		return err
 	}
@@ -184,7 +190,7 @@ func warnIfGatePortsUnprivileged(log *slog.Logger) {
 
 // watch tears a sandbox down when its task exits, unless the daemon is
 // letting go of it.
-func (d *Daemon) watch(st *Started) {
+func (d *Daemon) watch(st *enforce.Started) {
 	d.mu.Lock()
 	if d.closing {
 		// Started as the daemon stops: let go of it as release does the
@@ -235,7 +241,7 @@ const (
 // (containerd restarted, say: the task runs on, enforced by its kernel
 // rules, and tearing it down would kill it), so the wait is made again, with
 // backoff, until it reports a real exit or the task is gone.
-func (d *Daemon) awaitExit(st *Started) (code uint32, ok bool) {
+func (d *Daemon) awaitExit(st *enforce.Started) (code uint32, ok bool) {
 	exit := st.Exit
 	delay := d.rewait
 	for {
@@ -319,7 +325,7 @@ func (d *Daemon) restartLater(name string) {
 		d.mu.Unlock()
 		d.log.Error("declared sandbox is flapping; not restarting it (fix it, then restart the daemon or run it by hand)",
 			"sandbox", name, "restarts", len(recent), "window", flapWindow)
-		d.sup.audit.write(name, auditEvent{Kind: "flapping", Reason: fmt.Sprintf("%d restarts in %s", len(recent), flapWindow)})
+		d.sup.Audit(name, "flapping", fmt.Sprintf("%d restarts in %s", len(recent), flapWindow))
 		return
 	}
 	delay := min(backoffMax, backoffFirst<<len(recent))
@@ -468,29 +474,6 @@ func peerGroups(fd int) ([]uint32, error) {
 	return out, nil
 }
 
-// API types, shared with the CLI.
-type (
-	// RunRequest starts a sandbox in the daemon.
-	RunRequest struct {
-		Profile string `json:"profile,omitempty"` // absolute path; empty for the built-in default
-		Dir     string `json:"dir"`               // where the built-in profile's relative paths start
-		Name    string `json:"name,omitempty"`
-		Image   string `json:"image,omitempty"`
-	}
-	// RunResponse describes the started sandbox.
-	RunResponse struct {
-		Name   string  `json:"name"`
-		Pid    uint32  `json:"pid"`
-		IP     string  `json:"ip"`
-		TookMs float64 `json:"took_ms"`
-	}
-	// APIError is every error the API returns.
-	APIError struct {
-		Error   string                `json:"error"`
-		Profile []profiles.FieldError `json:"profile_errors,omitempty"`
-	}
-)
-
 func (d *Daemon) handler() http.Handler {
 	mux := http.NewServeMux()
 	// The socket group reads and verifies; everything that creates,
@@ -522,7 +505,7 @@ func (d *Daemon) guard(next http.Handler) http.Handler {
 			writeErr(w, http.StatusForbidden, errors.New("only root (or the configured socket group) may use the clawguard API"))
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, maxRequestBody)
+		r.Body = http.MaxBytesReader(w, r.Body, api.MaxRequestBody)
 		next.ServeHTTP(w, r)
 	})
 }
@@ -542,10 +525,6 @@ func rootOnly(h http.HandlerFunc) http.HandlerFunc {
 		h(w, r)
 	}
 }
-
-// maxRequestBody caps every request body: the largest real one is a run
-// request with two paths.
-const maxRequestBody = 1 << 20
 
 // named validates the {name} of a route before its handler sees it: a name
 // becomes a path under the state directory, so "%2F.." must never get there.
@@ -586,7 +565,7 @@ func (d *Daemon) handleStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if list == nil {
-		list = []Status{}
+		list = []enforce.Status{}
 	}
 	writeJSON(w, http.StatusOK, list)
 }
@@ -599,7 +578,7 @@ func (d *Daemon) handleRun(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusServiceUnavailable, errors.New("the daemon is shutting down; run again once it is back"))
 		return
 	}
-	req, err := decodeRunRequest(r.Body)
+	req, err := api.DecodeRunRequest(r.Body)
 	if err != nil {
 		writeErr(w, http.StatusBadRequest, err)
 		return
@@ -633,7 +612,7 @@ func (d *Daemon) handleRun(w http.ResponseWriter, r *http.Request) {
 	}
 	d.metrics.startTime.Observe(st.Took.Seconds())
 	d.watch(st)
-	writeJSON(w, http.StatusCreated, RunResponse{Name: st.Name, Pid: st.Pid, IP: st.IP.String(), TookMs: float64(st.Took.Microseconds()) / 1000})
+	writeJSON(w, http.StatusCreated, api.RunResponse{Name: st.Name, Pid: st.Pid, IP: st.IP.String(), TookMs: float64(st.Took.Microseconds()) / 1000})
 }
 
 func (d *Daemon) handleStop(w http.ResponseWriter, r *http.Request, name string) {
@@ -665,16 +644,10 @@ func (d *Daemon) handleStop(w http.ResponseWriter, r *http.Request, name string)
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// VerifyRequest is the body of POST /v1/sandboxes/{name}/verify.
-type VerifyRequest struct {
-	BlockedProbes []string `json:"blocked_probes,omitempty"`
-	TimeoutMs     int      `json:"timeout_ms,omitempty"`
-}
-
 // handleVerify verifies any sandbox of this host, whoever supervises it, so
 // that members of the socket group can verify without root.
 func (d *Daemon) handleVerify(w http.ResponseWriter, r *http.Request, name string) {
-	req, err := decodeVerifyRequest(r.Body)
+	req, err := api.DecodeVerifyRequest(r.Body)
 	if err != nil {
 		writeErr(w, http.StatusBadRequest, err)
 		return
@@ -686,7 +659,7 @@ func (d *Daemon) handleVerify(w http.ResponseWriter, r *http.Request, name strin
 		writeErr(w, http.StatusForbidden, errors.New("only root may name blocked probes (the host dials them); verify without --blocked-probe"))
 		return
 	}
-	v, err := d.sup.Verify(r.Context(), name, VerifyOptions{
+	v, err := d.sup.Verify(r.Context(), name, enforce.VerifyOptions{
 		BlockedProbes: req.BlockedProbes, Timeout: time.Duration(req.TimeoutMs) * time.Millisecond,
 	})
 	if err != nil {
@@ -705,20 +678,12 @@ func (d *Daemon) handleReconcile(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, rep)
 }
 
-// Health is the daemon's own state, for operators and leak checks.
-type Health struct {
-	Sandboxes  int      `json:"sandboxes"`
-	Goroutines int      `json:"goroutines"`
-	OpenFiles  int      `json:"open_files"`
-	Flapping   []string `json:"flapping,omitempty"`
-}
-
 func (d *Daemon) handleHealth(w http.ResponseWriter, _ *http.Request) {
 	d.mu.Lock()
 	n := len(d.running)
 	d.mu.Unlock()
 	fds, _ := os.ReadDir("/proc/self/fd")
-	writeJSON(w, http.StatusOK, Health{Sandboxes: n, Goroutines: goruntime.NumGoroutine(), OpenFiles: len(fds), Flapping: d.flapping()})
+	writeJSON(w, http.StatusOK, api.Health{Sandboxes: n, Goroutines: goruntime.NumGoroutine(), OpenFiles: len(fds), Flapping: d.flapping()})
 }
 
 func statusOf(err error) int {
@@ -728,14 +693,14 @@ func statusOf(err error) int {
 		return http.StatusUnprocessableEntity
 	case errors.Is(err, runtime.ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, ErrExists):
+	case errors.Is(err, enforce.ErrExists):
 		return http.StatusConflict
 	}
 	return http.StatusInternalServerError
 }
 
 func writeErr(w http.ResponseWriter, code int, err error) {
-	e := APIError{Error: err.Error()}
+	e := api.APIError{Error: err.Error()}
 	var pe *profiles.Error
 	if errors.As(err, &pe) {
 		e.Profile = pe.Fields

@@ -1,6 +1,6 @@
 //go:build !nokernel
 
-package enforce
+package daemon
 
 import (
 	"fmt"

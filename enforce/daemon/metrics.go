@@ -1,8 +1,9 @@
-package enforce
+package daemon
 
 import (
 	"context"
 	"fmt"
+	"github.com/clawguard/clawguard/enforce"
 	"net"
 	"net/http"
 	"net/netip"
@@ -50,24 +51,25 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.startTime.Collect(ch)
 	m.d.mu.Lock()
-	running := make(map[string]*Started, len(m.d.running))
+	running := make(map[string]*enforce.Started, len(m.d.running))
 	for n, st := range m.d.running {
 		running[n] = st
 	}
 	m.d.mu.Unlock()
 	ch <- prometheus.MustNewConstMetric(m.sandboxes, prometheus.GaugeValue, float64(len(running)))
 	for name, st := range running {
-		if c, err := m.d.sup.net.Counters(name); err == nil {
-			ch <- prometheus.MustNewConstMetric(m.accepted, prometheus.CounterValue, float64(c.Accepted), name)
-			ch <- prometheus.MustNewConstMetric(m.denied, prometheus.CounterValue, float64(c.Denied), name)
+		n := m.d.sup.Numbers(st)
+		if n.HaveRules {
+			ch <- prometheus.MustNewConstMetric(m.accepted, prometheus.CounterValue, float64(n.Accepted), name)
+			ch <- prometheus.MustNewConstMetric(m.denied, prometheus.CounterValue, float64(n.Denied), name)
 		}
-		if members, err := m.d.sup.net.Members(name); err == nil {
-			ch <- prometheus.MustNewConstMetric(m.setSize, prometheus.GaugeValue, float64(len(members)), name)
+		if n.HaveSet {
+			ch <- prometheus.MustNewConstMetric(m.setSize, prometheus.GaugeValue, float64(n.SetSize), name)
 		}
-		if e := st.egress; e != nil {
-			ch <- prometheus.MustNewConstMetric(m.dnsAnswered, prometheus.CounterValue, float64(e.answered.Load()), name)
-			ch <- prometheus.MustNewConstMetric(m.dnsRefused, prometheus.CounterValue, float64(e.refused.Load()), name)
-			ch <- prometheus.MustNewConstMetric(m.refreshErrors, prometheus.CounterValue, float64(e.refreshErrors.Load()), name)
+		if n.HaveEgress {
+			ch <- prometheus.MustNewConstMetric(m.dnsAnswered, prometheus.CounterValue, float64(n.DNSAnswered), name)
+			ch <- prometheus.MustNewConstMetric(m.dnsRefused, prometheus.CounterValue, float64(n.DNSRefused), name)
+			ch <- prometheus.MustNewConstMetric(m.refreshErrors, prometheus.CounterValue, float64(n.RefreshErr), name)
 		}
 	}
 }

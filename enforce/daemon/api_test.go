@@ -1,0 +1,100 @@
+package daemon
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/clawguard/clawguard/enforce"
+	"github.com/clawguard/clawguard/enforce/api"
+	"github.com/clawguard/clawguard/enforce/enforcetest"
+)
+
+// asRoot is a request as root would send it through the socket.
+func asRoot(r *http.Request) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), peerKey{}, &unix.Ucred{Uid: 0, Gid: 0, Pid: 1}))
+}
+
+func TestAPIRefusesNamesThatAreNotSandboxNames(t *testing.T) {
+	w := enforcetest.NewWorld("")
+	d := New(enforce.New(testConfig(t.TempDir()), w, w), Config{SocketGID: -1}, nil)
+	h := d.handler()
+	tests := []struct {
+		name, method, target string
+		want                 int
+	}{
+		// Control: a well-formed name reaches the supervisor, which has
+		// no such sandbox.
+		{"a valid unknown name is looked up", "DELETE", "/v1/sandboxes/nosuch", http.StatusNotFound},
+		{"an escaped slash in stop", "DELETE", "/v1/sandboxes/..%2Fsandboxes", http.StatusBadRequest},
+		{"an escaped dot-dot in stop", "DELETE", "/v1/sandboxes/%2E%2E", http.StatusBadRequest},
+		{"an escaped slash in verify", "POST", "/v1/sandboxes/..%2F..%2Fetc/verify", http.StatusBadRequest},
+		{"upper case", "POST", "/v1/sandboxes/Agent/verify", http.StatusBadRequest},
+		{"a path in the status filter", "GET", "/v1/sandboxes?name=..%2Fx", http.StatusBadRequest},
+		{"a NUL in the status filter", "GET", "/v1/sandboxes?name=a%00b", http.StatusBadRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(w.Calls)
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, asRoot(httptest.NewRequest(tt.method, tt.target, nil)))
+			if rec.Code != tt.want {
+				t.Fatalf("%s %s: %d, want %d: %s", tt.method, tt.target, rec.Code, tt.want, rec.Body)
+			}
+			if tt.want == http.StatusBadRequest {
+				if !strings.Contains(rec.Body.String(), "not a valid name") {
+					t.Errorf("the error does not say what is wrong: %s", rec.Body)
+				}
+				if len(w.Calls) != before {
+					t.Errorf("a refused name reached the runtime: %v", w.Calls[before:])
+				}
+			}
+		})
+	}
+}
+
+func TestAPIRefusesOversizedBodies(t *testing.T) {
+	w := enforcetest.NewWorld("")
+	d := New(enforce.New(testConfig(t.TempDir()), w, w), Config{SocketGID: -1}, nil)
+	big := `{"dir": "/` + strings.Repeat("a", api.MaxRequestBody) + `"}`
+	for _, target := range []string{"/v1/sandboxes", "/v1/sandboxes/agent/verify"} {
+		rec := httptest.NewRecorder()
+		d.handler().ServeHTTP(rec, asRoot(httptest.NewRequest("POST", target, strings.NewReader(big))))
+		if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "too large") {
+			t.Errorf("POST %s with %d bytes: %d %s", target, len(big), rec.Code, rec.Body)
+		}
+	}
+}
+
+func TestTheSocketGroupReadsAndVerifiesButActsOnNothing(t *testing.T) {
+	w := enforcetest.NewWorld("")
+	d := New(enforce.New(testConfig(t.TempDir()), w, w), Config{SocketGID: 65534}, nil)
+	member := func(r *http.Request) *http.Request {
+		return r.WithContext(context.WithValue(r.Context(), peerKey{}, &unix.Ucred{Uid: 65534, Gid: 65534, Pid: 1}))
+	}
+	tests := []struct {
+		method, target, body string
+		want                 int
+	}{
+		{"GET", "/v1/sandboxes", "", http.StatusOK},
+		{"GET", "/v1/health", "", http.StatusOK},
+		{"POST", "/v1/sandboxes", `{"dir": "/tmp", "name": "x"}`, http.StatusForbidden},
+		{"DELETE", "/v1/sandboxes/x", "", http.StatusForbidden},
+		{"POST", "/v1/reconcile", "", http.StatusForbidden},
+		{"POST", "/v1/sandboxes/x/verify", `{"blocked_probes": ["198.51.100.1:22"]}`, http.StatusForbidden},
+	}
+	for _, tt := range tests {
+		rec := httptest.NewRecorder()
+		d.handler().ServeHTTP(rec, member(httptest.NewRequest(tt.method, tt.target, strings.NewReader(tt.body))))
+		if rec.Code != tt.want {
+			t.Errorf("%s %s as a member: %d %s, want %d", tt.method, tt.target, rec.Code, rec.Body, tt.want)
+		}
+	}
+	if len(w.Calls) != 0 {
+		t.Errorf("a member's request reached the runtime: %v", w.Calls)
+	}
+}
