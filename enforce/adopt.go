@@ -7,6 +7,8 @@ import (
 
 	"github.com/clawguard/clawguard/netrules"
 	"github.com/clawguard/clawguard/profiles"
+
+	"github.com/clawguard/clawguard/enforce/audit"
 )
 
 // Adopt takes over a running sandbox that this process did not start (after
@@ -46,7 +48,7 @@ func (s *Supervisor) Adopt(ctx context.Context, name string) (_ *Started, retErr
 			g.stop()
 		}
 	}()
-	static, err := g.eg.staticEntries()
+	static, err := g.eg.StaticEntries()
 	if err != nil {
 		return nil, err
 	}
@@ -60,12 +62,12 @@ func (s *Supervisor) Adopt(ctx context.Context, name string) (_ *Started, retErr
 	if err := g.publish(name, st.Publish, st.IP, s.cfg.Sockets, s.cfg.Log); err != nil {
 		return nil, fmt.Errorf("adopt %s: %w", name, err)
 	}
-	first := g.eg.resolveAll(ctx, g.proxy)
-	g.background(func(ctx context.Context) { g.eg.run(ctx, g.proxy, first, g.port) })
+	first := g.eg.ResolveAll(ctx, g.proxy)
+	g.background(func(ctx context.Context) { g.eg.Run(ctx, g.proxy, first, g.port) })
 	st.Supervisor, st.DNSPort = os.Getpid(), g.port
 	if err := s.layout.write(st); err != nil {
 		return nil, err
 	}
-	s.audit.write(name, auditEvent{Kind: "adopted", Reason: fmt.Sprintf("pid %d", info.Pid)})
+	s.audit.Write(name, audit.Event{Kind: "adopted", Reason: fmt.Sprintf("pid %d", info.Pid)})
 	return &Started{Name: name, Pid: info.Pid, IP: st.IP, Exit: exitC, LogPath: st.LogPath, stop: g.stop, egress: g.eg}, nil
 }

@@ -1,5 +1,9 @@
 package enforce
 
+import (
+	"github.com/clawguard/clawguard/enforce/audit"
+)
+
 // What the daemon (enforce/daemon) needs of a supervisor beyond starting,
 // stopping and inspecting sandboxes: its lock, its audit log and the
 // numbers its metrics report.
@@ -10,7 +14,7 @@ func (s *Supervisor) LockDaemon() (release func(), err error) { return s.layout.
 
 // Audit appends an event about a sandbox to the audit log.
 func (s *Supervisor) Audit(name, kind, reason string) {
-	s.audit.write(name, auditEvent{Kind: kind, Reason: reason})
+	s.audit.Write(name, audit.Event{Kind: kind, Reason: reason})
 }
 
 // Numbers are a running sandbox's counters, for metrics.
@@ -32,7 +36,8 @@ func (s *Supervisor) Numbers(st *Started) Numbers {
 		n.SetSize, n.HaveSet = len(members), true
 	}
 	if e := st.egress; e != nil {
-		n.DNSAnswered, n.DNSRefused, n.RefreshErr, n.HaveEgress = e.answered.Load(), e.refused.Load(), e.refreshErrors.Load(), true
+		n.DNSAnswered, n.DNSRefused, n.RefreshErr = e.Counts()
+		n.HaveEgress = true
 	}
 	return n
 }

@@ -8,6 +8,8 @@ import (
 	"syscall"
 
 	"github.com/clawguard/clawguard/runtime"
+
+	"github.com/clawguard/clawguard/enforce/audit"
 )
 
 // ReconcileReport says what reconcile found and did.
@@ -71,7 +73,7 @@ func (s *Supervisor) Reconcile(ctx context.Context) (ReconcileReport, error) {
 	}
 	slices.Sort(rep.Kept)
 	if len(rep.Removed) > 0 {
-		s.audit.write("", auditEvent{Kind: "reconciled", Reason: fmt.Sprint(rep.Removed)})
+		s.audit.Write("", audit.Event{Kind: "reconciled", Reason: fmt.Sprint(rep.Removed)})
 	}
 	return rep, errors.Join(errs...)
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/clawguard/clawguard/netrules"
 	"github.com/clawguard/clawguard/netrules/allowlist"
 	"github.com/clawguard/clawguard/runtime"
+
+	"github.com/clawguard/clawguard/enforce/egress"
 )
 
 // Status is one sandbox as `clawguard status` shows it. The JSON form is
@@ -34,13 +36,13 @@ type Status struct {
 	LogPath       string    `json:"log_path,omitempty"`
 	Problem       string    `json:"problem,omitempty"`
 
-	IP             string             `json:"ip,omitempty"`
-	Published      []string           `json:"published,omitempty"`
-	Allowlist      []AllowStatus      `json:"allowlist"`
-	Packets        *netrules.Counters `json:"packets,omitempty"`
-	DeniedPackets  []DeniedPacket     `json:"denied_packets"`
-	RefusedQueries []Refusal          `json:"refused_queries"`
-	DroppedAnswers []DroppedAnswer    `json:"dropped_answers"`
+	IP             string                 `json:"ip,omitempty"`
+	Published      []string               `json:"published,omitempty"`
+	Allowlist      []AllowStatus          `json:"allowlist"`
+	Packets        *netrules.Counters     `json:"packets,omitempty"`
+	DeniedPackets  []egress.DeniedPacket  `json:"denied_packets"`
+	RefusedQueries []egress.Refusal       `json:"refused_queries"`
+	DroppedAnswers []egress.DroppedAnswer `json:"dropped_answers"`
 	// With rules requested: the live rules and set members.
 	Rules      []string             `json:"rules,omitempty"`
 	SetMembers []netrules.SetMember `json:"set_members,omitempty"`
@@ -104,8 +106,8 @@ func (s *Supervisor) Status(ctx context.Context, name string, now time.Time, wit
 }
 
 func (s *Supervisor) status(name string, infos map[string]runtime.Info, now time.Time) Status {
-	st := Status{Name: name, Network: "-", Allowlist: []AllowStatus{}, DeniedPackets: []DeniedPacket{},
-		RefusedQueries: []Refusal{}, DroppedAnswers: []DroppedAnswer{}}
+	st := Status{Name: name, Network: "-", Allowlist: []AllowStatus{}, DeniedPackets: []egress.DeniedPacket{},
+		RefusedQueries: []egress.Refusal{}, DroppedAnswers: []egress.DroppedAnswer{}}
 	info, hasContainer := infos[name]
 	state, err := s.layout.read(name)
 	switch {
@@ -168,7 +170,7 @@ func (s *Supervisor) egressStatus(st *Status, now time.Time, withRules bool) {
 	} else {
 		st.Problem = joinProblem(st.Problem, "sandbox chain unreadable: "+err.Error())
 	}
-	snap, err := ReadEgress(s.layout.egressFile(st.Name))
+	snap, err := egress.Read(s.layout.egressFile(st.Name))
 	if err == nil {
 		st.RefusedQueries, st.DroppedAnswers, st.DeniedPackets = snap.Refused, snap.Dropped, snap.Denied
 		for i := range st.Allowlist {

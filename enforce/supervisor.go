@@ -34,6 +34,9 @@ import (
 	"github.com/clawguard/clawguard/runtime"
 	"github.com/clawguard/clawguard/seccomp"
 	"github.com/clawguard/clawguard/verify"
+
+	"github.com/clawguard/clawguard/enforce/audit"
+	"github.com/clawguard/clawguard/enforce/egress"
 )
 
 // Containers is the part of the container runtime the supervisor uses.
@@ -85,11 +88,25 @@ type SocketStore interface {
 	Drop(name string)
 }
 
+// Network is the part of host networking the supervisor uses.
+type Network interface {
+	Attach(sb netrules.Sandbox, static []netrules.Entry) (netrules.Attachment, error)
+	Detach(sandbox string) error
+	Allow(sandbox string, entries []netrules.Entry) error
+	Gateway() netip.Addr
+	// For status: what the kernel enforces now.
+	Members(sandbox string) ([]netrules.SetMember, error)
+	Counters(sandbox string) (netrules.Counters, error)
+	Rules(sandbox string) ([]string, error)
+	// Sweep removes kernel objects of sandboxes not in keep.
+	Sweep(keep []string) ([]string, error)
+}
+
 // Supervisor starts, stops and inspects sandboxes. The foreground `run` and
 // the daemon use the same one.
 type Supervisor struct {
 	cfg   Config
-	audit *auditLog
+	audit *audit.Log
 	// gates are the DNS gates this process runs, by sandbox: Teardown stops
 	// a sandbox's gate before it removes the directory the gate writes to.
 	gatesMu sync.Mutex
@@ -108,7 +125,7 @@ func New(cfg Config, rt Containers, net Network) *Supervisor {
 		cfg.Step = func(string, time.Duration, error) {}
 	}
 	return &Supervisor{cfg: cfg, rt: rt, net: net, layout: layout{root: cfg.StateDir}, gates: map[string]func(){},
-		audit: &auditLog{path: AuditLogPath(cfg.StateDir), log: cfg.Log}}
+		audit: audit.New(cfg.StateDir, cfg.Log)}
 }
 
 // Policy is the mount-source policy for a host whose clawguard state lives
@@ -135,7 +152,7 @@ type Started struct {
 	LogPath string
 	Took    time.Duration
 	stop    func()
-	egress  *egress // for metrics
+	egress  *egress.Book // for metrics
 }
 
 // Close stops the sandbox's DNS gate in this process. The kernel rules stay:
@@ -229,7 +246,7 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 
 	var att netrules.Attachment
 	if err := step("network", func() error {
-		static, err := eg.staticEntries()
+		static, err := eg.StaticEntries()
 		if err != nil {
 			return err
 		}
@@ -270,7 +287,7 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 	}
 	var first map[string]time.Duration
 	_ = step("allowlist", func() error {
-		first = eg.resolveAll(ctx, g.proxy)
+		first = eg.ResolveAll(ctx, g.proxy)
 		return nil
 	})
 	var exitC <-chan containerd.ExitStatus
@@ -281,13 +298,13 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 	}); err != nil {
 		return nil, err
 	}
-	g.background(func(ctx context.Context) { eg.run(ctx, g.proxy, first, g.port) })
+	g.background(func(ctx context.Context) { eg.Run(ctx, g.proxy, first, g.port) })
 	st.Status, st.StartedAt = "running", time.Now().UTC()
 	if err := s.layout.write(st); err != nil {
 		return nil, err
 	}
 	took := time.Since(began)
-	s.audit.write(p.Name, auditEvent{Kind: "started", Reason: fmt.Sprintf("pid %d, address %s, image %s", st.Pid, st.IP, sb.Image)})
+	s.audit.Write(p.Name, audit.Event{Kind: "started", Reason: fmt.Sprintf("pid %d, address %s, image %s", st.Pid, st.IP, sb.Image)})
 	s.cfg.Log.Info("sandbox started", "sandbox", p.Name, "pid", st.Pid, "took", took)
 	return &Started{Name: p.Name, Pid: st.Pid, IP: st.IP, Exit: exitC, LogPath: sb.LogPath, Took: took, stop: g.stop, egress: g.eg}, nil
 }
@@ -295,7 +312,7 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 // gate is one sandbox's DNS gate and the work around it (refresh loop,
 // denied-packet reader), running in this process until stop.
 type gate struct {
-	eg    *egress
+	eg    *egress.Book
 	proxy *dnsproxy.Proxy
 	port  int
 	ctx   context.Context
@@ -306,7 +323,7 @@ type gate struct {
 // openGate starts the sandbox's DNS gate on a free port of the gateway and
 // registers it, so Teardown in this process can stop it first.
 func (s *Supervisor) openGate(ctx context.Context, p *profiles.Profile, port int) (*gate, error) {
-	eg := newEgress(p.Name, p, s.net, s.layout.egressFile(p.Name), func(e auditEvent) { s.audit.write(p.Name, e) }, s.cfg.Log)
+	eg := egress.New(p.Name, p, s.net, s.layout.egressFile(p.Name), func(e audit.Event) { s.audit.Write(p.Name, e) }, s.cfg.Log)
 	proxy, err := dnsproxy.New(dnsproxy.Config{Upstreams: s.cfg.DNSUpstreams, MaxTTL: p.Egress.DNS.MaxTTL.Duration, Log: s.cfg.Log}, eg)
 	if err != nil {
 		return nil, err
@@ -345,7 +362,7 @@ func (s *Supervisor) reportDenied(g *gate, name string, group uint16) {
 		return
 	}
 	g.background(func(ctx context.Context) {
-		if err := r.Run(ctx, g.eg.deniedPacket); err != nil {
+		if err := r.Run(ctx, g.eg.Denied); err != nil {
 			s.cfg.Log.Warn("denied-packet log stopped", "sandbox", name, "error", err)
 		}
 	})
@@ -541,7 +558,7 @@ func (s *Supervisor) Teardown(ctx context.Context, name string) error {
 		return fmt.Errorf("tear down %s: %w", name, err)
 	}
 	s.cfg.Log.Info("sandbox removed", "sandbox", name)
-	s.audit.write(name, auditEvent{Kind: "stopped"})
+	s.audit.Write(name, audit.Event{Kind: "stopped"})
 	return nil
 }
 

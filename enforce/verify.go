@@ -18,6 +18,9 @@ import (
 	"github.com/clawguard/clawguard/runtime"
 	"github.com/clawguard/clawguard/seccomp"
 	"github.com/clawguard/clawguard/verify"
+
+	"github.com/clawguard/clawguard/enforce/audit"
+	"github.com/clawguard/clawguard/enforce/egress"
 )
 
 // VerifyOptions tune a verification.
@@ -77,7 +80,7 @@ func (s *Supervisor) Verify(ctx context.Context, name string, o VerifyOptions) (
 	} else {
 		defer ln.Close()
 	}
-	policy := allowlist.NewPolicy(allowRules(p))
+	policy := egress.Policy(p)
 	plan, silent, err := s.planFor(p, policy, st, o, ln)
 	if err != nil {
 		return nil, err
@@ -90,7 +93,7 @@ func (s *Supervisor) Verify(ctx context.Context, name string, o VerifyOptions) (
 	host.Silent = silent
 	results := verify.Judge(expect, report, host)
 	v := &Verification{Sandbox: name, Results: results, Passed: !verify.Failed(results), Took: time.Since(began)}
-	s.audit.write(name, auditEvent{Kind: "verified", Reason: fmt.Sprintf("%d checks, passed %v", len(results), v.Passed)})
+	s.audit.Write(name, audit.Event{Kind: "verified", Reason: fmt.Sprintf("%d checks, passed %v", len(results), v.Passed)})
 	return v, nil
 }
 

@@ -21,6 +21,8 @@ import (
 	"github.com/clawguard/clawguard/netrules/allowlist"
 	"github.com/clawguard/clawguard/profiles"
 	"github.com/clawguard/clawguard/verify"
+
+	"github.com/clawguard/clawguard/enforce/egress"
 )
 
 // This file gathers what verify can only see from the host: the task's
@@ -173,7 +175,7 @@ func (s *Supervisor) explainSet(name string, p *profiles.Profile, policy *allowl
 	}
 	for attempt := 0; attempt < 10; attempt++ {
 		unexplained, forbidden = nil, nil
-		snap, _ := ReadEgress(s.layout.egressFile(name))
+		snap, _ := egress.Read(s.layout.egressFile(name))
 		for _, m := range members {
 			label := fmt.Sprintf("%s %s/%d", m.Addr, m.Proto, m.Port)
 			if !explained(m, p, snap) {
@@ -191,7 +193,7 @@ func (s *Supervisor) explainSet(name string, p *profiles.Profile, policy *allowl
 	return unexplained, forbidden
 }
 
-func explained(m netrules.SetMember, p *profiles.Profile, snap *EgressSnapshot) bool {
+func explained(m netrules.SetMember, p *profiles.Profile, snap *egress.Snapshot) bool {
 	for _, a := range p.Egress.Allow {
 		if a.CIDR == "" || !slices.Contains(a.Ports, int(m.Port)) {
 			continue

@@ -9,6 +9,8 @@ import (
 	"github.com/clawguard/clawguard/netrules"
 	"github.com/clawguard/clawguard/netrules/allowlist"
 	"github.com/clawguard/clawguard/profiles"
+
+	"github.com/clawguard/clawguard/enforce/egress"
 )
 
 // A slice of /proc/net/tcp6 and /proc/net/tcp: listeners on 18789 on
@@ -36,7 +38,7 @@ func TestSetMembersAreExplainedByCIDRsOrByTheGatesBindings(t *testing.T) {
 		{Host: "api.example.com", Ports: []int{443}},
 		{CIDR: "10.20.0.0/24", Ports: []int{5432}},
 	}}}
-	snap := &EgressSnapshot{Bindings: []allowlist.Binding{{Name: "api.example.com", Addr: netip.MustParseAddr("198.51.100.10"), Ports: []uint16{443}}}}
+	snap := &egress.Snapshot{Bindings: []allowlist.Binding{{Name: "api.example.com", Addr: netip.MustParseAddr("198.51.100.10"), Ports: []uint16{443}}}}
 	for _, tc := range []struct {
 		member netrules.SetMember
 		ok     bool

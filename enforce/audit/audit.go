@@ -1,4 +1,6 @@
-package enforce
+// Package audit is the append-only JSONL record of what every sandbox was
+// denied and what happened to it, kept in the state directory.
+package audit
 
 import (
 	"encoding/json"
@@ -9,9 +11,9 @@ import (
 	"time"
 )
 
-// auditEvent is one line of the audit log: something a sandbox was denied,
+// Event is one line of the audit log: something a sandbox was denied,
 // or a lifecycle step. Fields are added, never renamed.
-type auditEvent struct {
+type Event struct {
 	Time        time.Time `json:"time"`
 	Sandbox     string    `json:"sandbox"`
 	Kind        string    `json:"kind"` // started, stopped, denied_packet, refused_query, dropped_answer
@@ -23,20 +25,22 @@ type auditEvent struct {
 	Reason      string    `json:"reason,omitempty"`
 }
 
-// auditLog appends events as JSON lines to audit.jsonl in the state
+// Log appends events as JSON lines to audit.jsonl in the state
 // directory. Each event is one write on an O_APPEND file, so lines from
 // several clawguard processes do not interleave. Past maxBytes the file is
 // rotated to audit.jsonl.1 (one generation kept).
-type auditLog struct {
+type Log struct {
 	mu       sync.Mutex
 	path     string
 	log      *slog.Logger
 	maxBytes int64
 }
 
-const auditMaxBytes = 10 << 20
+const maxBytes = 10 << 20
 
-func (a *auditLog) write(sandbox string, e auditEvent) {
+// Write appends e about sandbox; failures are logged, never returned: the
+// audit log must not stop enforcement.
+func (a *Log) Write(sandbox string, e Event) {
 	if e.Time.IsZero() {
 		e.Time = time.Now().UTC()
 	}
@@ -53,7 +57,7 @@ func (a *auditLog) write(sandbox string, e auditEvent) {
 	}
 	limit := a.maxBytes
 	if limit <= 0 {
-		limit = auditMaxBytes
+		limit = maxBytes
 	}
 	if fi, err := os.Stat(a.path); err == nil && fi.Size() >= limit {
 		if err := os.Rename(a.path, a.path+".1"); err != nil {
@@ -71,5 +75,8 @@ func (a *auditLog) write(sandbox string, e auditEvent) {
 	}
 }
 
-// AuditLogPath is where the audit log of stateDir is.
-func AuditLogPath(stateDir string) string { return filepath.Join(stateDir, "audit.jsonl") }
+// Path is where the audit log of stateDir is.
+func Path(stateDir string) string { return filepath.Join(stateDir, "audit.jsonl") }
+
+// New returns the audit log of stateDir.
+func New(stateDir string, log *slog.Logger) *Log { return &Log{path: Path(stateDir), log: log} }

@@ -1,4 +1,9 @@
-package enforce
+// Package egress is the bookkeeping of one sandbox's egress: it answers the
+// DNS gate (dnsproxy.Gate) with the profile's allowlist, writes what each
+// answer allows into the sandbox's ip set before the answer is released,
+// re-resolves names as their TTLs run out, records what was refused,
+// dropped and denied, and publishes it all for status and verify.
+package egress
 
 import (
 	"context"
@@ -11,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/clawguard/clawguard/enforce/audit"
 	"github.com/clawguard/clawguard/netrules"
 	"github.com/clawguard/clawguard/netrules/allowlist"
 	"github.com/clawguard/clawguard/netrules/dnsproxy"
@@ -18,18 +24,10 @@ import (
 	"github.com/clawguard/clawguard/profiles"
 )
 
-// Network is the part of host networking the supervisor uses.
-type Network interface {
-	Attach(sb netrules.Sandbox, static []netrules.Entry) (netrules.Attachment, error)
-	Detach(sandbox string) error
+// Sets is the part of host networking egress writes: a sandbox's allowlist
+// set.
+type Sets interface {
 	Allow(sandbox string, entries []netrules.Entry) error
-	Gateway() netip.Addr
-	// For status: what the kernel enforces now.
-	Members(sandbox string) ([]netrules.SetMember, error)
-	Counters(sandbox string) (netrules.Counters, error)
-	Rules(sandbox string) ([]string, error)
-	// Sweep removes kernel objects of sandboxes not in keep.
-	Sweep(keep []string) ([]string, error)
 }
 
 // grace keeps an address allowed a little past its TTL, so a connection
@@ -39,19 +37,19 @@ const grace = 10 * time.Second
 // refusalsKept is how many refused queries status shows.
 const refusalsKept = 50
 
-// egress is one sandbox's DNS gate and refresh loop: it implements
+// Book is one sandbox's DNS gate and refresh loop: it implements
 // dnsproxy.Gate with the profile's allowlist, the address cache and the
 // sandbox's ip set, and publishes what it did for `clawguard status`.
-type egress struct {
+type Book struct {
 	name     string
 	policy   *allowlist.Policy
 	cache    *allowlist.Cache
-	net      Network
+	net      Sets
 	minTTL   time.Duration
 	maxTTL   time.Duration
 	log      *slog.Logger
 	snapPath string
-	audit    func(auditEvent)
+	audit    func(audit.Event)
 	now      func() time.Time
 
 	// Counts for metrics.
@@ -97,8 +95,8 @@ type DeniedPacket struct {
 	Name     string     `json:"name,omitempty"` // the name that last mapped to Dst
 }
 
-// EgressSnapshot is what the supervisor publishes about a sandbox's egress.
-type EgressSnapshot struct {
+// Snapshot is what the book publishes about a sandbox's egress.
+type Snapshot struct {
 	Updated  time.Time           `json:"updated"`
 	DNSPort  int                 `json:"dns_port"`
 	Bindings []allowlist.Binding `json:"bindings"`
@@ -107,16 +105,22 @@ type EgressSnapshot struct {
 	Denied   []DeniedPacket      `json:"denied_packets"`
 }
 
-func newEgress(name string, p *profiles.Profile, net Network, snapPath string, audit func(auditEvent), log *slog.Logger) *egress {
-	return &egress{
-		name: name, policy: allowlist.NewPolicy(allowRules(p)), cache: allowlist.NewCache(), net: net,
+// New returns the book of sandbox name under profile p; it writes the set
+// through sets, publishes to snapPath and records denials with record.
+func New(name string, p *profiles.Profile, sets Sets, snapPath string, record func(audit.Event), log *slog.Logger) *Book {
+	return &Book{
+		name: name, policy: allowlist.NewPolicy(allowRules(p)), cache: allowlist.NewCache(), net: sets,
 		minTTL: p.Egress.DNS.MinTTL.Duration, maxTTL: p.Egress.DNS.MaxTTL.Duration, log: log,
-		snapPath: snapPath, audit: audit, now: time.Now, dirty: make(chan struct{}, 1),
+		snapPath: snapPath, audit: record, now: time.Now, dirty: make(chan struct{}, 1),
 		installed: map[installedKey]time.Time{},
 	}
 }
 
 // allowRules converts the profile's allowlist for netrules.
+// Policy is the profile's allowlist as a policy: what the gate and verify
+// judge names and addresses by.
+func Policy(p *profiles.Profile) *allowlist.Policy { return allowlist.NewPolicy(allowRules(p)) }
+
 func allowRules(p *profiles.Profile) []allowlist.Rule {
 	var out []allowlist.Rule
 	for _, a := range p.Egress.Allow {
@@ -132,9 +136,9 @@ func allowRules(p *profiles.Profile) []allowlist.Rule {
 	return out
 }
 
-// staticEntries are the set members of cidr entries: every address of the
+// StaticEntries are the set members of cidr entries: every address of the
 // prefix on each port. Large prefixes are refused by validation's caller.
-func (e *egress) staticEntries() ([]netrules.Entry, error) {
+func (e *Book) StaticEntries() ([]netrules.Entry, error) {
 	var out []netrules.Entry
 	for _, r := range e.policy.CIDRs() {
 		if r.CIDR.Bits() < 16 {
@@ -158,19 +162,19 @@ func entriesFor(a netip.Addr, ports []uint16, timeout time.Duration) []netrules.
 }
 
 // Allowed implements dnsproxy.Gate.
-func (e *egress) Allowed(name string) bool {
+func (e *Book) Allowed(name string) bool {
 	_, ok := e.policy.Ports(name)
 	return ok
 }
 
 // Admit implements dnsproxy.Gate: drop forbidden addresses, then install the
 // rest in the set; the proxy releases the answer only after this returns.
-func (e *egress) Admit(_ context.Context, name string, addrs []netip.Addr, ttl time.Duration) ([]netip.Addr, error) {
+func (e *Book) Admit(_ context.Context, name string, addrs []netip.Addr, ttl time.Duration) ([]netip.Addr, error) {
 	e.answered.Add(1)
 	return e.admit(name, addrs, ttl, allowlist.FromQuery)
 }
 
-func (e *egress) admit(name string, addrs []netip.Addr, ttl time.Duration, src allowlist.Source) ([]netip.Addr, error) {
+func (e *Book) admit(name string, addrs []netip.Addr, ttl time.Duration, src allowlist.Source) ([]netip.Addr, error) {
 	now := e.now()
 	ports, ok := e.policy.Ports(name)
 	if !ok {
@@ -183,7 +187,7 @@ func (e *egress) admit(name string, addrs []netip.Addr, ttl time.Duration, src a
 			e.mu.Lock()
 			e.drops = appendCapped(e.drops, DroppedAnswer{Time: now, Name: allowlist.Canonical(name), Addr: a, Range: rng})
 			e.mu.Unlock()
-			e.audit(auditEvent{Kind: "dropped_answer", Name: allowlist.Canonical(name), Destination: a.String(), Reason: "answer in " + rng})
+			e.audit(audit.Event{Kind: "dropped_answer", Name: allowlist.Canonical(name), Destination: a.String(), Reason: "answer in " + rng})
 			continue
 		}
 		keep = append(keep, a)
@@ -228,20 +232,20 @@ func (e *egress) admit(name string, addrs []netip.Addr, ttl time.Duration, src a
 	return keep, nil
 }
 
-// deniedPacket records a drop the kernel logged, with the name that last
+// Denied records a drop the kernel logged, with the name that last
 // mapped to its destination.
-func (e *egress) deniedPacket(p nflog.Packet) {
+func (e *Book) Denied(p nflog.Packet) {
 	d := DeniedPacket{Time: p.Time, Dst: p.Dst, Port: p.DstPort, Protocol: p.ProtoName()}
 	d.Name, _ = e.cache.NameFor(p.Dst)
 	e.mu.Lock()
 	e.denied = appendCapped(e.denied, d)
 	e.mu.Unlock()
-	e.audit(auditEvent{Kind: "denied_packet", Destination: d.Dst.String(), Port: d.Port, Protocol: d.Protocol, Name: d.Name})
+	e.audit(audit.Event{Kind: "denied_packet", Destination: d.Dst.String(), Port: d.Port, Protocol: d.Protocol, Name: d.Name})
 	e.changed()
 }
 
 // Refused implements dnsproxy.Gate.
-func (e *egress) Refused(name, qtype, reason string) {
+func (e *Book) Refused(name, qtype, reason string) {
 	e.refused.Add(1)
 	// Debug, not Info: the agent chooses how often this happens, and the
 	// audit log and status already keep every refusal.
@@ -249,7 +253,7 @@ func (e *egress) Refused(name, qtype, reason string) {
 	e.mu.Lock()
 	e.refusals = appendCapped(e.refusals, Refusal{Time: e.now(), Name: allowlist.Canonical(name), Type: qtype, Reason: reason})
 	e.mu.Unlock()
-	e.audit(auditEvent{Kind: "refused_query", Name: allowlist.Canonical(name), QueryType: qtype, Reason: reason})
+	e.audit(audit.Event{Kind: "refused_query", Name: allowlist.Canonical(name), QueryType: qtype, Reason: reason})
 	e.changed()
 }
 
@@ -261,16 +265,16 @@ func appendCapped[T any](s []T, v T) []T {
 	return s
 }
 
-func (e *egress) changed() {
+func (e *Book) changed() {
 	select {
 	case e.dirty <- struct{}{}:
 	default:
 	}
 }
 
-// resolveAll resolves every exact allowlisted name once (at start, before
+// ResolveAll resolves every exact allowlisted name once (at start, before
 // the task runs) and returns when each is installed or has failed.
-func (e *egress) resolveAll(ctx context.Context, p *dnsproxy.Proxy) map[string]time.Duration {
+func (e *Book) ResolveAll(ctx context.Context, p *dnsproxy.Proxy) map[string]time.Duration {
 	next := map[string]time.Duration{}
 	for _, n := range e.policy.ExactNames() {
 		next[n] = e.resolve(ctx, p, n, allowlist.FromStartup)
@@ -280,7 +284,7 @@ func (e *egress) resolveAll(ctx context.Context, p *dnsproxy.Proxy) map[string]t
 
 // resolve looks a name up and installs its addresses; it returns when to
 // look again: before the clamped TTL runs out, or soon after a failure.
-func (e *egress) resolve(ctx context.Context, p *dnsproxy.Proxy, name string, src allowlist.Source) time.Duration {
+func (e *Book) resolve(ctx context.Context, p *dnsproxy.Proxy, name string, src allowlist.Source) time.Duration {
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	addrs, ttl, err := p.Resolve(rctx, name)
@@ -295,9 +299,9 @@ func (e *egress) resolve(ctx context.Context, p *dnsproxy.Proxy, name string, sr
 	return max(time.Second, max(e.minTTL, min(ttl, e.maxTTL))*8/10)
 }
 
-// run keeps names fresh, forgets expired bindings and publishes snapshots
+// Run keeps names fresh, forgets expired bindings and publishes snapshots
 // until ctx ends.
-func (e *egress) run(ctx context.Context, p *dnsproxy.Proxy, first map[string]time.Duration, dnsPort int) {
+func (e *Book) Run(ctx context.Context, p *dnsproxy.Proxy, first map[string]time.Duration, dnsPort int) {
 	var wg sync.WaitGroup
 	for name, wait := range first {
 		wg.Add(1)
@@ -333,10 +337,10 @@ func (e *egress) run(ctx context.Context, p *dnsproxy.Proxy, first map[string]ti
 }
 
 // publish writes the snapshot atomically for status readers.
-func (e *egress) publish(dnsPort int) {
+func (e *Book) publish(dnsPort int) {
 	now := e.now()
 	e.mu.Lock()
-	snap := EgressSnapshot{Updated: now, DNSPort: dnsPort, Bindings: e.cache.Snapshot(now),
+	snap := Snapshot{Updated: now, DNSPort: dnsPort, Bindings: e.cache.Snapshot(now),
 		Refused: append([]Refusal(nil), e.refusals...), Dropped: append([]DroppedAnswer(nil), e.drops...),
 		Denied: append([]DeniedPacket(nil), e.denied...)}
 	e.mu.Unlock()
@@ -352,15 +356,21 @@ func (e *egress) publish(dnsPort int) {
 	_ = os.Rename(tmp, e.snapPath)
 }
 
-// ReadEgress reads the snapshot a supervisor published.
-func ReadEgress(path string) (*EgressSnapshot, error) {
+// Read reads the snapshot a supervisor published.
+func Read(path string) (*Snapshot, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	var s EgressSnapshot
+	var s Snapshot
 	if err := json.Unmarshal(b, &s); err != nil {
 		return nil, fmt.Errorf("egress snapshot %s: %w", path, err)
 	}
 	return &s, nil
+}
+
+// Counts are the book's totals, for metrics: answers that installed
+// addresses, queries refused, and refresh lookups that failed.
+func (e *Book) Counts() (answered, refused, refreshErrors uint64) {
+	return e.answered.Load(), e.refused.Load(), e.refreshErrors.Load()
 }

@@ -1,4 +1,4 @@
-package enforce
+package audit
 
 import (
 	"bufio"
@@ -11,9 +11,9 @@ import (
 
 func TestAuditLogWritesJSONLinesAndRotates(t *testing.T) {
 	dir := t.TempDir()
-	a := &auditLog{path: filepath.Join(dir, "audit.jsonl"), log: slog.New(slog.DiscardHandler), maxBytes: 300}
+	a := &Log{path: filepath.Join(dir, "audit.jsonl"), log: slog.New(slog.DiscardHandler), maxBytes: 300}
 	for i := 0; i < 10; i++ {
-		a.write("sb", auditEvent{Kind: "refused_query", Name: "evil.example.com", QueryType: "A"})
+		a.Write("sb", Event{Kind: "refused_query", Name: "evil.example.com", QueryType: "A"})
 	}
 	for _, f := range []string{"audit.jsonl", "audit.jsonl.1"} {
 		fh, err := os.Open(filepath.Join(dir, f))
@@ -23,7 +23,7 @@ func TestAuditLogWritesJSONLinesAndRotates(t *testing.T) {
 		sc := bufio.NewScanner(fh)
 		lines := 0
 		for sc.Scan() {
-			var e auditEvent
+			var e Event
 			if err := json.Unmarshal(sc.Bytes(), &e); err != nil || e.Sandbox != "sb" || e.Time.IsZero() {
 				t.Fatalf("%s: bad line %q: %v", f, sc.Text(), err)
 			}
