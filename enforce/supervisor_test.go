@@ -21,15 +21,6 @@ func testConfig(stateDir string) Config {
 	return Config{StateDir: stateDir, DNSUpstreams: []string{"127.0.0.1:9"}}
 }
 
-func testProfile(t *testing.T, name string) *profiles.Profile {
-	t.Helper()
-	p, err := profiles.Parse([]byte("name: "+name+"\nimage: docker.io/library/busybox:latest\n"), "test.yaml", t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 func TestStartRunsStepsInOrderWithTheTaskLast(t *testing.T) {
 	w := enforcetest.NewWorld("")
 	sup := New(testConfig(t.TempDir()), w, w)
@@ -52,7 +43,7 @@ func TestFailedStartUndoesEveryStep(t *testing.T) {
 			w := enforcetest.NewWorld(failAt)
 			stateDir := t.TempDir()
 			sup := New(testConfig(stateDir), w, w)
-			_, err := sup.Start(context.Background(), testProfile(t, "a"), nil)
+			_, err := sup.Start(context.Background(), enforcetest.Profile(t, "a"), nil)
 			if !errors.Is(err, enforcetest.ErrInjected) {
 				t.Fatalf("err = %v", err)
 			}
@@ -73,7 +64,7 @@ func TestInvalidProfileTouchesNothing(t *testing.T) {
 	w := enforcetest.NewWorld("")
 	stateDir := t.TempDir()
 	sup := New(testConfig(stateDir), w, w)
-	p := testProfile(t, "a")
+	p := enforcetest.Profile(t, "a")
 	p.User = "0:0"
 	_, err := sup.Start(context.Background(), p, nil)
 	var pe *profiles.Error
@@ -93,7 +84,7 @@ func TestNameInUseDoesNotTouchTheExistingSandbox(t *testing.T) {
 	sup := New(testConfig(t.TempDir()), w, w)
 	mustStart(t, sup, "a")
 	w.Calls = nil
-	_, err := sup.Start(context.Background(), testProfile(t, "a"), nil)
+	_, err := sup.Start(context.Background(), enforcetest.Profile(t, "a"), nil)
 	if !errors.Is(err, ErrExists) {
 		t.Fatalf("err = %v", err)
 	}
@@ -143,10 +134,6 @@ func TestStatusShowsLeftoversOfEitherKind(t *testing.T) {
 	}
 }
 
-func profilesAllow(host string, port int) profiles.AllowEntry {
-	return profiles.AllowEntry{Host: host, Ports: []int{port}}
-}
-
 func TestReconcileKeepsLiveSandboxesAndRemovesTheRest(t *testing.T) {
 	w := enforcetest.NewWorld("")
 	stateDir := t.TempDir()
@@ -179,7 +166,7 @@ func TestReconcileKeepsLiveSandboxesAndRemovesTheRest(t *testing.T) {
 // mustStart starts a sandbox on the fakes and closes its gate after the test.
 func mustStart(t *testing.T, sup *Supervisor, name string) *Started {
 	t.Helper()
-	st, err := sup.Start(context.Background(), testProfile(t, name), nil)
+	st, err := sup.Start(context.Background(), enforcetest.Profile(t, name), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/clawguard/clawguard/enforce/audit"
+	"github.com/clawguard/clawguard/enforce/enforcetest"
 	"github.com/clawguard/clawguard/netrules"
-	"github.com/clawguard/clawguard/profiles"
 )
 
 // recordingNet records set writes.
@@ -32,8 +32,8 @@ func (r *recordingNet) Allow(_ string, e []netrules.Entry) error {
 
 func testEgress(t *testing.T, n Sets, now *time.Time) *Book {
 	t.Helper()
-	p := testProfile(t, "e")
-	p.Egress.Allow = append(p.Egress.Allow, profilesAllow("api.example.com", 443), profilesAllow("*.cdn.example.com", 443))
+	p := enforcetest.Profile(t, "e")
+	p.Egress.Allow = append(p.Egress.Allow, enforcetest.Allow("api.example.com", 443), enforcetest.Allow("*.cdn.example.com", 443))
 	p.Egress.DNS.MinTTL.Duration, p.Egress.DNS.MaxTTL.Duration = 30*time.Second, time.Hour
 	e := New("e", p, n, t.TempDir()+"/egress.json", func(audit.Event) {}, slog.New(slog.DiscardHandler))
 	e.now = func() time.Time { return *now }
@@ -116,17 +116,4 @@ func TestAnAnswerForOneNameNeverShortensAnotherNamesAllowance(t *testing.T) {
 			}
 		}
 	}
-}
-
-func testProfile(t *testing.T, name string) *profiles.Profile {
-	t.Helper()
-	p, err := profiles.Parse([]byte("name: "+name+"\nimage: docker.io/library/busybox:latest\n"), "test.yaml", t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func profilesAllow(host string, port int) profiles.AllowEntry {
-	return profiles.AllowEntry{Host: host, Ports: []int{port}}
 }
