@@ -98,3 +98,27 @@ func TestTheSocketGroupReadsAndVerifiesButActsOnNothing(t *testing.T) {
 		t.Errorf("a member's request reached the runtime: %v", w.Calls)
 	}
 }
+
+// A member of the socket group may verify, but not flood the host with
+// verifications: past maxVerifying at once the answer is 429, and the
+// supervisor is not asked.
+func TestVerificationsAreBounded(t *testing.T) {
+	w := enforcetest.NewWorld("")
+	d := New(enforce.New(testConfig(t.TempDir()), w, w), Config{SocketGID: -1}, nil)
+	for range maxVerifying {
+		d.verifying <- struct{}{}
+	}
+	rec := httptest.NewRecorder()
+	d.handler().ServeHTTP(rec, asRoot(httptest.NewRequest("POST", "/v1/sandboxes/agent/verify", nil)))
+	if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") == "" {
+		t.Fatalf("with every slot taken: %d %s", rec.Code, rec.Body)
+	}
+	// Control: with a slot free, the request reaches the supervisor (which
+	// knows no such sandbox).
+	<-d.verifying
+	rec = httptest.NewRecorder()
+	d.handler().ServeHTTP(rec, asRoot(httptest.NewRequest("POST", "/v1/sandboxes/agent/verify", nil)))
+	if rec.Code == http.StatusTooManyRequests {
+		t.Fatalf("a free slot was refused: %d %s", rec.Code, rec.Body)
+	}
+}

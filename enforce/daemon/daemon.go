@@ -72,7 +72,14 @@ type Daemon struct {
 	// rewait is the first delay before waiting again on a task whose wait
 	// failed (rewaitFirst; tests shorten it).
 	rewait time.Duration
+	// verifying bounds the verifications in progress: each execs the
+	// probe in a sandbox and dials from the host, and any member of the
+	// socket group may ask for one.
+	verifying chan struct{}
 }
+
+// maxVerifying is how many verifications may run at once.
+const maxVerifying = 2
 
 // declared is a sandbox the config asks for, and its restart history.
 type declared struct {
@@ -86,7 +93,8 @@ func New(sup *enforce.Supervisor, cfg Config, log *slog.Logger) *Daemon {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &Daemon{sup: sup, cfg: cfg, log: log, running: map[string]*enforce.Started{}, declared: map[string]*declared{}, quit: make(chan struct{}), rewait: rewaitFirst}
+	d := &Daemon{sup: sup, cfg: cfg, log: log, running: map[string]*enforce.Started{}, declared: map[string]*declared{}, quit: make(chan struct{}), rewait: rewaitFirst,
+		verifying: make(chan struct{}, maxVerifying)}
 	d.metrics = newMetrics(d)
 	return d
 }
@@ -657,6 +665,14 @@ func (d *Daemon) handleVerify(w http.ResponseWriter, r *http.Request, name strin
 	// any uid-based rule. Members verify with the defaults.
 	if cred, ok := r.Context().Value(peerKey{}).(*unix.Ucred); len(req.BlockedProbes) > 0 && (!ok || cred.Uid != 0) {
 		writeErr(w, http.StatusForbidden, errors.New("only root may name blocked probes (the host dials them); verify without --blocked-probe"))
+		return
+	}
+	select {
+	case d.verifying <- struct{}{}:
+		defer func() { <-d.verifying }()
+	default:
+		w.Header().Set("Retry-After", "2")
+		writeErr(w, http.StatusTooManyRequests, fmt.Errorf("%d verifications are already running; try again in a moment", maxVerifying))
 		return
 	}
 	v, err := d.sup.Verify(r.Context(), name, enforce.VerifyOptions{
