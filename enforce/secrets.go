@@ -15,15 +15,10 @@ import (
 
 // stageSecrets copies each secret file into a fresh tmpfs at dst (so secret
 // values never touch a disk clawguard writes), owned by uid:gid with mode
-// 0400. The source directory is opened and judged again through a
-// descriptor (profiles.OpenSecrets) and every file is read through it: a
-// directory swapped for a link since validation is refused, not followed.
-func stageSecrets(base, srcDir string, pol profiles.SourcePolicy, dst string, names []string, uid, gid uint32) error {
-	src, err := profiles.OpenSecrets(base, srcDir, pol)
-	if err != nil {
-		return fmt.Errorf("secrets: %w", err)
-	}
-	defer src.Close()
+// 0400. The files are read through src, the directory opened and judged
+// when the sandbox's spec was built (profiles.OpenSecrets): a directory
+// swapped for a link since cannot change what is copied.
+func stageSecrets(src *profiles.SecretsDir, dst string, names []string, uid, gid uint32) error {
 	if err := os.MkdirAll(dst, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", dst, err)
 	}

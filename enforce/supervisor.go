@@ -172,13 +172,13 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 	if err := s.Validate(p); err != nil {
 		return nil, err
 	}
-	sb, secretNames, sources, err := s.sandboxSpec(p)
+	sb, secretNames, src, err := s.sandboxSpec(p)
 	if err != nil {
-		sources.Close()
+		src.Close()
 		return nil, err
 	}
-	// Open until stageMounts has bound them.
-	defer sources.Close()
+	// Open until the mounts are bound and the secrets copied from them.
+	defer src.Close()
 	unlock, err := s.layout.lock()
 	if err != nil {
 		return nil, err
@@ -270,14 +270,14 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 		return nil, fmt.Errorf("write resolv.conf: %w", err)
 	}
 	sb.Binds = append(sb.Binds, runtime.Bind{Source: resolv, Target: "/etc/resolv.conf", ReadOnly: true, NoExec: true})
-	if len(sources) > 0 {
-		if err := step("mounts", func() error { return stageMounts(sources, s.layout.mountsDir(p.Name)) }); err != nil {
+	if len(src.mounts) > 0 {
+		if err := step("mounts", func() error { return stageMounts(src.mounts, s.layout.mountsDir(p.Name)) }); err != nil {
 			return nil, err
 		}
 	}
 	if len(secretNames) > 0 {
 		if err := step("secrets", func() error {
-			return stageSecrets(p.Dir, p.Secrets.Dir, s.Policy(), s.layout.secretsDir(p.Name), secretNames, sb.UID, sb.GID)
+			return stageSecrets(src.secrets, s.layout.secretsDir(p.Name), secretNames, sb.UID, sb.GID)
 		}); err != nil {
 			return nil, err
 		}
@@ -378,18 +378,19 @@ func (g *gate) background(fn func(ctx context.Context)) {
 }
 
 // sandboxSpec translates a validated profile into the runtime's description.
-func (s *Supervisor) sandboxSpec(p *profiles.Profile) (_ runtime.Sandbox, _ []string, sources openFiles, _ error) {
+func (s *Supervisor) sandboxSpec(p *profiles.Profile) (_ runtime.Sandbox, _ []string, src *sources, _ error) {
+	src = &sources{}
 	ref, err := runtime.NormalizeRef(p.Image)
 	if err != nil {
-		return runtime.Sandbox{}, nil, sources, err
+		return runtime.Sandbox{}, nil, src, err
 	}
 	uid, gid, err := p.IDs()
 	if err != nil {
-		return runtime.Sandbox{}, nil, sources, err
+		return runtime.Sandbox{}, nil, src, err
 	}
 	sc, err := seccompProfile(p)
 	if err != nil {
-		return runtime.Sandbox{}, nil, sources, err
+		return runtime.Sandbox{}, nil, src, err
 	}
 	sb := runtime.Sandbox{
 		Name: p.Name, Image: ref, Args: p.Args, UID: uid, GID: gid,
@@ -426,20 +427,19 @@ func (s *Supervisor) sandboxSpec(p *profiles.Profile) (_ runtime.Sandbox, _ []st
 		// binds from there.
 		f, err := profiles.OpenSource(p.Dir, m.Source, pol, unix.O_PATH)
 		if err != nil {
-			sources.Close()
-			return runtime.Sandbox{}, nil, nil, fmt.Errorf("mount %s: %w", m.Target, err)
+			return runtime.Sandbox{}, nil, src, fmt.Errorf("mount %s: %w", m.Target, err)
 		}
-		sources = append(sources, f)
-		sb.Binds = append(sb.Binds, runtime.Bind{Source: filepath.Join(s.layout.mountsDir(p.Name), strconv.Itoa(len(sources)-1)), Target: m.Target, ReadOnly: !m.Writable()})
+		src.mounts = append(src.mounts, f)
+		sb.Binds = append(sb.Binds, runtime.Bind{Source: filepath.Join(s.layout.mountsDir(p.Name), strconv.Itoa(len(src.mounts)-1)), Target: m.Target, ReadOnly: !m.Writable()})
 	}
 	var names []string
 	if p.Secrets.Dir != "" {
+		// Kept open: the copy reads the very files these names came from.
 		d, err := profiles.OpenSecrets(p.Dir, p.Secrets.Dir, pol)
 		if err != nil {
-			return runtime.Sandbox{}, nil, sources, fmt.Errorf("secrets: %w", err)
+			return runtime.Sandbox{}, nil, src, fmt.Errorf("secrets: %w", err)
 		}
-		names = d.Names
-		d.Close()
+		src.secrets, names = d, d.Names
 		for _, n := range names {
 			sb.Binds = append(sb.Binds, runtime.Bind{
 				Source: filepath.Join(s.layout.secretsDir(p.Name), n), Target: "/run/secrets/" + n, ReadOnly: true, NoExec: true,
@@ -451,7 +451,7 @@ func (s *Supervisor) sandboxSpec(p *profiles.Profile) (_ runtime.Sandbox, _ []st
 	} else if s.cfg.ProbePath != "" {
 		s.cfg.Log.Warn("the verify probe is missing; this sandbox cannot be verified", "probe", s.cfg.ProbePath)
 	}
-	return sb, names, sources, nil
+	return sb, names, src, nil
 }
 
 func seccompProfile(p *profiles.Profile) (*specs.LinuxSeccomp, error) {
@@ -585,11 +585,18 @@ func writeReadable(path string, b []byte) error {
 	return os.Chmod(path, 0o644)
 }
 
-// openFiles are descriptors kept open while they are in use elsewhere.
-type openFiles []*os.File
+// sources are the mount sources and the secrets directory as judged,
+// kept open until the start has bound and copied from them.
+type sources struct {
+	mounts  []*os.File
+	secrets *profiles.SecretsDir
+}
 
-func (o openFiles) Close() {
-	for _, f := range o {
+func (s *sources) Close() {
+	for _, f := range s.mounts {
 		f.Close()
+	}
+	if s.secrets != nil {
+		s.secrets.Close()
 	}
 }

@@ -26,6 +26,9 @@ type fdStore struct {
 func newFDStore() *fdStore {
 	s := &fdStore{notify: os.Getenv("NOTIFY_SOCKET"), passed: map[string]*os.File{}}
 	for _, f := range activation.Files(true) {
+		if old := s.passed[f.Name()]; old != nil {
+			old.Close() // the same name twice: one is enough
+		}
 		s.passed[f.Name()] = f
 	}
 	return s
