@@ -73,6 +73,16 @@ func TestServiceUnderSystemd(t *testing.T) {
 		}
 	})
 	writeServiceProject(t, root)
+	writeMemberProject(t, root)
+	// Members of nogroup may start sandboxes, as their own id of the range.
+	cfgPath := filepath.Join(root, "etc", "clawguard", "config.yaml")
+	cfg, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfgPath, append(cfg, []byte("socket_group: nogroup\nsandbox_ids: "+memberIDs+"\n")...), 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	m := bootMachine(t, root, svcMachine, svcSandbox)
 	m.uplink(t)
@@ -234,6 +244,25 @@ func TestServiceUnderSystemd(t *testing.T) {
 		}
 	})
 
+	t.Run("a socket-group member runs its own sandbox, as its own id", func(t *testing.T) {
+		m.must(t, "systemctl", "start", "clawguard")
+		// The daemon opens the member's paths on a thread with the
+		// member's file-system ids: under the unit's capability bounding
+		// set, or the start fails with "did not take".
+		asMember := []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "clawguard"}
+		if out, stderr, code := m.run(t, append(asMember, "run", "--detach", "--profile", "/srv/member/member.yaml")...); code != 0 ||
+			!strings.Contains(stderr, fmt.Sprintf("user %d:%d", memberID, memberID)) {
+			t.Fatalf("the member's run: exit %d\n%s%s", code, out, stderr)
+		}
+		var st []memberStatusJSON
+		if err := json.Unmarshal([]byte(m.must(t, "clawguard", "status", "--json", "svc-member")), &st); err != nil || len(st) != 1 || st[0].OwnerUID != nobodyUID {
+			t.Errorf("status of the member's sandbox: %+v %v", st, err)
+		}
+		if _, stderr, code := m.run(t, append(asMember, "stop", "--timeout", "1s", "svc-member")...); code != 0 {
+			t.Errorf("the member could not stop its own sandbox: %s", stderr)
+		}
+	})
+
 	t.Run("the started service stops the sandbox and leaves nothing", func(t *testing.T) {
 		m.must(t, "systemctl", "start", "clawguard")
 		links := m.must(t, "ip", "-o", "link", "show", "type", "veth")
@@ -257,6 +286,25 @@ func TestServiceUnderSystemd(t *testing.T) {
 			t.Errorf("containers left behind: %q", tasks)
 		}
 	})
+}
+
+// writeMemberProject lays out a socket-group member's project in the
+// machine: its own directory, a profile that names the image root imported.
+func writeMemberProject(t *testing.T, root string) {
+	t.Helper()
+	dir := filepath.Join(root, "srv", "member")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	y := fmt.Sprintf("name: svc-member\nimage: %s\nargs: [\"/usr/local/bin/cgprobe\", \"sleep\"]\nstop_timeout: 2s\n", env.images[probeImage].ref)
+	if err := os.WriteFile(filepath.Join(dir, "member.yaml"), []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{dir, filepath.Join(dir, "member.yaml")} {
+		if err := os.Chown(p, nobodyUID, nobodyUID); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // writeServiceProject lays out the sandbox's project inside the machine:

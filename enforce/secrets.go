@@ -15,26 +15,15 @@ import (
 
 // stageSecrets copies each secret file into a fresh tmpfs at dst (so secret
 // values never touch a disk clawguard writes), owned by uid:gid with mode
-// 0400. The files are read through src, the directory opened and judged
-// when the sandbox's spec was built (profiles.OpenSecrets): a directory
-// swapped for a link since cannot change what is copied.
-func stageSecrets(src *profiles.SecretsDir, dst string, names []string, uid, gid uint32) error {
+// 0400. The files are read from src, opened and judged when the sandbox was
+// prepared (profiles.OpenSecrets): a directory or file swapped since cannot
+// change what is copied.
+func stageSecrets(src *profiles.SecretsDir, dst string, uid, gid uint32) error {
 	if err := os.MkdirAll(dst, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", dst, err)
 	}
-	files := make([]*os.File, 0, len(names))
-	defer func() {
-		for _, f := range files {
-			f.Close()
-		}
-	}()
 	size := int64(1 << 20)
-	for _, n := range names {
-		f, err := src.Open(n)
-		if err != nil {
-			return fmt.Errorf("secrets: %w", err)
-		}
-		files = append(files, f)
+	for _, f := range src.Files {
 		if fi, err := f.Stat(); err == nil {
 			size += fi.Size() + 4096
 		}
@@ -43,8 +32,8 @@ func stageSecrets(src *profiles.SecretsDir, dst string, names []string, uid, gid
 	if err := unix.Mount("tmpfs", dst, "tmpfs", unix.MS_NOEXEC|unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
 		return fmt.Errorf("mount secrets tmpfs at %s: %w", dst, err)
 	}
-	for i, n := range names {
-		if err := copySecret(files[i], filepath.Join(dst, n), uid, gid); err != nil {
+	for i, n := range src.Names {
+		if err := copySecret(src.Files[i], filepath.Join(dst, n), uid, gid); err != nil {
 			return err
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/clawguard/clawguard/profiles"
+	"github.com/clawguard/clawguard/runtime"
 )
 
 // stateVersion is bumped whenever State changes incompatibly.
@@ -23,15 +24,18 @@ const stateVersion = 1
 // State is what clawguard remembers about one sandbox between commands. It
 // never holds a secret value: only the names of the secret files.
 type State struct {
-	Version     int             `json:"version"`
-	Name        string          `json:"name"`
-	Image       string          `json:"image"`
-	Profile     string          `json:"profile"`
-	Status      string          `json:"status"` // starting, running
-	CreatedAt   time.Time       `json:"created_at"`
-	StartedAt   time.Time       `json:"started_at,omitzero"`
-	Pid         uint32          `json:"pid,omitempty"`
-	Supervisor  int             `json:"supervisor_pid"`
+	Version    int       `json:"version"`
+	Name       string    `json:"name"`
+	Image      string    `json:"image"`
+	Profile    string    `json:"profile"`
+	Status     string    `json:"status"` // starting, running
+	CreatedAt  time.Time `json:"created_at"`
+	StartedAt  time.Time `json:"started_at,omitzero"`
+	Pid        uint32    `json:"pid,omitempty"`
+	Supervisor int       `json:"supervisor_pid"`
+	// Owner is the uid that asked for the sandbox: 0 for root, a member
+	// of the socket group's own otherwise.
+	Owner       uint32          `json:"owner_uid"`
 	NetNS       string          `json:"netns"`
 	IP          netip.Addr      `json:"ip,omitzero"`
 	Gateway     netip.Addr      `json:"gateway,omitzero"`
@@ -48,6 +52,18 @@ type State struct {
 	// verify; Probe whether the verify probe is mounted.
 	Spec  *profiles.Profile `json:"spec,omitempty"`
 	Probe bool              `json:"probe,omitempty"`
+}
+
+// Owner is the uid that asked for the sandbox name (0 for root).
+func (s *Supervisor) Owner(name string) (uint32, error) {
+	st, err := s.layout.read(name)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, fmt.Errorf("sandbox %s: %w", name, runtime.ErrNotFound)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return st.Owner, nil
 }
 
 // layout names the files under the state directory.

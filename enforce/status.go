@@ -26,6 +26,8 @@ type Status struct {
 	Image         string    `json:"image"`
 	Pid           uint32    `json:"pid,omitempty"`
 	Profile       string    `json:"profile,omitempty"`
+	User          string    `json:"user,omitempty"` // UID:GID the agent runs as
+	OwnerUID      uint32    `json:"owner_uid"`      // who asked for it: 0 is root
 	StartedAt     time.Time `json:"started_at,omitzero"`
 	UptimeSeconds float64   `json:"uptime_seconds,omitempty"`
 	Network       string    `json:"network"`
@@ -115,6 +117,10 @@ func (s *Supervisor) status(name string, infos map[string]runtime.Info, now time
 		st.Image, st.Profile, st.StartedAt = state.Image, state.Profile, state.StartedAt
 		st.MemoryBytes, st.CPUs, st.Pids = state.Memory, state.CPUs, state.Pids
 		st.Secrets, st.LogPath = state.Secrets, state.LogPath
+		st.OwnerUID = state.Owner
+		if state.Spec != nil {
+			st.User = state.Spec.User
+		}
 		st.Published = state.Publish
 		if state.IP.IsValid() {
 			st.IP, st.Network = state.IP.String(), state.IP.String()+" via "+state.Gateway.String()

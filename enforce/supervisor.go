@@ -41,7 +41,7 @@ import (
 
 // Containers is the part of the container runtime the supervisor uses.
 type Containers interface {
-	EnsureImage(ctx context.Context, ref, archive string, progress runtime.Progress) (string, error)
+	EnsureImage(ctx context.Context, ref string, archive *os.File, progress runtime.Progress) (string, error)
 	Create(ctx context.Context, s runtime.Sandbox) error
 	Start(ctx context.Context, name, logPath string) (<-chan containerd.ExitStatus, uint32, error)
 	Wait(ctx context.Context, name string) (<-chan containerd.ExitStatus, error)
@@ -167,18 +167,59 @@ func (s *Started) Close() {
 // network namespace, secrets staged, container created, task started, in
 // that order. The task starts last, so every control is in place before any
 // agent code runs. If any step fails, everything done so far is undone.
-func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress runtime.Progress) (_ *Started, retErr error) {
+func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress runtime.Progress) (*Started, error) {
+	pr, err := s.Prepare(p)
+	if err != nil {
+		return nil, err
+	}
+	defer pr.Close()
+	return s.StartPrepared(ctx, pr, progress)
+}
+
+// Prepared is a profile validated and every file it names opened: mount
+// sources, the secrets directory and its files, the image archive. A start
+// reads the profile's paths only through these descriptors, so whoever's
+// credentials opened them (a socket-group member's, when the daemon
+// prepares on its behalf) decide what can be reached, and a path swapped
+// afterwards changes nothing.
+type Prepared struct {
+	p     *profiles.Profile
+	sb    runtime.Sandbox
+	src   *sources
+	began time.Time
+	// Owner is the uid that asked for the sandbox (0 for root), kept in
+	// its state: the daemon lets an owner stop its own sandboxes.
+	Owner uint32
+}
+
+// Prepare validates p and opens what it names with the calling thread's
+// credentials. Close it when the start is done with it.
+func (s *Supervisor) Prepare(p *profiles.Profile) (*Prepared, error) {
 	began := time.Now()
 	if err := s.Validate(p); err != nil {
 		return nil, err
 	}
-	sb, secretNames, src, err := s.sandboxSpec(p)
+	sb, src, err := s.sandboxSpec(p)
 	if err != nil {
 		src.Close()
 		return nil, err
 	}
-	// Open until the mounts are bound and the secrets copied from them.
-	defer src.Close()
+	return &Prepared{p: p, sb: sb, src: src, began: began}, nil
+}
+
+// Profile is the prepared profile.
+func (pr *Prepared) Profile() *profiles.Profile { return pr.p }
+
+// Close releases the opened files.
+func (pr *Prepared) Close() { pr.src.Close() }
+
+// StartPrepared is Start for a profile already prepared.
+func (s *Supervisor) StartPrepared(ctx context.Context, pr *Prepared, progress runtime.Progress) (_ *Started, retErr error) {
+	p, sb, src, began := pr.p, pr.sb, pr.src, pr.began
+	var secretNames []string
+	if src.secrets != nil {
+		secretNames = src.secrets.Names
+	}
 	unlock, err := s.layout.lock()
 	if err != nil {
 		return nil, err
@@ -202,7 +243,7 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 
 	st := &State{
 		Name: p.Name, Image: sb.Image, Profile: p.Source, Status: "starting", CreatedAt: time.Now().UTC(),
-		Supervisor: os.Getpid(), LogPath: sb.LogPath, Secrets: secretNames, StopTimeout: p.StopTimeout.String(),
+		Supervisor: os.Getpid(), Owner: pr.Owner, LogPath: sb.LogPath, Secrets: secretNames, StopTimeout: p.StopTimeout.String(),
 		Memory: sb.MemoryBytes, CPUs: sb.CPUs, Pids: sb.Pids, Egress: p.Egress, Publish: p.Publish,
 		Spec: p, Probe: slices.ContainsFunc(sb.Binds, func(b runtime.Bind) bool { return b.Target == verify.ProbePath }),
 	}
@@ -220,7 +261,7 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 		return err
 	}
 	err = step("image", func() error {
-		how, err := s.rt.EnsureImage(ctx, sb.Image, p.Path(p.ImageArchive), progress)
+		how, err := s.rt.EnsureImage(ctx, sb.Image, src.archive, progress)
 		if err == nil {
 			s.cfg.Log.Debug("image ready", "sandbox", p.Name, "image", sb.Image, "how", how)
 		}
@@ -275,9 +316,9 @@ func (s *Supervisor) Start(ctx context.Context, p *profiles.Profile, progress ru
 			return nil, err
 		}
 	}
-	if len(secretNames) > 0 {
+	if src.secrets != nil && len(src.secrets.Names) > 0 {
 		if err := step("secrets", func() error {
-			return stageSecrets(src.secrets, s.layout.secretsDir(p.Name), secretNames, sb.UID, sb.GID)
+			return stageSecrets(src.secrets, s.layout.secretsDir(p.Name), sb.UID, sb.GID)
 		}); err != nil {
 			return nil, err
 		}
@@ -378,19 +419,19 @@ func (g *gate) background(fn func(ctx context.Context)) {
 }
 
 // sandboxSpec translates a validated profile into the runtime's description.
-func (s *Supervisor) sandboxSpec(p *profiles.Profile) (_ runtime.Sandbox, _ []string, src *sources, _ error) {
+func (s *Supervisor) sandboxSpec(p *profiles.Profile) (_ runtime.Sandbox, src *sources, _ error) {
 	src = &sources{}
 	ref, err := runtime.NormalizeRef(p.Image)
 	if err != nil {
-		return runtime.Sandbox{}, nil, src, err
+		return runtime.Sandbox{}, src, err
 	}
 	uid, gid, err := p.IDs()
 	if err != nil {
-		return runtime.Sandbox{}, nil, src, err
+		return runtime.Sandbox{}, src, err
 	}
 	sc, err := seccompProfile(p)
 	if err != nil {
-		return runtime.Sandbox{}, nil, src, err
+		return runtime.Sandbox{}, src, err
 	}
 	sb := runtime.Sandbox{
 		Name: p.Name, Image: ref, Args: p.Args, UID: uid, GID: gid,
@@ -427,20 +468,19 @@ func (s *Supervisor) sandboxSpec(p *profiles.Profile) (_ runtime.Sandbox, _ []st
 		// binds from there.
 		f, err := profiles.OpenSource(p.Dir, m.Source, pol, unix.O_PATH)
 		if err != nil {
-			return runtime.Sandbox{}, nil, src, fmt.Errorf("mount %s: %w", m.Target, err)
+			return runtime.Sandbox{}, src, fmt.Errorf("mount %s: %w", m.Target, err)
 		}
 		src.mounts = append(src.mounts, f)
 		sb.Binds = append(sb.Binds, runtime.Bind{Source: filepath.Join(s.layout.mountsDir(p.Name), strconv.Itoa(len(src.mounts)-1)), Target: m.Target, ReadOnly: !m.Writable()})
 	}
-	var names []string
 	if p.Secrets.Dir != "" {
-		// Kept open: the copy reads the very files these names came from.
+		// Kept open: the copy reads the very files judged here.
 		d, err := profiles.OpenSecrets(p.Dir, p.Secrets.Dir, pol)
 		if err != nil {
-			return runtime.Sandbox{}, nil, src, fmt.Errorf("secrets: %w", err)
+			return runtime.Sandbox{}, src, fmt.Errorf("secrets: %w", err)
 		}
-		src.secrets, names = d, d.Names
-		for _, n := range names {
+		src.secrets = d
+		for _, n := range d.Names {
 			sb.Binds = append(sb.Binds, runtime.Bind{
 				Source: filepath.Join(s.layout.secretsDir(p.Name), n), Target: "/run/secrets/" + n, ReadOnly: true, NoExec: true,
 			})
@@ -451,7 +491,14 @@ func (s *Supervisor) sandboxSpec(p *profiles.Profile) (_ runtime.Sandbox, _ []st
 	} else if s.cfg.ProbePath != "" {
 		s.cfg.Log.Warn("the verify probe is missing; this sandbox cannot be verified", "probe", s.cfg.ProbePath)
 	}
-	return sb, names, src, nil
+	if p.ImageArchive != "" {
+		f, err := profiles.OpenRegular(p.Path(p.ImageArchive))
+		if err != nil {
+			return runtime.Sandbox{}, src, fmt.Errorf("image_archive: %w", err)
+		}
+		src.archive = f
+	}
+	return sb, src, nil
 }
 
 func seccompProfile(p *profiles.Profile) (*specs.LinuxSeccomp, error) {
@@ -585,11 +632,13 @@ func writeReadable(path string, b []byte) error {
 	return os.Chmod(path, 0o644)
 }
 
-// sources are the mount sources and the secrets directory as judged,
-// kept open until the start has bound and copied from them.
+// sources are the mount sources, the secrets directory and the image
+// archive as judged, kept open until the start has bound, copied and
+// imported from them.
 type sources struct {
 	mounts  []*os.File
 	secrets *profiles.SecretsDir
+	archive *os.File
 }
 
 func (s *sources) Close() {
@@ -598,5 +647,8 @@ func (s *sources) Close() {
 	}
 	if s.secrets != nil {
 		s.secrets.Close()
+	}
+	if s.archive != nil {
+		s.archive.Close()
 	}
 }

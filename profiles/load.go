@@ -142,10 +142,14 @@ func Parse(data []byte, source, dir string) (*Profile, error) {
 	return &p, nil
 }
 
+// DefaultUser is the UID:GID a profile without `user` runs as (and the one
+// the built-in profile names).
+const DefaultUser = "1000:1000"
+
 func (p *Profile) applyDefaults() {
 	t := true
 	if p.User == "" {
-		p.User = "1000:1000"
+		p.User = DefaultUser
 	}
 	if p.ReadOnlyRootfs == nil {
 		p.ReadOnlyRootfs = &t

@@ -25,6 +25,24 @@ func ReadRegular(path string, max int64) ([]byte, error) {
 	return readRegular(f, path, max)
 }
 
+// OpenRegular opens a regular file for reading, refusing anything else as
+// ReadRegular does, without reading it. Close it when done.
+func OpenRegular(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file (%s)", path, fi.Mode().Type())
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
 // readRegularNoLinks is ReadRegular for an absolute path with no symbolic
 // link on the way (see openNoLinks).
 func readRegularNoLinks(path string, max int64) ([]byte, error) {

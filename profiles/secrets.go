@@ -13,16 +13,20 @@ import (
 )
 
 // SecretsDir is a secrets directory opened once and judged through its
-// descriptor, and the files are read through that same descriptor. Whoever
-// owns a directory on the path may swap the secrets directory for a link to
-// /etc between a check of the path and a copy from it; a descriptor cannot
-// be swapped, so what is staged is what was checked.
+// descriptor, with each of its files opened and judged once and kept open
+// for the copy. Whoever owns a directory on the path may swap the secrets
+// directory for a link to /etc, or a file in it for another, between a check
+// of the path and a copy from it; a descriptor cannot be swapped, so what is
+// staged is what was checked, and was opened with the credentials of
+// whoever opened the directory.
 type SecretsDir struct {
 	f *os.File
 	// Real is where the directory is, no link on the way.
 	Real string
-	// Names are its secret files, checked as SecretFiles describes.
+	// Names are its secret files, checked as SecretFiles describes, and
+	// Files the same files, open, in the same order.
 	Names []string
+	Files []*os.File
 }
 
 // OpenSecrets opens the secrets directory dir as OpenSource does, then
@@ -117,20 +121,19 @@ func (d *SecretsDir) check() error {
 		return fmt.Errorf("%s holds more than %d files", d.Real, maxSecretFiles)
 	}
 	for _, e := range entries {
-		f, err := d.Open(e.Name())
+		f, err := d.open(e.Name())
 		if err != nil {
 			return err
 		}
-		f.Close()
-		d.Names = append(d.Names, e.Name())
+		d.Names, d.Files = append(d.Names, e.Name()), append(d.Files, f)
 	}
 	return nil
 }
 
-// Open opens one secret file beneath the directory, refusing links and
+// open opens one secret file beneath the directory, refusing links and
 // anything that is not a private regular file of at most 1 MiB with a plain
 // name.
-func (d *SecretsDir) Open(name string) (*os.File, error) {
+func (d *SecretsDir) open(name string) (*os.File, error) {
 	path := filepath.Join(d.Real, name)
 	if !reSecret.MatchString(name) {
 		return nil, fmt.Errorf("%s: secret file names use letters, digits, '.', '_', '-' and do not start with '.'", path)
@@ -165,5 +168,10 @@ func (d *SecretsDir) Open(name string) (*os.File, error) {
 	return f, nil
 }
 
-// Close releases the directory.
-func (d *SecretsDir) Close() error { return d.f.Close() }
+// Close releases the directory and its files.
+func (d *SecretsDir) Close() error {
+	for _, f := range d.Files {
+		f.Close()
+	}
+	return d.f.Close()
+}

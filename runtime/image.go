@@ -3,9 +3,9 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"strings"
-	"syscall"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
@@ -29,9 +29,11 @@ func NormalizeRef(ref string) (string, error) {
 type Progress func(format string, args ...any)
 
 // EnsureImage makes ref available and unpacked: used as is when present,
-// imported from archive when given, pulled otherwise. It returns how the
-// image was obtained ("present", "imported", "pulled").
-func (r *Runtime) EnsureImage(ctx context.Context, ref, archive string, progress Progress) (string, error) {
+// imported from archive when given (an open regular file, read from its
+// start; opened by the caller, so whose permissions open it is the
+// caller's choice), pulled otherwise. It returns how the image was obtained
+// ("present", "imported", "pulled").
+func (r *Runtime) EnsureImage(ctx context.Context, ref string, archive *os.File, progress Progress) (string, error) {
 	ctx = r.ns(ctx)
 	if progress == nil {
 		progress = func(string, ...any) {}
@@ -46,7 +48,7 @@ func (r *Runtime) EnsureImage(ctx context.Context, ref, archive string, progress
 	case err == nil:
 	case !errdefs.IsNotFound(err):
 		return "", fmt.Errorf("look up image %s: %w", name, err)
-	case archive != "":
+	case archive != nil:
 		img, err = r.importArchive(ctx, name, archive, progress)
 		if err != nil {
 			return "", err
@@ -73,19 +75,13 @@ func (r *Runtime) EnsureImage(ctx context.Context, ref, archive string, progress
 	return how, nil
 }
 
-func (r *Runtime) importArchive(ctx context.Context, name, archive string, progress Progress) (containerd.Image, error) {
-	// Non-blocking, so a FIFO named as the archive cannot stall the start;
-	// it is refused below with everything else that is not a regular file.
-	f, err := os.OpenFile(archive, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("import %s: %w", archive, err)
-	}
-	defer f.Close()
+func (r *Runtime) importArchive(ctx context.Context, name string, f *os.File, progress Progress) (containerd.Image, error) {
+	archive := f.Name()
 	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("import %s: not a regular file", archive)
 	}
 	start := time.Now()
-	imgs, err := r.client.Import(ctx, f)
+	imgs, err := r.client.Import(ctx, io.NewSectionReader(f, 0, 1<<62))
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", archive, err)
 	}

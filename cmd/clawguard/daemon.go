@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
@@ -27,6 +29,7 @@ type daemonConfig struct {
 	StateDir            string   `yaml:"state_dir"`
 	Socket              string   `yaml:"socket"`
 	SocketGroup         string   `yaml:"socket_group"`
+	SandboxIDs          string   `yaml:"sandbox_ids"`
 	Bridge              string   `yaml:"bridge"`
 	Subnet              string   `yaml:"subnet"`
 	DNSUpstream         []string `yaml:"dns_upstream"`
@@ -58,8 +61,14 @@ On SIGTERM the sandboxes keep running and stay enforced by their kernel rules
 --stop-sandboxes-on-exit they are stopped and removed instead.
 
 The config file takes the global flags as keys (containerd_address,
-state_dir, socket, bridge, subnet, dns_upstream) plus socket_group and
-stop_sandboxes_on_exit; flags given on the command line win. Sandboxes listed
+state_dir, socket, bridge, subnet, dns_upstream) plus socket_group,
+sandbox_ids and stop_sandboxes_on_exit; flags given on the command line win.
+
+Members of socket_group read status and verify. With sandbox_ids (a range of
+ids no account uses, e.g. "200000-200999") they also start sandboxes and stop
+their own: each member's sandboxes run as an id of that range that is the
+member's alone, every path of the profile is opened with the member's own
+permissions, and image archives and privileged host ports are refused. Sandboxes listed
 under sandboxes ({profile: /etc/clawguard/profiles/NAME.yaml}) start with the
 daemon and restart when they exit, with backoff (1s, 2s, 4s ... 1m); one that
 restarts 5 times in 10 minutes is left stopped and reported as flapping.`,
@@ -83,6 +92,16 @@ restarts 5 times in 10 minutes is left stopped and reported as flapping.`,
 				metricsAddr = cfg.MetricsAddr
 			}
 			dc := daemon.Config{Socket: g.socket, SocketGID: gid, StopSandboxesOnExit: stopOnExit || cfg.StopSandboxesOnExit, MetricsAddr: metricsAddr}
+			if cfg.SandboxIDs != "" {
+				rng, err := sandboxIDs(cfg.SandboxIDs, "/etc/passwd", "/etc/group")
+				if err != nil {
+					return usage("%s: sandbox_ids: %v", configPath, err)
+				}
+				if gid < 0 {
+					return usage("%s: sandbox_ids is set but socket_group is not: only root can reach the daemon, and root's sandboxes do not use the range", configPath)
+				}
+				dc.SandboxIDs, dc.IDBook = &rng, filepath.Join(g.stateDir, "sandbox-ids.json")
+			}
 			for i, sb := range cfg.Sandboxes {
 				if !filepath.IsAbs(sb.Profile) {
 					return usage("%s: sandboxes[%d].profile %q must be an absolute path", configPath, i, sb.Profile)
@@ -106,6 +125,34 @@ restarts 5 times in 10 minutes is left stopped and reported as flapping.`,
 	return cmd
 }
 
+// sandboxIDs parses the sandbox_ids range and refuses one that overlaps an
+// account of the host: a sandbox would own that user's files, and the user
+// the sandbox's.
+func sandboxIDs(s, passwd, group string) (daemon.IDRange, error) {
+	rng, err := daemon.ParseIDRange(s)
+	if err != nil {
+		return rng, err
+	}
+	pf, err := os.Open(passwd)
+	if err != nil {
+		return rng, err
+	}
+	defer pf.Close()
+	gf, err := os.Open(group)
+	if err != nil {
+		return rng, err
+	}
+	defer gf.Close()
+	taken, err := rng.Accounts(pf, gf)
+	if err != nil {
+		return rng, err
+	}
+	if len(taken) > 0 {
+		return rng, fmt.Errorf("%s includes ids the host already uses: %s; pick a range no account uses (e.g. 200000-200999)", rng, strings.Join(taken, ", "))
+	}
+	return rng, nil
+}
+
 // loadDaemonConfig reads the daemon's config file. A missing file at the
 // default path is an empty config, also when --config names it: the unit
 // passes it explicitly and must start on a host where nobody wrote one. A
@@ -122,7 +169,7 @@ func loadDaemonConfig(path, defaultPath string) (daemonConfig, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return cfg, usage("config %s: %v (keys: containerd_address, state_dir, socket, socket_group, bridge, subnet, dns_upstream, stop_sandboxes_on_exit, metrics_addr, sandboxes)", path, err)
+		return cfg, usage("config %s: %v (keys: containerd_address, state_dir, socket, socket_group, sandbox_ids, bridge, subnet, dns_upstream, stop_sandboxes_on_exit, metrics_addr, sandboxes)", path, err)
 	}
 	return cfg, nil
 }

@@ -79,3 +79,24 @@ func TestShippedConfigDocumentsEveryKeyAndSetsNone(t *testing.T) {
 		}
 	}
 }
+
+func TestSandboxIDsMustNotShadowAnAccount(t *testing.T) {
+	dir := t.TempDir()
+	passwd := filepath.Join(dir, "passwd")
+	group := filepath.Join(dir, "group")
+	if err := os.WriteFile(passwd, []byte("root:x:0:0::/root:/bin/sh\nbuilder:x:200010:200010::/:/bin/false\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(group, []byte("root:x:0:\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sandboxIDs("200000-200999", passwd, group); err == nil || !strings.Contains(err.Error(), "user builder (200010)") {
+		t.Errorf("a range over an account: %v", err)
+	}
+	if r, err := sandboxIDs("300000-300999", passwd, group); err != nil || r.First != 300000 {
+		t.Errorf("a free range: %v %v", r, err)
+	}
+	if _, err := sandboxIDs("0-10", passwd, group); err == nil {
+		t.Error("a range with root's id was accepted")
+	}
+}

@@ -197,7 +197,7 @@ func runDetached(cmd *cobra.Command, g *globals, profilePath, name, image string
 	if err := c.Do(cmd.Context(), "POST", "/v1/sandboxes", req, &resp); err != nil {
 		return err
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "clawguard: sandbox %s running in the daemon (pid %d, address %s, started in %.0fms)\n", resp.Name, resp.Pid, resp.IP, resp.TookMs)
+	fmt.Fprintf(cmd.ErrOrStderr(), "clawguard: sandbox %s running in the daemon (pid %d, address %s, user %s, started in %.0fms)\n", resp.Name, resp.Pid, resp.IP, resp.User, resp.TookMs)
 	if vf == nil {
 		return nil
 	}

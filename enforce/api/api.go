@@ -90,6 +90,7 @@ type (
 		Name   string  `json:"name"`
 		Pid    uint32  `json:"pid"`
 		IP     string  `json:"ip"`
+		User   string  `json:"user"` // UID:GID the agent runs as
 		TookMs float64 `json:"took_ms"`
 	}
 	// APIError is every error the API returns.

@@ -70,32 +70,60 @@ func TestAPIRefusesOversizedBodies(t *testing.T) {
 	}
 }
 
-func TestTheSocketGroupReadsAndVerifiesButActsOnNothing(t *testing.T) {
+// Without sandbox_ids a member reads and verifies; it starts nothing, stops
+// only a sandbox it started, and never reconciles.
+func TestTheSocketGroupActsOnlyOnItsOwn(t *testing.T) {
 	w := enforcetest.NewWorld("")
-	d := New(enforce.New(testConfig(t.TempDir()), w, w), Config{SocketGID: 65534}, nil)
+	sup := enforce.New(testConfig(t.TempDir()), w, w)
+	d := New(sup, Config{SocketGID: 65534}, nil)
+	ctx := context.Background()
+	roots, err := sup.Start(ctx, enforcetest.Profile(t, "roots"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer roots.Close()
+	pr, err := sup.Prepare(enforcetest.Profile(t, "members"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr.Owner = 65534
+	members, err := sup.StartPrepared(ctx, pr, nil)
+	pr.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer members.Close()
+
 	member := func(r *http.Request) *http.Request {
 		return r.WithContext(context.WithValue(r.Context(), peerKey{}, &unix.Ucred{Uid: 65534, Gid: 65534, Pid: 1}))
 	}
 	tests := []struct {
 		method, target, body string
 		want                 int
+		says                 string
 	}{
-		{"GET", "/v1/sandboxes", "", http.StatusOK},
-		{"GET", "/v1/health", "", http.StatusOK},
-		{"POST", "/v1/sandboxes", `{"dir": "/tmp", "name": "x"}`, http.StatusForbidden},
-		{"DELETE", "/v1/sandboxes/x", "", http.StatusForbidden},
-		{"POST", "/v1/reconcile", "", http.StatusForbidden},
-		{"POST", "/v1/sandboxes/x/verify", `{"blocked_probes": ["198.51.100.1:22"]}`, http.StatusForbidden},
+		{"GET", "/v1/sandboxes", "", http.StatusOK, ""},
+		{"GET", "/v1/health", "", http.StatusOK, ""},
+		{"POST", "/v1/sandboxes", `{"dir": "/tmp", "name": "x"}`, http.StatusForbidden, "sets no sandbox_ids"},
+		{"DELETE", "/v1/sandboxes/roots", "", http.StatusForbidden, "started by uid 0"},
+		{"POST", "/v1/reconcile", "", http.StatusForbidden, "only root may reconcile"},
+		{"POST", "/v1/sandboxes/x/verify", `{"blocked_probes": ["198.51.100.1:22"]}`, http.StatusForbidden, "blocked probes"},
+		// Control: its own sandbox is the member's to stop.
+		{"DELETE", "/v1/sandboxes/members", "", http.StatusNoContent, ""},
 	}
 	for _, tt := range tests {
+		before := len(w.Calls)
 		rec := httptest.NewRecorder()
 		d.handler().ServeHTTP(rec, member(httptest.NewRequest(tt.method, tt.target, strings.NewReader(tt.body))))
-		if rec.Code != tt.want {
-			t.Errorf("%s %s as a member: %d %s, want %d", tt.method, tt.target, rec.Code, rec.Body, tt.want)
+		if rec.Code != tt.want || !strings.Contains(rec.Body.String(), tt.says) {
+			t.Errorf("%s %s as a member: %d %s, want %d saying %q", tt.method, tt.target, rec.Code, rec.Body, tt.want, tt.says)
+		}
+		if tt.want == http.StatusForbidden && len(w.Calls) != before {
+			t.Errorf("%s %s: a refused request reached the runtime: %v", tt.method, tt.target, w.Calls[before:])
 		}
 	}
-	if len(w.Calls) != 0 {
-		t.Errorf("a member's request reached the runtime: %v", w.Calls)
+	if !sup.Exists(ctx, "roots") || sup.Exists(ctx, "members") {
+		t.Errorf("after the member's requests: roots exists %v, members exists %v", sup.Exists(ctx, "roots"), sup.Exists(ctx, "members"))
 	}
 }
 

@@ -43,6 +43,11 @@ type Config struct {
 	Sandboxes []string
 	// MetricsAddr, if set, serves Prometheus metrics there (loopback only).
 	MetricsAddr string
+	// SandboxIDs, if set, lets members of the socket group start
+	// sandboxes: each member's run as an id of this range that is the
+	// member's alone, recorded in IDBook. Unset, members start nothing.
+	SandboxIDs *IDRange
+	IDBook     string
 }
 
 // Restart policy of declared sandboxes: exponential backoff, and a sandbox
@@ -76,6 +81,7 @@ type Daemon struct {
 	// probe in a sandbox and dials from the host, and any member of the
 	// socket group may ask for one.
 	verifying chan struct{}
+	ids       *idBook // nil without SandboxIDs; guarded by mu
 }
 
 // maxVerifying is how many verifications may run at once.
@@ -110,6 +116,11 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 		return err
 	}
 	defer unlock()
+	if d.cfg.SandboxIDs != nil {
+		if d.ids, err = openIDBook(d.cfg.IDBook, *d.cfg.SandboxIDs); err != nil {
+			return err
+		}
+	}
 	ln, err := listenSocket(d.cfg.Socket, d.cfg.SocketGID)
 	if err != nil {
 		return err
@@ -484,14 +495,14 @@ func peerGroups(fd int) ([]uint32, error) {
 
 func (d *Daemon) handler() http.Handler {
 	mux := http.NewServeMux()
-	// The socket group reads and verifies; everything that creates,
-	// stops or removes is root's. A run acts as root on paths and ids the
-	// request names (mount sources, secrets, the sandbox's user): taking
-	// them from a member would let it do, through the daemon, what it
-	// cannot do itself.
+	// The socket group reads and verifies. With sandbox_ids configured a
+	// member also starts sandboxes, as its own id of that range and with
+	// every path of the request opened as the member (handleRun), and
+	// stops the ones it started; reconcile, which removes anyone's
+	// leftovers, stays root's.
 	mux.HandleFunc("GET /v1/sandboxes", d.handleStatus)
-	mux.HandleFunc("POST /v1/sandboxes", rootOnly(d.handleRun))
-	mux.HandleFunc("DELETE /v1/sandboxes/{name}", rootOnly(named(d.handleStop)))
+	mux.HandleFunc("POST /v1/sandboxes", d.handleRun)
+	mux.HandleFunc("DELETE /v1/sandboxes/{name}", named(d.handleStop))
 	mux.HandleFunc("POST /v1/sandboxes/{name}/verify", named(d.handleVerify))
 	mux.HandleFunc("POST /v1/reconcile", rootOnly(d.handleReconcile))
 	mux.HandleFunc("GET /v1/health", d.handleHealth)
@@ -520,7 +531,7 @@ func (d *Daemon) guard(next http.Handler) http.Handler {
 
 // ErrRootOnly is the answer to a member of the socket group that asks for
 // what only root may do.
-var ErrRootOnly = errors.New("only root may start, stop or reconcile sandboxes; members of the socket group may read status and verify (see the README, \"The socket group\")")
+var ErrRootOnly = errors.New("only root may reconcile; members of the socket group may read status, verify, and (with sandbox_ids configured) start and stop their own sandboxes (see the README, \"The socket group\")")
 
 // rootOnly refuses callers other than root (guard has already let the
 // socket group in).
@@ -586,12 +597,89 @@ func (d *Daemon) handleRun(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusServiceUnavailable, errors.New("the daemon is shutting down; run again once it is back"))
 		return
 	}
+	c, ok := callerOf(r)
+	if !ok {
+		writeErr(w, http.StatusForbidden, errors.New("the caller's credentials are unknown"))
+		return
+	}
 	req, err := api.DecodeRunRequest(r.Body)
 	if err != nil {
 		writeErr(w, http.StatusBadRequest, err)
 		return
 	}
+	pr, err := d.prepare(c, req)
+	if errors.Is(err, errNoSandboxIDs) {
+		writeErr(w, http.StatusForbidden, err)
+		return
+	}
+	if err != nil {
+		writeErr(w, statusOf(err), err)
+		return
+	}
+	defer pr.Close()
+	pr.Owner = c.uid
+	p := pr.Profile()
+	// The sandbox outlives this request.
+	st, err := d.sup.StartPrepared(context.WithoutCancel(r.Context()), pr, nil)
+	if err != nil {
+		// The caller sees the error; the service's log keeps it too.
+		d.log.Warn("sandbox did not start", "sandbox", p.Name, "owner", c.uid, "error", err)
+		writeErr(w, statusOf(err), err)
+		return
+	}
+	d.metrics.startTime.Observe(st.Took.Seconds())
+	d.watch(st)
+	writeJSON(w, http.StatusCreated, api.RunResponse{Name: st.Name, Pid: st.Pid, IP: st.IP.String(), User: p.User, TookMs: float64(st.Took.Microseconds()) / 1000})
+}
+
+var errNoSandboxIDs = errors.New("only root may start sandboxes here: the daemon's config sets no sandbox_ids, the id range members' sandboxes would run as (see the README, \"The socket group\")")
+
+// prepare loads, validates and opens what a run request names. For root
+// that is the daemon's own business. For a member of the socket group every
+// path (the profile, its directory, mount sources, secrets, the seccomp
+// file) is opened on a thread that has the member's file-system identity,
+// so the kernel refuses what the member could not open itself; the sandbox
+// runs as the member's own id of sandbox_ids; and what would act on the
+// host beyond the member's reach (an image archive, whose images every
+// sandbox of the host would see; a privileged host port) is refused.
+func (d *Daemon) prepare(c caller, req api.RunRequest) (*enforce.Prepared, error) {
+	var id uint32
+	if !c.root() {
+		d.mu.Lock()
+		var err error
+		if d.ids == nil {
+			err = errNoSandboxIDs
+		} else {
+			id, err = d.ids.assign(c.uid)
+		}
+		d.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+	}
+	var pr *enforce.Prepared
+	prepare := func() error {
+		p, err := loadRequested(req)
+		if err != nil {
+			return err
+		}
+		if !c.root() {
+			if err := memberRules(p, id, unprivilegedPortStart()); err != nil {
+				return err
+			}
+		}
+		pr, err = d.sup.Prepare(p)
+		return err
+	}
+	if c.root() {
+		return pr, prepare()
+	}
+	return pr, asCaller(c, prepare)
+}
+
+func loadRequested(req api.RunRequest) (*profiles.Profile, error) {
 	var p *profiles.Profile
+	var err error
 	switch {
 	case req.Profile != "" && !filepath.IsAbs(req.Profile):
 		err = fmt.Errorf("profile path %q must be absolute", req.Profile)
@@ -603,27 +691,65 @@ func (d *Daemon) handleRun(w http.ResponseWriter, r *http.Request) {
 		p, err = profiles.LoadBuiltin(profiles.DefaultName, req.Dir)
 	}
 	if err != nil {
-		writeErr(w, statusOf(err), err)
-		return
+		return nil, err
 	}
 	if err := p.Override(req.Name, req.Image); err != nil {
-		writeErr(w, statusOf(err), err)
-		return
+		return nil, err
 	}
-	// The sandbox outlives this request.
-	st, err := d.sup.Start(context.WithoutCancel(r.Context()), p, nil)
-	if err != nil {
-		// The caller sees the error; the service's log keeps it too.
-		d.log.Warn("sandbox did not start", "sandbox", p.Name, "error", err)
-		writeErr(w, statusOf(err), err)
-		return
+	return p, nil
+}
+
+// memberRules fits a member's profile to what a member may ask of a root
+// daemon, and sets its user to the member's sandbox id. Everything else the
+// profile may say is confined to the sandbox, or is a path opened as the
+// member.
+func memberRules(p *profiles.Profile, id uint32, unprivileged int) error {
+	own := fmt.Sprintf("%d:%d", id, id)
+	var fields []profiles.FieldError
+	if p.User != profiles.DefaultUser && p.User != own {
+		fields = append(fields, profiles.FieldError{Field: "user",
+			Problem: fmt.Sprintf("%q: a socket-group member's sandboxes run as its own id from sandbox_ids, %s", p.User, own),
+			Fix:     "remove user: (or set it to \"" + own + "\")"})
 	}
-	d.metrics.startTime.Observe(st.Took.Seconds())
-	d.watch(st)
-	writeJSON(w, http.StatusCreated, api.RunResponse{Name: st.Name, Pid: st.Pid, IP: st.IP.String(), TookMs: float64(st.Took.Microseconds()) / 1000})
+	if p.ImageArchive != "" {
+		fields = append(fields, profiles.FieldError{Field: "image_archive",
+			Problem: "a member may not import image archives: an archive names its own images, and every sandbox on this host would then get them under those names",
+			Fix:     "ask root to import it (sudo clawguard run with this profile once), or use an image from a registry"})
+	}
+	for i, spec := range p.Publish {
+		if pub, err := profiles.ParsePublish(spec); err == nil && pub.HostPort < unprivileged {
+			fields = append(fields, profiles.FieldError{Field: fmt.Sprintf("publish[%d]", i),
+				Problem: fmt.Sprintf("host port %d is privileged (below %d): the daemon would bind it for you as root", pub.HostPort, unprivileged),
+				Fix:     fmt.Sprintf("publish on a host port of %d or above", unprivileged)})
+		}
+	}
+	if len(fields) > 0 {
+		return &profiles.Error{Source: p.Source, Fields: fields}
+	}
+	p.User = own
+	return nil
+}
+
+// unprivilegedPortStart is the first port any user may bind.
+func unprivilegedPortStart() int {
+	if n, ok := dnsproxy.UnprivilegedPortStart(); ok {
+		return n
+	}
+	return 1024
 }
 
 func (d *Daemon) handleStop(w http.ResponseWriter, r *http.Request, name string) {
+	if c, ok := callerOf(r); !ok || !c.root() {
+		owner, err := d.sup.Owner(name)
+		if err != nil {
+			writeErr(w, statusOf(err), err)
+			return
+		}
+		if !ok || owner != c.uid {
+			writeErr(w, http.StatusForbidden, fmt.Errorf("only root may stop a sandbox another user started (%s was started by uid %d)", name, owner))
+			return
+		}
+	}
 	var timeout time.Duration
 	if t := r.URL.Query().Get("timeout"); t != "" {
 		var err error

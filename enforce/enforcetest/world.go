@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"os"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
@@ -45,7 +46,7 @@ func (f *World) step(name string) error {
 	return nil
 }
 
-func (f *World) EnsureImage(context.Context, string, string, runtime.Progress) (string, error) {
+func (f *World) EnsureImage(context.Context, string, *os.File, runtime.Progress) (string, error) {
 	return "present", f.step("image")
 }
 
