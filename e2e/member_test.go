@@ -15,8 +15,8 @@ import (
 // memberIDs is the sandbox_ids range of the member tests: ids no account of
 // a Debian host uses.
 const (
-	memberIDs   = "299000-299009"
-	memberID    = 299000
+	memberIDs   = "2100000000-2100000009"
+	memberID    = 2100000000
 	nobodyUID   = 65534
 	memberGroup = "nogroup"
 )
@@ -36,7 +36,17 @@ const (
 // its own id only.
 func TestAMemberRunsSandboxesOnlyAsItself(t *testing.T) {
 	h := env
-	d := h.startDaemonWith(t, writeConfig(t, "socket_group: "+memberGroup+"\nsandbox_ids: "+memberIDs+"\n"))
+	// A declared sandbox whose image never imports: its name stays the
+	// config's while it waits to be restarted.
+	decl := publicTempDir(t, "cgdeclared-")
+	if err := os.WriteFile(filepath.Join(decl, "broken.tar"), []byte("not an image archive\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(decl, "declared.yaml"), []byte("name: member-declared\nimage: docker.io/clawguard-test/broken:e2e\nimage_archive: ./broken.tar\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := h.startDaemonWith(t, writeConfig(t, "socket_group: "+memberGroup+"\nsandbox_ids: "+memberIDs+
+		"\nsandboxes:\n  - profile: "+filepath.Join(decl, "declared.yaml")+"\n"))
 	defer d.terminate(t)
 	// Root imports the image: a member uses it by reference.
 	h.start(t, profile{Name: "member-victim"})
@@ -106,6 +116,14 @@ func TestAMemberRunsSandboxesOnlyAsItself(t *testing.T) {
 		if st := h.status(t, name); st != nil {
 			t.Fatalf("%s: the refused run left a sandbox: %+v", c.name, st)
 		}
+	}
+
+	// A declared sandbox's name is not the member's to take: the daemon's
+	// restarts, and root's verify and stop, would then act on the
+	// member's sandbox.
+	squat := write("squat.yaml", nobodyUID, 0o644, "member-declared", "")
+	if out, err := h.asNobody(t, "run", "--detach", "--profile", squat).CombinedOutput(); err == nil || !strings.Contains(string(out), "config declares") {
+		t.Errorf("the member took a declared sandbox's name: %v\n%s", err, out)
 	}
 
 	// Control: root runs what the member may not, and its agent leaves a

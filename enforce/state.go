@@ -52,6 +52,10 @@ type State struct {
 	// verify; Probe whether the verify probe is mounted.
 	Spec  *profiles.Profile `json:"spec,omitempty"`
 	Probe bool              `json:"probe,omitempty"`
+	// Seccomp is the text of a seccomp file the sandbox was started
+	// with, so verify judges it by what was applied and never opens the
+	// profile's path again (its owner may have swapped it since).
+	Seccomp []byte `json:"seccomp,omitempty"`
 }
 
 // Owner is the uid that asked for the sandbox name (0 for root).

@@ -243,7 +243,7 @@ func (s *Supervisor) StartPrepared(ctx context.Context, pr *Prepared, progress r
 
 	st := &State{
 		Name: p.Name, Image: sb.Image, Profile: p.Source, Status: "starting", CreatedAt: time.Now().UTC(),
-		Supervisor: os.Getpid(), Owner: pr.Owner, LogPath: sb.LogPath, Secrets: secretNames, StopTimeout: p.StopTimeout.String(),
+		Supervisor: os.Getpid(), Owner: pr.Owner, Seccomp: src.seccomp, LogPath: sb.LogPath, Secrets: secretNames, StopTimeout: p.StopTimeout.String(),
 		Memory: sb.MemoryBytes, CPUs: sb.CPUs, Pids: sb.Pids, Egress: p.Egress, Publish: p.Publish,
 		Spec: p, Probe: slices.ContainsFunc(sb.Binds, func(b runtime.Bind) bool { return b.Target == verify.ProbePath }),
 	}
@@ -429,10 +429,11 @@ func (s *Supervisor) sandboxSpec(p *profiles.Profile) (_ runtime.Sandbox, src *s
 	if err != nil {
 		return runtime.Sandbox{}, src, err
 	}
-	sc, err := seccompProfile(p)
+	sc, scData, err := seccompProfile(p, nil)
 	if err != nil {
 		return runtime.Sandbox{}, src, err
 	}
+	src.seccomp = scData
 	sb := runtime.Sandbox{
 		Name: p.Name, Image: ref, Args: p.Args, UID: uid, GID: gid,
 		ReadOnlyRoot: *p.ReadOnlyRootfs, Seccomp: sc,
@@ -471,6 +472,13 @@ func (s *Supervisor) sandboxSpec(p *profiles.Profile) (_ runtime.Sandbox, src *s
 			return runtime.Sandbox{}, src, fmt.Errorf("mount %s: %w", m.Target, err)
 		}
 		src.mounts = append(src.mounts, f)
+		// O_PATH asks only for the way there. What the sandbox is given
+		// must also be readable (and writable, if it says so) by whoever
+		// prepares: a socket-group member may not hand its sandbox a
+		// directory it is kept out of by mode or ACL.
+		if err := mayUse(f, m.Writable()); err != nil {
+			return runtime.Sandbox{}, src, fmt.Errorf("mount %s: %w", m.Target, err)
+		}
 		sb.Binds = append(sb.Binds, runtime.Bind{Source: filepath.Join(s.layout.mountsDir(p.Name), strconv.Itoa(len(src.mounts)-1)), Target: m.Target, ReadOnly: !m.Writable()})
 	}
 	if p.Secrets.Dir != "" {
@@ -501,19 +509,48 @@ func (s *Supervisor) sandboxSpec(p *profiles.Profile) (_ runtime.Sandbox, src *s
 	return sb, src, nil
 }
 
-func seccompProfile(p *profiles.Profile) (*specs.LinuxSeccomp, error) {
+// mayUse checks, with the calling thread's credentials, that f may be
+// read (and entered, for a directory) and, if writable, written.
+func mayUse(f *os.File, writable bool) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	mode, what := uint32(unix.R_OK), "read"
+	if fi.IsDir() {
+		mode |= unix.X_OK
+	}
+	if writable {
+		mode, what = mode|unix.W_OK, "read and write"
+	}
+	if err := unix.Faccessat2(int(f.Fd()), "", mode, unix.AT_EMPTY_PATH|unix.AT_EACCESS); err != nil {
+		return fmt.Errorf("%s: you may not %s it: %w", f.Name(), what, err)
+	}
+	return nil
+}
+
+// seccompProfile reads and parses p's seccomp profile, and returns the
+// text it was parsed from (nil for a built-in one): the sandbox's state
+// keeps it, so verify never reads the profile's file again.
+func seccompProfile(p *profiles.Profile, recorded []byte) (*specs.LinuxSeccomp, []byte, error) {
 	data, builtin := profiles.BuiltinSeccomp(p.Seccomp)
 	if !builtin {
+		data = recorded
+	}
+	if data == nil {
 		var err error
 		if data, err = profiles.ReadRegular(p.Path(p.Seccomp), profiles.MaxFileSize); err != nil {
-			return nil, fmt.Errorf("seccomp profile: %w", err)
+			return nil, nil, fmt.Errorf("seccomp profile: %w", err)
 		}
 	}
 	sc, err := seccomp.Parse(data)
 	if err != nil {
-		return nil, fmt.Errorf("seccomp profile %s: %w", p.Seccomp, err)
+		return nil, nil, fmt.Errorf("seccomp profile %s: %w", p.Seccomp, err)
 	}
-	return sc, nil
+	if builtin {
+		data = nil
+	}
+	return sc, data, nil
 }
 
 // rotateLog keeps the previous run's log as NAME.log.1 so that a new run of
@@ -639,6 +676,7 @@ type sources struct {
 	mounts  []*os.File
 	secrets *profiles.SecretsDir
 	archive *os.File
+	seccomp []byte // a seccomp file's text, as parsed
 }
 
 func (s *sources) Close() {

@@ -110,7 +110,7 @@ func expectFor(p *profiles.Profile, st *State) (verify.Expect, error) {
 	if err != nil {
 		return verify.Expect{}, err
 	}
-	sc, err := seccompProfile(p)
+	sc, _, err := seccompProfile(p, st.Seccomp)
 	if err != nil {
 		return verify.Expect{}, err
 	}

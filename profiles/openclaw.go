@@ -2,6 +2,7 @@ package profiles
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tailscale/hujson"
+	"golang.org/x/sys/unix"
 )
 
 // AgentOpenClaw is the agent value of profiles that run OpenClaw: verify
@@ -91,17 +93,27 @@ func ChangeLogPath(p *Profile) string { return p.Path(ChangeLogFile) }
 
 // AllowedCommands replays p's change log: the commands its allowlist may
 // hold. Without a change log only the baseline is allowed.
+//
+// The log is read beneath the profile's directory with no link on the way,
+// and only if it is a regular file: verify reads it as root, on behalf of
+// anyone in the socket group, and whoever owns the directory could
+// otherwise point it at a FIFO (verify hangs), a device or a file of
+// someone else's.
 func AllowedCommands(p *Profile) ([]string, error) {
-	f, err := os.Open(ChangeLogPath(p))
+	dir, err := openNoLinks(unix.AT_FDCWD, p.Dir, unix.O_PATH|unix.O_DIRECTORY)
+	if err != nil {
+		return nil, fmt.Errorf("open the profile's directory %s: %w", p.Dir, err)
+	}
+	defer unix.Close(dir)
+	b, err := ReadBeneath(dir, ChangeLogFile, MaxFileSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return slices.Clone(BaselineCommands), nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read the allowlist change log: %w", err)
 	}
-	defer f.Close()
 	var allowed []string
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(b))
 	for line := 1; sc.Scan(); line++ {
 		row, ok, err := parseChangeRow(sc.Text())
 		if err != nil {

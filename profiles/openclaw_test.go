@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -119,5 +120,47 @@ func TestOpenClawProfilesNeedTheirConfigurationReadOnly(t *testing.T) {
 func TestNodeHeapLeavesRoomBesideTheHeap(t *testing.T) {
 	if got := NodeHeapMiB(1 << 30); got != 640 {
 		t.Errorf("1 GiB: heap %d MiB", got)
+	}
+}
+
+// verify replays the change log as root for anyone in the socket group: the
+// owner of the profile's directory must not make it read a FIFO (verify
+// would hang, holding a slot), a device, or someone else's file through a
+// link. Each is refused at once; the control, a plain log, is read.
+func TestTheChangeLogIsReadOnlyAsARegularFileOfTheDirectory(t *testing.T) {
+	elsewhere := filepath.Join(t.TempDir(), "log.md")
+	if err := os.WriteFile(elsewhere, []byte("| 2026-11-26 | add | curl | x | y |\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name    string
+		place   func(path string) error
+		wantErr string
+	}{
+		{"a plain log (control)", func(string) error { return nil }, ""},
+		{"a FIFO", func(p string) error { os.Remove(p); return syscall.Mkfifo(p, 0o644) }, "a FIFO"},
+		{"a link to a device", func(p string) error { os.Remove(p); return os.Symlink("/dev/zero", p) }, "symbolic link"},
+		{"a link to someone else's file", func(p string) error { os.Remove(p); return os.Symlink(elsewhere, p) }, "symbolic link"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p, _ := initOpenClaw(t)
+			if err := tt.place(ChangeLogPath(p)); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { _, err := AllowedCommands(p); done <- err }()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatal("reading the change log blocked")
+			}
+			if tt.wantErr == "" && err != nil {
+				t.Fatal(err)
+			}
+			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("err %v, want %q", err, tt.wantErr)
+			}
+		})
 	}
 }

@@ -65,7 +65,7 @@ state_dir, socket, bridge, subnet, dns_upstream) plus socket_group,
 sandbox_ids and stop_sandboxes_on_exit; flags given on the command line win.
 
 Members of socket_group read status and verify. With sandbox_ids (a range of
-ids no account uses, e.g. "200000-200999") they also start sandboxes and stop
+ids no account uses, e.g. "2100000000-2100000999") they also start sandboxes and stop
 their own: each member's sandboxes run as an id of that range that is the
 member's alone, every path of the profile is opened with the member's own
 permissions, and image archives and privileged host ports are refused. Sandboxes listed
@@ -93,7 +93,7 @@ restarts 5 times in 10 minutes is left stopped and reported as flapping.`,
 			}
 			dc := daemon.Config{Socket: g.socket, SocketGID: gid, StopSandboxesOnExit: stopOnExit || cfg.StopSandboxesOnExit, MetricsAddr: metricsAddr}
 			if cfg.SandboxIDs != "" {
-				rng, err := sandboxIDs(cfg.SandboxIDs, "/etc/passwd", "/etc/group")
+				rng, err := sandboxIDs(cfg.SandboxIDs, "/etc/passwd", "/etc/group", "/etc/subuid", "/etc/subgid")
 				if err != nil {
 					return usage("%s: sandbox_ids: %v", configPath, err)
 				}
@@ -126,29 +126,43 @@ restarts 5 times in 10 minutes is left stopped and reported as flapping.`,
 }
 
 // sandboxIDs parses the sandbox_ids range and refuses one that overlaps an
-// account of the host: a sandbox would own that user's files, and the user
-// the sandbox's.
-func sandboxIDs(s, passwd, group string) (daemon.IDRange, error) {
+// account of the host or anyone's subordinate ids: a sandbox would own that
+// user's files, and the user the sandbox's. Missing subuid and subgid files
+// are fine (no one has subordinate ids).
+func sandboxIDs(s, passwd, group, subuid, subgid string) (daemon.IDRange, error) {
 	rng, err := daemon.ParseIDRange(s)
 	if err != nil {
 		return rng, err
 	}
-	pf, err := os.Open(passwd)
+	open := func(path string, optional bool) (io.Reader, func(), error) {
+		f, err := os.Open(path)
+		if optional && errors.Is(err, os.ErrNotExist) {
+			return nil, func() {}, nil
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		return f, func() { f.Close() }, nil
+	}
+	var readers [4]io.Reader
+	for i, p := range []string{passwd, group, subuid, subgid} {
+		r, done, err := open(p, i >= 2)
+		if err != nil {
+			return rng, err
+		}
+		defer done()
+		readers[i] = r
+	}
+	taken, err := rng.Accounts(readers[0], readers[1])
 	if err != nil {
 		return rng, err
 	}
-	defer pf.Close()
-	gf, err := os.Open(group)
+	sub, err := rng.Subordinate(readers[2], readers[3])
 	if err != nil {
 		return rng, err
 	}
-	defer gf.Close()
-	taken, err := rng.Accounts(pf, gf)
-	if err != nil {
-		return rng, err
-	}
-	if len(taken) > 0 {
-		return rng, fmt.Errorf("%s includes ids the host already uses: %s; pick a range no account uses (e.g. 200000-200999)", rng, strings.Join(taken, ", "))
+	if taken = append(taken, sub...); len(taken) > 0 {
+		return rng, fmt.Errorf("%s includes ids the host already gives out: %s; pick a range nobody uses (e.g. 2100000000-2100000999)", rng, strings.Join(taken, ", "))
 	}
 	return rng, nil
 }

@@ -90,13 +90,22 @@ func TestSandboxIDsMustNotShadowAnAccount(t *testing.T) {
 	if err := os.WriteFile(group, []byte("root:x:0:\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sandboxIDs("200000-200999", passwd, group); err == nil || !strings.Contains(err.Error(), "user builder (200010)") {
+	subuid := filepath.Join(dir, "subuid")
+	// useradd's default: 65536 ids per user from 100000.
+	if err := os.WriteFile(subuid, []byte("alice:100000:65536\nbob:165536:65536\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	absent := filepath.Join(dir, "absent")
+	if _, err := sandboxIDs("200000-200999", passwd, group, absent, absent); err == nil || !strings.Contains(err.Error(), "user builder (200010)") {
 		t.Errorf("a range over an account: %v", err)
 	}
-	if r, err := sandboxIDs("300000-300999", passwd, group); err != nil || r.First != 300000 {
+	if _, err := sandboxIDs("220000-220999", passwd, group, subuid, absent); err == nil || !strings.Contains(err.Error(), "subuid of bob (165536-231071)") {
+		t.Errorf("a range over bob's subordinate ids: %v", err)
+	}
+	if r, err := sandboxIDs("2100000000-2100000999", passwd, group, subuid, subuid); err != nil || r.First != 2100000000 {
 		t.Errorf("a free range: %v %v", r, err)
 	}
-	if _, err := sandboxIDs("0-10", passwd, group); err == nil {
+	if _, err := sandboxIDs("0-10", passwd, group, absent, absent); err == nil {
 		t.Error("a range with root's id was accepted")
 	}
 }

@@ -38,7 +38,10 @@ func callerOf(r *http.Request) (caller, bool) {
 // it, so the Go runtime ends the thread instead of running other code with
 // the caller's identity. New threads are never cloned from a locked one (Go
 // starts them from its template thread), so none inherits it either. fn
-// must not hand its work to other goroutines.
+// must not hand its work to other goroutines. Nothing in the daemon may
+// call a process-wide setuid, setgid or setgroups (syscall.Setgroups and
+// friends, which glibc applies thread by thread): it would fail on such a
+// thread, and glibc aborts the process when one thread refuses.
 func asCaller(c caller, fn func() error) error {
 	done := make(chan error, 1)
 	go func() {
@@ -77,6 +80,16 @@ func takeFSIdentity(c caller) error {
 	uid, _ := unix.SetfsuidRetUid(-1)
 	if uint32(uid) != c.uid || uint32(gid) != c.gid {
 		return fmt.Errorf("fsuid %d and fsgid %d did not take (the daemon needs CAP_SETUID and CAP_SETGID, as the shipped unit's CapabilityBoundingSet gives it)", uid, gid)
+	}
+	// A new fsuid clears only the file-access capabilities. The rest
+	// would still let this thread past checks the member would fail:
+	// CAP_SYS_PTRACE opens another user's /proc/PID/cwd and root, for
+	// one. Capabilities are per thread, and this one is never reused, so
+	// all of them go.
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3} // Pid 0: this thread
+	var none [2]unix.CapUserData
+	if err := unix.Capset(&hdr, &none[0]); err != nil {
+		return fmt.Errorf("drop capabilities: %w", err)
 	}
 	return nil
 }

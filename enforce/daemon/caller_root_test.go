@@ -4,9 +4,12 @@ package daemon
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -45,6 +48,20 @@ func TestAsCallerOpensWithTheCallersPermissions(t *testing.T) {
 		}
 		return err
 	}
+	// Another user's process: its /proc entries are guarded by a ptrace
+	// check, which root passes by capability.
+	other := exec.Command("sleep", "30")
+	other.Dir = dir // it holds a world-readable file
+	other.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65533, Gid: 65533}}
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = other.Process.Kill(); _ = other.Wait() }()
+	if err := os.WriteFile(filepath.Join(dir, "public"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Through the process's cwd link, which only a ptrace check guards.
+	viaProc := fmt.Sprintf("/proc/%d/cwd/public", other.Process.Pid)
 	nobody := caller{uid: 65534, gid: 65534}
 	inGroup := caller{uid: 65534, gid: 65534, groups: []uint32{4242}}
 	tests := []struct {
@@ -58,6 +75,13 @@ func TestAsCallerOpensWithTheCallersPermissions(t *testing.T) {
 		{"a member outside the group may not read the group's file", nobody, groupOnly, true},
 		{"a member in the group may", inGroup, groupOnly, false},
 		{"a member in the group still may not read root's", inGroup, rootOnly, true},
+		// The ptrace check on /proc/PID is a capability check too: the
+		// thread keeps none of root's.
+		{"a member may not read another user's process through /proc", nobody, viaProc, true},
+	}
+	// Control: the daemon's own threads (root, with its capabilities) may.
+	if err := open(viaProc); err != nil {
+		t.Fatalf("control: root cannot read %s either: %v", viaProc, err)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -92,7 +116,7 @@ func TestAsCallerOpensWithTheCallersPermissions(t *testing.T) {
 			}
 			close(stop)
 			wg.Wait()
-			if tt.denied && !errors.Is(err, unix.EACCES) {
+			if tt.denied && !errors.Is(err, unix.EACCES) && !errors.Is(err, unix.EPERM) {
 				t.Errorf("got %v, want permission denied", err)
 			}
 			if !tt.denied && err != nil {

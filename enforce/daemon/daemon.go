@@ -14,9 +14,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/user"
 	"path/filepath"
 	goruntime "runtime"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 	"unsafe"
@@ -608,7 +610,7 @@ func (d *Daemon) handleRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pr, err := d.prepare(c, req)
-	if errors.Is(err, errNoSandboxIDs) {
+	if errors.Is(err, errNoSandboxIDs) || errors.Is(err, errNotAccount) || errors.Is(err, errForbidden) {
 		writeErr(w, http.StatusForbidden, err)
 		return
 	}
@@ -632,6 +634,11 @@ func (d *Daemon) handleRun(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, api.RunResponse{Name: st.Name, Pid: st.Pid, IP: st.IP.String(), User: p.User, TookMs: float64(st.Took.Microseconds()) / 1000})
 }
 
+var (
+	errNotAccount = errors.New("only accounts of this host may start sandboxes")
+	errForbidden  = errors.New("refused")
+)
+
 var errNoSandboxIDs = errors.New("only root may start sandboxes here: the daemon's config sets no sandbox_ids, the id range members' sandboxes would run as (see the README, \"The socket group\")")
 
 // prepare loads, validates and opens what a run request names. For root
@@ -645,6 +652,12 @@ var errNoSandboxIDs = errors.New("only root may start sandboxes here: the daemon
 func (d *Daemon) prepare(c caller, req api.RunRequest) (*enforce.Prepared, error) {
 	var id uint32
 	if !c.root() {
+		// An id for good, so only to an account of this host: a uid a
+		// member maps in a user namespace of its own (one per
+		// connection, if it likes) would use the range up.
+		if _, err := user.LookupId(strconv.FormatUint(uint64(c.uid), 10)); err != nil {
+			return nil, fmt.Errorf("%w: uid %d is no account of this host (%v)", errNotAccount, c.uid, err)
+		}
 		d.mu.Lock()
 		var err error
 		if d.ids == nil {
@@ -664,6 +677,14 @@ func (d *Daemon) prepare(c caller, req api.RunRequest) (*enforce.Prepared, error
 			return err
 		}
 		if !c.root() {
+			d.mu.Lock()
+			_, declared := d.declared[p.Name]
+			d.mu.Unlock()
+			if declared {
+				// Its restarts, verify and stop would then act on the
+				// member's sandbox.
+				return fmt.Errorf("%w: %s is the name of a sandbox the daemon's config declares; pick another with --name", errForbidden, p.Name)
+			}
 			if err := memberRules(p, id, unprivilegedPortStart()); err != nil {
 				return err
 			}

@@ -23,13 +23,13 @@ type IDRange struct{ First, Last uint32 }
 func ParseIDRange(s string) (IDRange, error) {
 	a, b, ok := strings.Cut(strings.TrimSpace(s), "-")
 	if !ok {
-		return IDRange{}, fmt.Errorf("%q is not FIRST-LAST (e.g. 200000-200999)", s)
+		return IDRange{}, fmt.Errorf("%q is not FIRST-LAST (e.g. 2100000000-2100000999)", s)
 	}
 	first, err1 := strconv.ParseUint(strings.TrimSpace(a), 10, 32)
 	last, err2 := strconv.ParseUint(strings.TrimSpace(b), 10, 32)
 	switch {
 	case err1 != nil || err2 != nil:
-		return IDRange{}, fmt.Errorf("%q is not FIRST-LAST with decimal ids (e.g. 200000-200999)", s)
+		return IDRange{}, fmt.Errorf("%q is not FIRST-LAST with decimal ids (e.g. 2100000000-2100000999)", s)
 	case first == 0:
 		return IDRange{}, fmt.Errorf("%q includes 0 (root)", s)
 	case first > last:
@@ -63,6 +63,41 @@ func (r IDRange) Accounts(passwd, group io.Reader) ([]string, error) {
 			id, err := strconv.ParseUint(fields[2], 10, 32)
 			if err == nil && r.contains(uint32(id)) {
 				found = append(found, fmt.Sprintf("%s %s (%d)", f.kind, fields[0], id))
+			}
+		}
+		if err := sc.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return found, nil
+}
+
+// Subordinate returns the entries of subuid and subgid (files in the
+// format of /etc/subuid: NAME:FIRST:COUNT) that overlap r: a user with
+// subordinate ids maps them in a user namespace of its own, and would then
+// own the files of the sandboxes that run as them.
+func (r IDRange) Subordinate(subuid, subgid io.Reader) ([]string, error) {
+	var found []string
+	for _, f := range []struct {
+		kind string
+		r    io.Reader
+	}{{"subuid", subuid}, {"subgid", subgid}} {
+		if f.r == nil {
+			continue
+		}
+		sc := bufio.NewScanner(f.r)
+		for sc.Scan() {
+			fields := strings.Split(strings.TrimSpace(sc.Text()), ":")
+			if len(fields) != 3 {
+				continue
+			}
+			first, err1 := strconv.ParseUint(fields[1], 10, 32)
+			count, err2 := strconv.ParseUint(fields[2], 10, 32)
+			if err1 != nil || err2 != nil || count == 0 {
+				continue
+			}
+			if last := first + count - 1; first <= uint64(r.Last) && last >= uint64(r.First) {
+				found = append(found, fmt.Sprintf("%s of %s (%d-%d)", f.kind, fields[0], first, last))
 			}
 		}
 		if err := sc.Err(); err != nil {

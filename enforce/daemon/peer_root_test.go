@@ -4,7 +4,6 @@ package daemon
 
 import (
 	"fmt"
-	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -15,18 +14,16 @@ import (
 // The socket records the caller's groups when it connects. A group such as
 // 65534 (bytes fe ff 00 00) must survive the decoding.
 func TestPeerGroupsComeFromTheSocket(t *testing.T) {
-	saved, err := syscall.Getgroups()
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []int{0, 100, 65534} // the kernel keeps them sorted
-	if err := syscall.Setgroups(want); err != nil {
-		t.Fatalf("needs root to set this process's groups: %v", err)
-	}
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if rerr := syscall.Setgroups(saved); rerr != nil {
-		t.Fatal(rerr)
-	}
+	// Set on one thread only, as asCaller does: syscall.Setgroups would
+	// change every thread of the test binary (through glibc, which aborts
+	// the process if one thread refuses).
+	want := []uint32{0, 100, 65534} // the kernel keeps them sorted
+	var fds [2]int
+	err := asCaller(caller{groups: want}, func() error {
+		var err error
+		fds, err = unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		return err
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
