@@ -403,8 +403,11 @@ func TestNetworkWeakeningsFailTheirCheck(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			name := "net-" + tc.name
-			env.start(t, profile{Name: name})
-			env.start(t, profile{Name: name + "-peer"})
+			// The firewall guard would undo a foreign rule above ours
+			// within milliseconds (TestAFirewallReloadIsUndone): off
+			// here, where the weakening is the point.
+			env.start(t, profile{Name: name, Weaken: "firewall-guard"})
+			env.start(t, profile{Name: name + "-peer", Weaken: "firewall-guard"})
 			if v, code := env.verifySandbox(t, name); code != 0 {
 				t.Fatalf("before the weakening: exit %d\n%s", code, v.explain())
 			}

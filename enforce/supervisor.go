@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"net"
@@ -100,6 +101,12 @@ type Network interface {
 	Rules(sandbox string) ([]string, error)
 	// Sweep removes kernel objects of sandboxes not in keep.
 	Sweep(keep []string) ([]string, error)
+	// Reassert puts back whatever of the host's rules and these
+	// sandboxes' rules someone else removed or moved, and says what.
+	Reassert(sbs []netrules.Sandbox) ([]string, error)
+	// WatchRules calls check when the host's rules may have changed, and
+	// every poll, until ctx ends.
+	WatchRules(ctx context.Context, poll time.Duration, check func())
 }
 
 // Supervisor starts, stops and inspects sandboxes. The foreground `run` and
@@ -114,6 +121,8 @@ type Supervisor struct {
 	rt      Containers
 	net     Network
 	layout  layout
+	// firewallRestores counts the guard's repairs (GuardFirewall).
+	firewallRestores atomic.Uint64
 }
 
 // New returns a supervisor over the given collaborators.

@@ -79,7 +79,8 @@ func (h *Host) ensureBase() error {
 	if err := ensureBridge(h.cfg.Bridge, netip.PrefixFrom(h.Gateway(), h.cfg.Subnet.Bits())); err != nil {
 		return err
 	}
-	return h.t.ensure(baseChains(), append(baseRules(h.cfg.Bridge, h.cfg.Subnet), hookRules()...))
+	_, err := h.t.ensure(baseChains(), append(baseRules(h.cfg.Bridge, h.cfg.Subnet), hookRules()...))
+	return err
 }
 
 // removeBase undoes ensureBase for this bridge. The base chains are shared
@@ -151,7 +152,7 @@ func (h *Host) Attach(sb Sandbox, static []Entry) (Attachment, error) {
 	}
 	// One transaction per table: a re-attach (another DNS port after a
 	// restart) rewrites the sandbox's rules in place, never duplicates them.
-	if err := h.t.ensure(sandboxChains(sb), sandboxRules(h.cfg.Bridge, sb)); err != nil {
+	if _, err := h.t.ensure(sandboxChains(sb), sandboxRules(h.cfg.Bridge, sb)); err != nil {
 		return Attachment{}, err
 	}
 	return Attachment{IP: ip, Gateway: sb.Gateway, NetNSPath: nsPath, LogGroup: sb.LogGroup}, nil
@@ -189,6 +190,37 @@ func (h *Host) Detach(sandbox string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Reassert puts back what a host tool took away: a firewall reload that
+// flushes FORWARD and INPUT (ufw, firewalld, netfilter-persistent) removes
+// the hooks into our chains, and a rule inserted above them (a VPN's
+// "-o tun0 -j ACCEPT") decides before they do. It restores the hooks to the
+// top of the built-in chains, the base rules, and the rules of each sandbox
+// in sbs that still holds its address (one being detached is skipped), in
+// one read and at most one write per table. It returns the rules it had to
+// put back; none means nothing had changed.
+func (h *Host) Reassert(sbs []Sandbox) ([]string, error) {
+	unlock, err := h.lock()
+	if err != nil {
+		return nil, fmt.Errorf("network lock: %w", err)
+	}
+	defer unlock()
+	leases, err := h.ipam.list()
+	if err != nil || len(leases) == 0 {
+		return nil, err // no sandbox: nothing of ours should be there
+	}
+	chains := baseChains()
+	rules := append(baseRules(h.cfg.Bridge, h.cfg.Subnet), hookRules()...)
+	for _, sb := range sbs {
+		if ip, ok := leases[sb.Name]; !ok || ip != sb.IP {
+			continue
+		}
+		sb.Gateway, sb.LogGroup = h.Gateway(), LogGroup(h.cfg.Subnet, sb.IP)
+		chains = append(chains, sandboxChains(sb)...)
+		rules = append(rules, sandboxRules(h.cfg.Bridge, sb)...)
+	}
+	return h.t.ensure(chains, rules)
 }
 
 // sandboxRuleChains are the shared chains that hold rules of every sandbox.

@@ -263,18 +263,27 @@ func (t tables) apply(f family, p *plan) error {
 	return nil
 }
 
-// ensure makes chains and rules of both families as wanted.
-func (t tables) ensure(chains []chainRef, rules []rule) error {
+// ensure makes chains and rules of both families as wanted. It returns the
+// rules it had to add (or move back to the top), as restore lines: none
+// when everything was in place.
+func (t tables) ensure(chains []chainRef, rules []rule) ([]string, error) {
+	var added []string
 	for _, f := range []family{v4, v6} {
 		rs, err := t.load(f)
 		if err != nil {
-			return err
+			return added, err
 		}
-		if err := t.apply(f, planEnsure(rs, f, chains, rules)); err != nil {
-			return err
+		p := planEnsure(rs, f, chains, rules)
+		if err := t.apply(f, p); err != nil {
+			return added, err
+		}
+		for _, table := range []string{"filter", "nat"} {
+			for _, l := range p.add[table] {
+				added = append(added, f.String()+" -t "+table+" "+l)
+			}
 		}
 	}
-	return nil
+	return added, nil
 }
 
 // removeOwner deletes the owner's rules from chains and removes drop.

@@ -66,3 +66,43 @@ func TestRenderQuotesArgumentsWithSpaces(t *testing.T) {
 		t.Fatal(got)
 	}
 }
+
+// fakeRunner serves saved rules and records what is restored.
+type fakeRunner struct {
+	saved    map[family]string
+	restored []string
+}
+
+func (f *fakeRunner) save(fam family) (string, error) { return f.saved[fam], nil }
+func (f *fakeRunner) restore(_ family, _ string, in string) error {
+	f.restored = append(f.restored, in)
+	return nil
+}
+func (f *fakeRunner) packets(family, string, string) ([]counted, error) { return nil, nil }
+
+// A reload flushed FORWARD and put a foreign ACCEPT there: ensure says which
+// rules it put back. On rules already in place it says nothing and writes
+// nothing, which is what lets the guard run on every announced change.
+func TestEnsureReportsWhatItPutBack(t *testing.T) {
+	hook := hookRules()[0] // FORWARD -> CG-FORWARD
+	flushed := "*filter\n:FORWARD ACCEPT [0:0]\n:CG-FORWARD - [0:0]\n-A FORWARD -i tun0 -j ACCEPT\nCOMMIT\n"
+	intact := "*filter\n:FORWARD ACCEPT [0:0]\n:CG-FORWARD - [0:0]\n-A FORWARD " + render(hook.spec) + "\n-A FORWARD -i tun0 -j ACCEPT\nCOMMIT\n"
+	for _, tt := range []struct {
+		name, saved string
+		want        int
+	}{{"after a flush", flushed, 1}, {"intact", intact, 0}} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeRunner{saved: map[family]string{v4: tt.saved, v6: ""}}
+			added, err := tables{r: f}.ensure([]chainRef{{v4, "filter", chainForward}}, []rule{hook})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(added) != tt.want || len(f.restored) != tt.want {
+				t.Fatalf("added %q, restored %q", added, f.restored)
+			}
+			if tt.want > 0 && (!strings.Contains(added[0], "-I FORWARD 1") || !strings.HasPrefix(added[0], "iptables -t filter")) {
+				t.Errorf("added %q", added)
+			}
+		})
+	}
+}

@@ -123,6 +123,15 @@ func runForeground(cmd *cobra.Command, g *globals, p *profiles.Profile, vf *veri
 		return err
 	}
 	defer started.Close()
+	if !weakened("firewall-guard") {
+		guardCtx, stopGuard := context.WithCancel(ctx)
+		guarded := make(chan struct{})
+		go func() {
+			defer close(guarded)
+			sup.GuardFirewall(guardCtx, enforce.GuardPoll)
+		}()
+		defer func() { stopGuard(); <-guarded }()
+	}
 	fmt.Fprintf(errOut, "clawguard: sandbox %s running (pid %d, address %s, started in %s); egress: %d allowlist entries, everything else denied; Ctrl-C stops it\n",
 		started.Name, started.Pid, started.IP, started.Took.Round(time.Millisecond), len(p.Egress.Allow))
 	if len(p.Publish) > 0 {

@@ -39,12 +39,21 @@ func weakenOpts() ([]oci.SpecOpts, error) {
 	return opts, nil
 }
 
+// weakened reports whether CLAWGUARD_WEAKEN names a control of the
+// supervising process itself (not of the sandbox's spec).
+func weakened(name string) bool {
+	return slices.Contains(strings.Split(os.Getenv("CLAWGUARD_WEAKEN"), ","), name)
+}
+
 var weakenings = map[string]func(s *oci.Spec, arg string){
-	"cap":    func(s *oci.Spec, _ string) { addCap(s, "CAP_CHOWN") },
-	"rootfs": func(s *oci.Spec, _ string) { s.Root.Readonly = false },
-	"root":   func(s *oci.Spec, _ string) { s.Process.User.UID, s.Process.User.GID = 0, 0 },
-	"netraw": func(s *oci.Spec, _ string) { addCap(s, "CAP_NET_RAW") },
-	"cpu":    func(s *oci.Spec, _ string) { s.Linux.Resources.CPU = nil },
+	// firewall-guard: the supervising process does not repair the host's
+	// rules (see weakened); nothing of the spec changes.
+	"firewall-guard": func(*oci.Spec, string) {},
+	"cap":            func(s *oci.Spec, _ string) { addCap(s, "CAP_CHOWN") },
+	"rootfs":         func(s *oci.Spec, _ string) { s.Root.Readonly = false },
+	"root":           func(s *oci.Spec, _ string) { s.Process.User.UID, s.Process.User.GID = 0, 0 },
+	"netraw":         func(s *oci.Spec, _ string) { addCap(s, "CAP_NET_RAW") },
+	"cpu":            func(s *oci.Spec, _ string) { s.Linux.Resources.CPU = nil },
 	"shmexec": func(s *oci.Spec, _ string) {
 		for i, m := range s.Mounts {
 			if m.Destination == "/dev/shm" {

@@ -50,6 +50,9 @@ type Config struct {
 	// member's alone, recorded in IDBook. Unset, members start nothing.
 	SandboxIDs *IDRange
 	IDBook     string
+	// NoFirewallGuard leaves a host's firewall reload unrepaired: only
+	// the end-to-end suite's control case sets it (weaken builds).
+	NoFirewallGuard bool
 }
 
 // Restart policy of declared sandboxes: exponential backoff, and a sandbox
@@ -153,6 +156,15 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 		}
 		d.log.Info("adopted sandbox", "sandbox", name, "pid", st.Pid)
 		d.watch(st)
+	}
+	if !d.cfg.NoFirewallGuard {
+		guardCtx, stopGuard := context.WithCancel(ctx)
+		guarded := make(chan struct{})
+		go func() {
+			defer close(guarded)
+			d.sup.GuardFirewall(guardCtx, enforce.GuardPoll)
+		}()
+		defer func() { stopGuard(); <-guarded }()
 	}
 	for _, path := range d.cfg.Sandboxes {
 		d.startDeclared(ctx, path)

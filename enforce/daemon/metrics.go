@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"github.com/clawguard/clawguard/enforce"
 	"net"
 	"net/http"
 	"net/netip"
@@ -11,6 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/clawguard/clawguard/enforce"
 )
 
 // metrics reads, at each scrape, what the kernel enforces for the daemon's
@@ -20,7 +21,7 @@ type metrics struct {
 	d         *Daemon
 	startTime prometheus.Histogram
 
-	sandboxes, accepted, denied, setSize, dnsAnswered, dnsRefused, refreshErrors *prometheus.Desc
+	sandboxes, accepted, denied, setSize, dnsAnswered, dnsRefused, refreshErrors, firewallRestores *prometheus.Desc
 }
 
 func newMetrics(d *Daemon) *metrics {
@@ -38,12 +39,14 @@ func newMetrics(d *Daemon) *metrics {
 		dnsAnswered:   prometheus.NewDesc("clawguard_dns_answers_total", "Allowlisted DNS answers the gate installed and released.", label, nil),
 		dnsRefused:    prometheus.NewDesc("clawguard_dns_refused_total", "DNS queries the gate refused without asking upstream.", label, nil),
 		refreshErrors: prometheus.NewDesc("clawguard_dns_refresh_errors_total", "Failed resolutions of allowlisted names.", label, nil),
+		firewallRestores: prometheus.NewDesc("clawguard_firewall_restores_total",
+			"Times the host's rules were found changed (a firewall reload, a rule above ours) and clawguard's were put back.", nil, nil),
 	}
 }
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.startTime.Describe(ch)
-	for _, d := range []*prometheus.Desc{m.sandboxes, m.accepted, m.denied, m.setSize, m.dnsAnswered, m.dnsRefused, m.refreshErrors} {
+	for _, d := range []*prometheus.Desc{m.sandboxes, m.accepted, m.denied, m.setSize, m.dnsAnswered, m.dnsRefused, m.refreshErrors, m.firewallRestores} {
 		ch <- d
 	}
 }
@@ -57,6 +60,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	m.d.mu.Unlock()
 	ch <- prometheus.MustNewConstMetric(m.sandboxes, prometheus.GaugeValue, float64(len(running)))
+	ch <- prometheus.MustNewConstMetric(m.firewallRestores, prometheus.CounterValue, float64(m.d.sup.FirewallRestores()))
 	for name, st := range running {
 		n := m.d.sup.Numbers(st)
 		if n.HaveRules {

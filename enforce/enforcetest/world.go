@@ -126,10 +126,27 @@ func (f *World) Detach(sandbox string) error {
 
 func (f *World) Allow(string, []netrules.Entry) error { return nil }
 
-func (f *World) Members(string) ([]netrules.SetMember, error)     { return nil, nil }
-func (f *World) Counters(string) (netrules.Counters, error)       { return netrules.Counters{}, nil }
-func (f *World) Rules(string) ([]string, error)                   { return nil, nil }
-func (f *World) Sweep([]string) ([]string, error)                 { return nil, nil }
+func (f *World) Members(string) ([]netrules.SetMember, error) { return nil, nil }
+func (f *World) Counters(string) (netrules.Counters, error)   { return netrules.Counters{}, nil }
+func (f *World) Rules(string) ([]string, error)               { return nil, nil }
+func (f *World) Sweep([]string) ([]string, error)             { return nil, nil }
+
+// Reassert restores nothing: the fake's rules never change behind its back.
+func (f *World) Reassert([]netrules.Sandbox) ([]string, error) { return nil, nil }
+
+// WatchRules polls until ctx ends.
+func (f *World) WatchRules(ctx context.Context, poll time.Duration, check func()) {
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		check()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
 func (f *World) SweepSnapshots(context.Context) ([]string, error) { return nil, nil }
 
 // Gateway is loopback so the DNS gate can really listen in unit tests.

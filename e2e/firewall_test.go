@@ -1,0 +1,178 @@
+package e2e
+
+import (
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clawguard/clawguard/netrules"
+)
+
+// TestAFirewallReloadIsUndone: the host's own tools flush FORWARD and INPUT
+// (what ufw reload, firewall-cmd --reload and netfilter-persistent do) and
+// put an ACCEPT above clawguard's hooks (what a VPN client does). The
+// control: with the supervisor's firewall guard off, the sandbox then
+// reaches a destination outside its allowlist and a port of the host. With
+// the guard, the hooks are back at the top of FORWARD and INPUT within 2 s
+// (the test reports how soon), the denied destination and the host's port
+// are closed again, the allowlisted one still answers, and the audit log
+// says what was put back.
+func TestAFirewallReloadIsUndone(t *testing.T) {
+	h := env
+	mustAnswerFromHost(t, deniedAddr+":443")
+	gw := netrules.Gateway(netip.MustParsePrefix(testSubnet))
+	hostPort := net.JoinHostPort(gw.String(), "18099")
+	const allow = "egress:\n  allow:\n    - {host: api.example.test, ports: [443]}\n"
+	open := func(name, addr string) bool {
+		t.Helper()
+		var c probeConnected
+		h.netProbe(t, name, &c, "connect", addr, "500ms")
+		return c.OK
+	}
+
+	t.Run("control: without the guard a reload opens the sandbox", func(t *testing.T) {
+		sb := h.start(t, profile{Name: "fw-unguarded", Extra: allow, Weaken: "firewall-guard"})
+		defer h.stopSandbox(t, sb)
+		listenOn(t, hostPort)
+		if open("fw-unguarded", deniedAddr+":443") || open("fw-unguarded", hostPort) {
+			t.Fatal("open before the reload")
+		}
+		reloadFirewall(t)
+		time.Sleep(2 * enforceGuardPoll)
+		if !open("fw-unguarded", deniedAddr+":443") || !open("fw-unguarded", hostPort) {
+			t.Fatal("after the reload, with no guard, the sandbox is still closed: the attack did not work, so the guard below proves nothing")
+		}
+	})
+
+	t.Run("the guard puts the hooks back at once", func(t *testing.T) {
+		sb := h.start(t, profile{Name: "fw-guarded", Extra: allow})
+		defer h.stopSandbox(t, sb)
+		listenOn(t, hostPort)
+		if !open("fw-guarded", apiAddr+":443") || open("fw-guarded", deniedAddr+":443") {
+			t.Fatal("not enforced before the reload")
+		}
+		began := time.Now()
+		reloadFirewall(t)
+		var took time.Duration
+		for {
+			if hooksFirst(t) {
+				took = time.Since(began)
+				break
+			}
+			if time.Since(began) > 2*time.Second {
+				t.Fatalf("the hooks are not back at the top of FORWARD and INPUT 2s after the reload:\n%s", run2("iptables", "-S"))
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		t.Logf("hooks back at the top %s after the reload", took.Round(time.Millisecond))
+		if open("fw-guarded", deniedAddr+":443") {
+			t.Error("the denied destination is open after the guard restored the rules")
+		}
+		if open("fw-guarded", hostPort) {
+			t.Error("the host's port is open after the guard restored the rules")
+		}
+		if !open("fw-guarded", apiAddr+":443") {
+			t.Error("the allowlisted destination is closed after the guard restored the rules")
+		}
+		// Another's rule is not ours to delete: it stays, below ours.
+		if !strings.Contains(run2("iptables", "-S", "FORWARD"), "e2e foreign rule") {
+			t.Error("the guard removed the host's own rule")
+		}
+		audit, _ := os.ReadFile(h.stateDir + "/audit.jsonl")
+		if !strings.Contains(string(audit), `"firewall-restored"`) || !strings.Contains(string(audit), "CG-FORWARD") {
+			t.Error("the audit log does not say the firewall was restored, and what")
+		}
+	})
+}
+
+// listenOn accepts (and closes) connections on the host at addr until the
+// test ends: a host service a sandbox must not reach.
+func listenOn(t *testing.T, addr string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+}
+
+// enforceGuardPoll is the guard's bound where the kernel announces nothing.
+const enforceGuardPoll = time.Second
+
+// reloadFirewall does what a host's firewall reload does to clawguard: it
+// flushes FORWARD and INPUT and inserts a rule that accepts everything from
+// the sandboxes' bridge above whatever comes next. The host's own rules
+// in those chains before the test are put back at cleanup, and the foreign
+// rules removed.
+func reloadFirewall(t *testing.T) {
+	t.Helper()
+	saved := map[string][]string{}
+	for _, chain := range []string{"FORWARD", "INPUT"} {
+		for _, l := range strings.Split(run2("iptables", "-S", chain), "\n") {
+			if strings.HasPrefix(l, "-A ") && !strings.Contains(l, "clawguard") {
+				saved[chain] = append(saved[chain], l)
+			}
+		}
+	}
+	foreign := [][]string{
+		{"FORWARD", "-i", testBridge, "-m", "comment", "--comment", "e2e foreign rule", "-j", "ACCEPT"},
+		{"INPUT", "-i", testBridge, "-m", "comment", "--comment", "e2e foreign rule", "-j", "ACCEPT"},
+	}
+	t.Cleanup(func() {
+		for _, r := range foreign {
+			for exec.Command("iptables", append([]string{"-D"}, r...)...).Run() == nil {
+			}
+		}
+		for _, lines := range saved {
+			for _, l := range lines {
+				// -S prints shell-quoted rules (comments with spaces).
+				if exec.Command("sh", "-c", "iptables -C "+strings.TrimPrefix(l, "-A ")).Run() != nil {
+					_ = exec.Command("sh", "-c", "iptables "+l).Run()
+				}
+			}
+		}
+	})
+	mustRun(t, "iptables", "-F", "FORWARD")
+	mustRun(t, "iptables", "-F", "INPUT")
+	for _, r := range foreign {
+		mustRun(t, append([]string{"iptables", "-I"}, r...)...)
+	}
+}
+
+// hooksFirst reports whether clawguard's hooks are the first rules of
+// FORWARD and INPUT.
+func hooksFirst(t *testing.T) bool {
+	t.Helper()
+	for chain, hook := range map[string]string{"FORWARD": "-j CG-FORWARD", "INPUT": "-j CG-INPUT"} {
+		var first string
+		for _, l := range strings.Split(run2("iptables", "-S", chain), "\n") {
+			if strings.HasPrefix(l, "-A ") {
+				first = l
+				break
+			}
+		}
+		if !strings.HasSuffix(first, hook) {
+			return false
+		}
+	}
+	return true
+}
+
+// run2 is a command's output, whatever its exit.
+func run2(args ...string) string {
+	out, _ := exec.Command(args[0], args[1:]...).CombinedOutput()
+	return string(out)
+}

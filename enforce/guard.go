@@ -1,0 +1,62 @@
+package enforce
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/clawguard/clawguard/enforce/audit"
+	"github.com/clawguard/clawguard/netrules"
+)
+
+// GuardPoll bounds how long a change to the host's rules can go unnoticed
+// where the kernel does not announce it (legacy iptables); iptables-nft
+// announces each one, and the guard answers within milliseconds.
+const GuardPoll = time.Second
+
+// GuardFirewall keeps clawguard's rules in force against the host's own
+// tools until ctx ends: whenever the host's rules change (and every poll),
+// it puts back the hooks at the top of FORWARD, INPUT, PREROUTING and
+// POSTROUTING, the base rules, and every sandbox's rules, and records what
+// it restored in the audit log. A firewall reload that flushes FORWARD
+// (ufw, firewalld, netfilter-persistent) or a rule inserted above ours
+// would otherwise leave every sandbox unfiltered until the next start.
+func (s *Supervisor) GuardFirewall(ctx context.Context, poll time.Duration) {
+	s.net.WatchRules(ctx, poll, s.reassert)
+}
+
+func (s *Supervisor) reassert() {
+	names, err := s.layout.names()
+	if err != nil {
+		s.cfg.Log.Warn("firewall guard: read the state directory", "error", err)
+		return
+	}
+	var sbs []netrules.Sandbox
+	for _, n := range names {
+		st, err := s.layout.read(n)
+		if err != nil || !st.IP.IsValid() || st.DNSPort == 0 {
+			continue // not attached yet, or being removed
+		}
+		sbs = append(sbs, netrules.Sandbox{Name: n, IP: st.IP, DNSPort: st.DNSPort,
+			LogDenied: st.Egress.LogDenied != nil && *st.Egress.LogDenied})
+	}
+	restored, err := s.net.Reassert(sbs)
+	if err != nil {
+		s.cfg.Log.Warn("firewall guard: check the host's rules", "error", err)
+		return
+	}
+	if len(restored) == 0 {
+		return
+	}
+	s.firewallRestores.Add(1)
+	s.cfg.Log.Warn("the host's firewall lost clawguard's rules (a reload, or a rule above ours); restored", "rules", len(restored))
+	reason := fmt.Sprintf("%d rules put back: %s", len(restored), strings.Join(restored, "; "))
+	for _, n := range names {
+		s.audit.Write(n, audit.Event{Kind: "firewall-restored", Reason: reason})
+	}
+}
+
+// FirewallRestores counts the times the guard found clawguard's rules
+// changed by someone else and put them back.
+func (s *Supervisor) FirewallRestores() uint64 { return s.firewallRestores.Load() }
