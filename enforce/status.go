@@ -55,6 +55,7 @@ type AllowStatus struct {
 	Host      string          `json:"host,omitempty"`
 	CIDR      string          `json:"cidr,omitempty"`
 	Ports     []int           `json:"ports"`
+	Protocols []string        `json:"protocols"` // tcp unless the entry says
 	Addresses []AddressStatus `json:"addresses"`
 }
 
@@ -126,7 +127,7 @@ func (s *Supervisor) status(name string, infos map[string]runtime.Info, now time
 			st.IP, st.Network = state.IP.String(), state.IP.String()+" via "+state.Gateway.String()
 		}
 		for _, a := range state.Egress.Allow {
-			st.Allowlist = append(st.Allowlist, AllowStatus{Host: a.Host, CIDR: a.CIDR, Ports: a.Ports, Addresses: []AddressStatus{}})
+			st.Allowlist = append(st.Allowlist, AllowStatus{Host: a.Host, CIDR: a.CIDR, Ports: a.Ports, Protocols: a.Protos(), Addresses: []AddressStatus{}})
 		}
 	case errors.Is(err, os.ErrNotExist):
 		if hasContainer {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -235,7 +236,9 @@ func (s *Supervisor) planFor(p *profiles.Profile, policy *allowlist.Policy, st *
 		plan.Dials = append(plan.Dials, verify.Dial{Check: "other-sandboxes", Network: "tcp", Addr: net.JoinHostPort(a.String(), "1")})
 	}
 	for _, a := range p.Egress.Allow {
-		if a.Host == "" || strings.HasPrefix(a.Host, "*.") {
+		// The probe reaches with TCP: a UDP-only entry has nothing to
+		// connect to.
+		if a.Host == "" || strings.HasPrefix(a.Host, "*.") || !slices.Contains(a.Protos(), "tcp") {
 			continue
 		}
 		plan.Reach = append(plan.Reach, verify.Reach{Name: a.Host, Ports: a.Ports})

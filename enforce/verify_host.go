@@ -195,7 +195,7 @@ func (s *Supervisor) explainSet(name string, p *profiles.Profile, policy *allowl
 
 func explained(m netrules.SetMember, p *profiles.Profile, snap *egress.Snapshot) bool {
 	for _, a := range p.Egress.Allow {
-		if a.CIDR == "" || !slices.Contains(a.Ports, int(m.Port)) {
+		if a.CIDR == "" || !slices.Contains(a.Ports, int(m.Port)) || !slices.Contains(a.Protos(), m.Proto) {
 			continue
 		}
 		if pfx, err := netip.ParsePrefix(a.CIDR); err == nil && pfx.Contains(m.Addr) {
@@ -206,7 +206,8 @@ func explained(m netrules.SetMember, p *profiles.Profile, snap *egress.Snapshot)
 		return false
 	}
 	for _, b := range snap.Bindings {
-		if b.Addr == m.Addr && slices.Contains(b.Ports, m.Port) {
+		proto, _ := allowlist.ProtoNumber(m.Proto)
+		if b.Addr == m.Addr && slices.Contains(b.Ports, allowlist.Port{Proto: proto, Num: m.Port}) {
 			return true
 		}
 	}

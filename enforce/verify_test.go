@@ -38,7 +38,7 @@ func TestSetMembersAreExplainedByCIDRsOrByTheGatesBindings(t *testing.T) {
 		{Host: "api.example.com", Ports: []int{443}},
 		{CIDR: "10.20.0.0/24", Ports: []int{5432}},
 	}}}
-	snap := &egress.Snapshot{Bindings: []allowlist.Binding{{Name: "api.example.com", Addr: netip.MustParseAddr("198.51.100.10"), Ports: []uint16{443}}}}
+	snap := &egress.Snapshot{Bindings: []allowlist.Binding{{Name: "api.example.com", Addr: netip.MustParseAddr("198.51.100.10"), Ports: []allowlist.Port{{Proto: allowlist.TCP, Num: 443}}}}}
 	for _, tc := range []struct {
 		member netrules.SetMember
 		ok     bool
@@ -48,6 +48,9 @@ func TestSetMembersAreExplainedByCIDRsOrByTheGatesBindings(t *testing.T) {
 		{netrules.SetMember{Addr: netip.MustParseAddr("10.20.0.7"), Proto: "tcp", Port: 5432}, true},
 		{netrules.SetMember{Addr: netip.MustParseAddr("10.20.1.7"), Proto: "tcp", Port: 5432}, false},
 		{netrules.SetMember{Addr: netip.MustParseAddr("198.51.100.12"), Proto: "udp", Port: 53}, false},
+		// TCP entries explain no UDP member.
+		{netrules.SetMember{Addr: netip.MustParseAddr("198.51.100.10"), Proto: "udp", Port: 443}, false},
+		{netrules.SetMember{Addr: netip.MustParseAddr("10.20.0.7"), Proto: "udp", Port: 5432}, false},
 	} {
 		if got := explained(tc.member, p, snap); got != tc.ok {
 			t.Errorf("%s %s/%d: explained %v, want %v", tc.member.Addr, tc.member.Proto, tc.member.Port, got, tc.ok)

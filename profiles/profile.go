@@ -100,11 +100,23 @@ type Egress struct {
 	LogDenied *bool        `yaml:"log_denied" json:"log_denied"`
 }
 
-// AllowEntry is one allowed destination: a host name (or *.suffix) or a CIDR.
+// AllowEntry is one allowed destination: a host name (or *.suffix) or a CIDR,
+// on its ports, for TCP unless Protocols says otherwise.
 type AllowEntry struct {
-	Host  string `yaml:"host" json:"host,omitempty"`
-	CIDR  string `yaml:"cidr" json:"cidr,omitempty"`
-	Ports []int  `yaml:"ports" json:"ports"`
+	Host      string   `yaml:"host" json:"host,omitempty"`
+	CIDR      string   `yaml:"cidr" json:"cidr,omitempty"`
+	Ports     []int    `yaml:"ports" json:"ports"`
+	Protocols []string `yaml:"protocols" json:"protocols,omitempty"`
+}
+
+// Protos are the entry's protocols: "tcp" when it names none. UDP is
+// opened only where asked for: QUIC on 443 is a second door that no name
+// check can see into.
+func (a AllowEntry) Protos() []string {
+	if len(a.Protocols) == 0 {
+		return []string{"tcp"}
+	}
+	return a.Protocols
 }
 
 // DNS clamps the TTLs of allowlisted answers.

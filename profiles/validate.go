@@ -358,6 +358,19 @@ func (v validator) egress() {
 				c.add(field+".ports", fmt.Sprintf("%d is not a port", port), "use 1-65535")
 			}
 		}
+		seen := map[string]bool{}
+		for _, proto := range a.Protocols {
+			switch {
+			case proto != "tcp" && proto != "udp":
+				c.add(field+".protocols", fmt.Sprintf("%q is not tcp or udp", proto), "write protocols: [udp], or [tcp, udp]; without it an entry is TCP only")
+			case seen[proto]:
+				c.add(field+".protocols", fmt.Sprintf("%q is listed twice", proto), "list each protocol once")
+			}
+			seen[proto] = true
+		}
+		if a.Protocols != nil && len(a.Protocols) == 0 {
+			c.add(field+".protocols", "is empty", "leave it out for TCP, or write [udp] or [tcp, udp]")
+		}
 	}
 	if e.DNS.MinTTL.Seconds() < 1 {
 		c.add("egress.dns.min_ttl", "must be at least 1s", "e.g. min_ttl: 30s")

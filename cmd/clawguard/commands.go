@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -154,6 +155,9 @@ func printEgress(w io.Writer, s enforce.Status, rules bool) {
 			entry = a.CIDR
 		}
 		ports := strings.Trim(fmt.Sprint(a.Ports), "[]")
+		if len(a.Protocols) > 0 && !slices.Equal(a.Protocols, []string{"tcp"}) {
+			ports += "/" + strings.Join(a.Protocols, "+")
+		}
 		switch {
 		case a.CIDR != "":
 			fmt.Fprintf(tw, "  %s\t%s\t%s\tstatic\t-\tcidr\n", entry, ports, a.CIDR)

@@ -26,7 +26,7 @@ func TestStatusTableMatchesGolden(t *testing.T) {
 				{Name: "api.anthropic.com", Address: netip.MustParseAddr("198.51.100.10"), ExpiresInSeconds: 95, Source: "startup resolve"},
 			}},
 			{Host: "api.openai.com", Ports: []int{443}, Addresses: []enforce.AddressStatus{}},
-			{CIDR: "198.51.100.0/28", Ports: []int{5432}},
+			{CIDR: "198.51.100.0/28", Ports: []int{5432}, Protocols: []string{"tcp", "udp"}},
 		},
 		RefusedQueries: []egress.Refusal{{Time: at, Name: "evil.example.com", Type: "A", Reason: "not allowlisted"}},
 		DroppedAnswers: []egress.DroppedAnswer{{Time: at, Name: "meta.example.com", Addr: netip.MustParseAddr("169.254.169.254"), Range: "169.254.0.0/16"}},

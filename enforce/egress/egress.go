@@ -63,10 +63,10 @@ type Book struct {
 	dirty     chan struct{}
 }
 
-// installedKey is one set entry (both protocols are written together).
+// installedKey is one set entry.
 type installedKey struct {
 	addr netip.Addr
-	port uint16
+	port allowlist.Port
 }
 
 // Refusal is a DNS query answered without asking upstream.
@@ -128,8 +128,11 @@ func allowRules(p *profiles.Profile) []allowlist.Rule {
 		if a.CIDR != "" {
 			r.CIDR = netip.MustParsePrefix(a.CIDR) // validated before
 		}
-		for _, port := range a.Ports {
-			r.Ports = append(r.Ports, uint16(port))
+		for _, proto := range a.Protos() {
+			n, _ := allowlist.ProtoNumber(proto) // validated before
+			for _, port := range a.Ports {
+				r.Ports = append(r.Ports, allowlist.Port{Proto: n, Num: uint16(port)})
+			}
 		}
 		out = append(out, r)
 	}
@@ -151,12 +154,10 @@ func (e *Book) StaticEntries() ([]netrules.Entry, error) {
 	return out, nil
 }
 
-func entriesFor(a netip.Addr, ports []uint16, timeout time.Duration) []netrules.Entry {
-	out := make([]netrules.Entry, 0, 2*len(ports))
+func entriesFor(a netip.Addr, ports []allowlist.Port, timeout time.Duration) []netrules.Entry {
+	out := make([]netrules.Entry, 0, len(ports))
 	for _, port := range ports {
-		out = append(out,
-			netrules.Entry{Addr: a, Proto: netrules.ProtoTCP, Port: port, Timeout: timeout},
-			netrules.Entry{Addr: a, Proto: netrules.ProtoUDP, Port: port, Timeout: timeout})
+		out = append(out, netrules.Entry{Addr: a, Proto: port.Proto, Port: port.Num, Timeout: timeout})
 	}
 	return out
 }
@@ -211,7 +212,7 @@ func (e *Book) admit(name string, addrs []netip.Addr, ttl time.Duration, src all
 			if in, ok := e.installed[k]; ok && !in.Before(b.Expires.Add(-grace/2)) {
 				continue
 			}
-			entries = append(entries, entriesFor(b.Addr, []uint16{port}, b.Expires.Sub(now))...)
+			entries = append(entries, entriesFor(b.Addr, []allowlist.Port{port}, b.Expires.Sub(now))...)
 			wrote, until = append(wrote, k), append(until, b.Expires)
 		}
 	}

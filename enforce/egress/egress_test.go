@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/clawguard/clawguard/enforce/audit"
 	"github.com/clawguard/clawguard/enforce/enforcetest"
 	"github.com/clawguard/clawguard/netrules"
+	"github.com/clawguard/clawguard/profiles"
 )
 
 // recordingNet records set writes.
@@ -49,8 +51,9 @@ func TestAdmitInstallsThenSkipsWritesWhileTheSetCoversTheAnswer(t *testing.T) {
 	if err != nil || len(got) != 1 || len(n.writes) != 1 {
 		t.Fatalf("first answer: %v %v, writes %d", got, err, len(n.writes))
 	}
-	// Both protocols, the allowlisted port, TTL plus grace.
-	if w := n.writes[0]; len(w) != 2 || w[0].Port != 443 || w[0].Timeout != 70*time.Second {
+	// TCP only (the entry names no protocol), the allowlisted port, TTL
+	// plus grace.
+	if w := n.writes[0]; len(w) != 1 || w[0].Proto != netrules.ProtoTCP || w[0].Port != 443 || w[0].Timeout != 70*time.Second {
 		t.Fatalf("entries %+v", w)
 	}
 	now = now.Add(2 * time.Second)
@@ -115,5 +118,48 @@ func TestAnAnswerForOneNameNeverShortensAnotherNamesAllowance(t *testing.T) {
 				t.Fatalf("the short answer rewrote %s:443 with %s", a, en.Timeout)
 			}
 		}
+	}
+}
+
+// An entry opens the protocols it names, TCP when it names none: an
+// answer for a TCP entry must not open QUIC on the same port.
+func TestEntriesOpenOnlyTheirProtocols(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		protocols []string
+		want      []uint8
+	}{
+		{"no protocols is TCP", nil, []uint8{netrules.ProtoTCP}},
+		{"udp only", []string{"udp"}, []uint8{netrules.ProtoUDP}},
+		{"both", []string{"tcp", "udp"}, []uint8{netrules.ProtoTCP, netrules.ProtoUDP}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			n := &recordingNet{}
+			p := enforcetest.Profile(t, "e")
+			a := enforcetest.Allow("api.example.com", 443)
+			a.Protocols = tt.protocols
+			c := profiles.AllowEntry{CIDR: "198.51.100.0/31", Ports: []int{5432}, Protocols: tt.protocols}
+			p.Egress.Allow = []profiles.AllowEntry{a, c}
+			e := New("e", p, n, t.TempDir()+"/egress.json", func(audit.Event) {}, slog.New(slog.DiscardHandler))
+			if _, err := e.Admit(context.Background(), "api.example.com", []netip.Addr{netip.MustParseAddr("198.51.100.10")}, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			static, err := e.StaticEntries()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for what, entries := range map[string][]netrules.Entry{"answer": n.writes[0], "cidr": static} {
+				var got []uint8
+				for _, en := range entries {
+					if !slices.Contains(got, en.Proto) {
+						got = append(got, en.Proto)
+					}
+				}
+				slices.Sort(got)
+				if !slices.Equal(got, tt.want) {
+					t.Errorf("%s: protocols %v, want %v", what, got, tt.want)
+				}
+			}
+		})
 	}
 }

@@ -4,9 +4,11 @@
 package allowlist
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -18,19 +20,88 @@ import (
 type Rule struct {
 	Host  string
 	CIDR  netip.Prefix
-	Ports []uint16
+	Ports []Port
+}
+
+// IP protocol numbers of the ports an entry may open.
+const (
+	TCP uint8 = 6
+	UDP uint8 = 17
+)
+
+// Port is a destination port of one protocol: "443/tcp". A TCP entry
+// opens nothing for UDP (QUIC on 443 is another door, and no name check
+// sees inside it).
+type Port struct {
+	Proto uint8
+	Num   uint16
+}
+
+// ProtoNumber reads "tcp" or "udp".
+func ProtoNumber(name string) (uint8, bool) {
+	switch name {
+	case "tcp":
+		return TCP, true
+	case "udp":
+		return UDP, true
+	}
+	return 0, false
+}
+
+// ProtoName writes TCP or UDP as "tcp" or "udp".
+func ProtoName(proto uint8) string {
+	switch proto {
+	case TCP:
+		return "tcp"
+	case UDP:
+		return "udp"
+	}
+	return strconv.Itoa(int(proto))
+}
+
+func (p Port) String() string { return strconv.Itoa(int(p.Num)) + "/" + ProtoName(p.Proto) }
+
+// MarshalText writes "443/tcp".
+func (p Port) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+// UnmarshalJSON reads "443/tcp", or a bare number as written before ports
+// had protocols (read as TCP).
+func (p *Port) UnmarshalJSON(b []byte) error {
+	if n, err := strconv.ParseUint(string(b), 10, 16); err == nil {
+		*p = Port{Proto: TCP, Num: uint16(n)}
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	num, proto, _ := strings.Cut(s, "/")
+	n, err := strconv.ParseUint(num, 10, 16)
+	pr, ok := ProtoNumber(proto)
+	if err != nil || !ok {
+		return fmt.Errorf("port %q: want NUMBER/tcp or NUMBER/udp", s)
+	}
+	*p = Port{Proto: pr, Num: uint16(n)}
+	return nil
+}
+
+func comparePorts(a, b Port) int {
+	if a.Num != b.Num {
+		return int(a.Num) - int(b.Num)
+	}
+	return int(a.Proto) - int(b.Proto)
 }
 
 // Policy answers "may this sandbox resolve this name, and on which ports".
 type Policy struct {
-	exact    map[string][]uint16
-	suffixes map[string][]uint16 // ".example.com" -> ports
+	exact    map[string][]Port
+	suffixes map[string][]Port // ".example.com" -> ports
 	cidrs    []Rule
 }
 
 // NewPolicy builds a policy from rules.
 func NewPolicy(rules []Rule) *Policy {
-	p := &Policy{exact: map[string][]uint16{}, suffixes: map[string][]uint16{}}
+	p := &Policy{exact: map[string][]Port{}, suffixes: map[string][]Port{}}
 	for _, r := range rules {
 		switch {
 		case r.CIDR.IsValid():
@@ -50,7 +121,7 @@ func NewPolicy(rules []Rule) *Policy {
 func Canonical(name string) string { return strings.TrimSuffix(strings.ToLower(name), ".") }
 
 // Ports returns the ports a name is allowed on, and whether it is allowed.
-func (p *Policy) Ports(name string) ([]uint16, bool) {
+func (p *Policy) Ports(name string) ([]Port, bool) {
 	name = Canonical(name)
 	ports, ok := p.exact[name]
 	for suffix, ps := range p.suffixes {
@@ -85,9 +156,9 @@ func (p *Policy) ExplicitlyAllowed(addr netip.Addr) bool {
 	return false
 }
 
-func union(a, b []uint16) []uint16 {
+func union(a, b []Port) []Port {
 	out := append(slices.Clone(a), b...)
-	slices.Sort(out)
+	slices.SortFunc(out, comparePorts)
 	return slices.Compact(out)
 }
 
@@ -136,7 +207,7 @@ const (
 type Binding struct {
 	Name    string     `json:"name"`
 	Addr    netip.Addr `json:"address"`
-	Ports   []uint16   `json:"ports"`
+	Ports   []Port     `json:"ports"`
 	Expires time.Time  `json:"expires"`
 	Source  Source     `json:"source"`
 	Seen    time.Time  `json:"seen"`
@@ -156,7 +227,7 @@ func NewCache() *Cache { return &Cache{bindings: map[string]map[netip.Addr]*Bind
 // Update records that name resolved to addrs at now, allowed until now+keep,
 // and returns each address with the expiry to install (the later of the
 // existing and the new one).
-func (c *Cache) Update(now time.Time, name string, addrs []netip.Addr, ports []uint16, keep time.Duration, src Source) []Binding {
+func (c *Cache) Update(now time.Time, name string, addrs []netip.Addr, ports []Port, keep time.Duration, src Source) []Binding {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	name = Canonical(name)

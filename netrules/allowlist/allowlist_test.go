@@ -1,6 +1,7 @@
 package allowlist
 
 import (
+	"encoding/json"
 	"net/netip"
 	"slices"
 	"testing"
@@ -9,21 +10,21 @@ import (
 
 func TestPolicyMatchesExactNamesAndSubdomainsOfWildcards(t *testing.T) {
 	p := NewPolicy([]Rule{
-		{Host: "api.anthropic.com", Ports: []uint16{443}},
-		{Host: "*.example.com", Ports: []uint16{443, 8443}},
-		{Host: "API.Anthropic.com.", Ports: []uint16{80}},
+		{Host: "api.anthropic.com", Ports: tcp(443)},
+		{Host: "*.example.com", Ports: tcp(443, 8443)},
+		{Host: "API.Anthropic.com.", Ports: tcp(80)},
 	})
 	tests := []struct {
 		name  string
 		ok    bool
-		ports []uint16
+		ports []Port
 	}{
-		{"api.anthropic.com", true, []uint16{80, 443}},
-		{"API.ANTHROPIC.COM.", true, []uint16{80, 443}},
+		{"api.anthropic.com", true, tcp(80, 443)},
+		{"API.ANTHROPIC.COM.", true, tcp(80, 443)},
 		{"x.api.anthropic.com", false, nil},
 		{"anthropic.com", false, nil},
-		{"a.example.com", true, []uint16{443, 8443}},
-		{"a.b.example.com", true, []uint16{443, 8443}},
+		{"a.example.com", true, tcp(443, 8443)},
+		{"a.b.example.com", true, tcp(443, 8443)},
 		{"example.com", false, nil},
 		{"badexample.com", false, nil},
 	}
@@ -51,7 +52,7 @@ func TestBlockedRanges(t *testing.T) {
 }
 
 func TestCIDREntryAllowsAPrivateRangeExplicitly(t *testing.T) {
-	p := NewPolicy([]Rule{{CIDR: netip.MustParsePrefix("10.77.0.0/16"), Ports: []uint16{5432}}})
+	p := NewPolicy([]Rule{{CIDR: netip.MustParsePrefix("10.77.0.0/16"), Ports: tcp(5432)}})
 	if !p.ExplicitlyAllowed(netip.MustParseAddr("10.77.1.2")) || p.ExplicitlyAllowed(netip.MustParseAddr("10.78.0.1")) {
 		t.Fatal("cidr coverage wrong")
 	}
@@ -61,15 +62,15 @@ func TestCacheNeverShortensAnAllowance(t *testing.T) {
 	c := NewCache()
 	t0 := time.Unix(1000, 0)
 	a := netip.MustParseAddr("198.51.100.1")
-	got := c.Update(t0, "api.example.com", []netip.Addr{a}, []uint16{443}, time.Hour, FromStartup)
+	got := c.Update(t0, "api.example.com", []netip.Addr{a}, tcp(443), time.Hour, FromStartup)
 	if !got[0].Expires.Equal(t0.Add(time.Hour)) {
 		t.Fatalf("expiry %v", got[0].Expires)
 	}
-	got = c.Update(t0.Add(time.Minute), "api.example.com", []netip.Addr{a}, []uint16{443}, 30*time.Second, FromQuery)
+	got = c.Update(t0.Add(time.Minute), "api.example.com", []netip.Addr{a}, tcp(443), 30*time.Second, FromQuery)
 	if !got[0].Expires.Equal(t0.Add(time.Hour)) {
 		t.Fatalf("a shorter TTL shortened the allowance to %v", got[0].Expires)
 	}
-	got = c.Update(t0.Add(50*time.Minute), "api.example.com", []netip.Addr{a}, []uint16{443}, time.Hour, FromRefresh)
+	got = c.Update(t0.Add(50*time.Minute), "api.example.com", []netip.Addr{a}, tcp(443), time.Hour, FromRefresh)
 	if !got[0].Expires.Equal(t0.Add(110*time.Minute)) || got[0].Source != FromRefresh {
 		t.Fatalf("a longer TTL did not extend: %+v", got[0])
 	}
@@ -98,5 +99,39 @@ func TestKeepClampsThenAddsGrace(t *testing.T) {
 		if got := Keep(tt.ttl, 30*time.Second, time.Hour, 10*time.Second); got != tt.want {
 			t.Errorf("Keep(%v) = %v, want %v", tt.ttl, got, tt.want)
 		}
+	}
+}
+
+// tcp is ports of TCP, as entries without protocols have.
+func tcp(nums ...uint16) []Port {
+	out := make([]Port, len(nums))
+	for i, n := range nums {
+		out[i] = Port{Proto: TCP, Num: n}
+	}
+	return out
+}
+
+func TestPortsCarryTheirProtocol(t *testing.T) {
+	p := NewPolicy([]Rule{
+		{Host: "api.example.com", Ports: tcp(443)},
+		{Host: "api.example.com", Ports: []Port{{UDP, 443}}},
+		{Host: "dns.example.com", Ports: []Port{{UDP, 53}}},
+	})
+	got, _ := p.Ports("api.example.com")
+	if want := []Port{{TCP, 443}, {UDP, 443}}; !slices.Equal(got, want) {
+		t.Errorf("api: %v, want %v", got, want)
+	}
+	got, _ = p.Ports("dns.example.com")
+	if want := []Port{{UDP, 53}}; !slices.Equal(got, want) {
+		t.Errorf("dns: %v, want %v (no TCP)", got, want)
+	}
+	for in, want := range map[string]Port{`"443/udp"`: {UDP, 443}, `"80/tcp"`: {TCP, 80}, `443`: {TCP, 443}} {
+		var got Port
+		if err := json.Unmarshal([]byte(in), &got); err != nil || got != want {
+			t.Errorf("%s: %v %v, want %v", in, got, err, want)
+		}
+	}
+	if b, _ := json.Marshal([]Port{{UDP, 53}}); string(b) != `["53/udp"]` {
+		t.Errorf("marshal: %s", b)
 	}
 }
