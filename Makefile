@@ -44,8 +44,10 @@ lint:
 	$(GO) vet ./...
 	$(GO) vet -tags clawguard_weaken ./cmd/clawguard
 
-## test: deps, lint, unit tests and the end-to-end suite (starts its own containerd)
+## test: deps, lint, the unit tests under the race detector, then every test (kernel ones and the
+## end-to-end suite, which starts its own containerd)
 test: deps lint
+	$(GO) test -count=1 -race -tags nokernel $$($(GO) list ./... | grep -v /e2e)
 	$(GO) test -count=1 -p 1 -timeout 40m ./...
 
 unit:

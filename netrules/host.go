@@ -16,6 +16,10 @@ type Config struct {
 	Bridge   string       // clawguard0
 	Subnet   netip.Prefix // 10.89.0.0/24
 	StateDir string       // where the address leases live
+	// KeepFlows leaves a sandbox's connection-tracking entries behind at
+	// detach and attach: only the end-to-end suite's control case sets
+	// it (weaken builds).
+	KeepFlows bool
 }
 
 // Host installs and removes the kernel state of enforcement: the bridge and
@@ -56,7 +60,7 @@ func (h *Host) lock() (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+	if err := flockWithin(f, hostLockWait); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -136,6 +140,13 @@ func (h *Host) Attach(sb Sandbox, static []Entry) (Attachment, error) {
 	if err != nil {
 		return Attachment{}, err
 	}
+	// A sandbox that went without a detach (a crash) leaves its flows;
+	// they must not become this one's.
+	if !h.cfg.KeepFlows {
+		if _, err := forgetFlows(ip); err != nil {
+			return Attachment{}, err
+		}
+	}
 	sb.IP, sb.Gateway, sb.LogGroup = ip, h.Gateway(), LogGroup(h.cfg.Subnet, ip)
 	nsPath, err := EnsureNetNS(sb.Name)
 	if err != nil {
@@ -178,6 +189,15 @@ func (h *Host) Detach(sandbox string) error {
 	}
 	if err := DeleteNetNS(sandbox); err != nil {
 		errs = append(errs, err)
+	}
+	// Its rules are gone, so no new flow of its address starts; the old
+	// ones go before the address can be another sandbox's.
+	if leases, err := h.ipam.list(); err == nil && !h.cfg.KeepFlows {
+		if ip, ok := leases[sandbox]; ok {
+			if _, err := forgetFlows(ip); err != nil {
+				errs = append(errs, err)
+			}
+		}
 	}
 	if len(errs) == 0 {
 		if err := h.ipam.release(sandbox); err != nil {

@@ -2,10 +2,13 @@ package netrules
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // Rules are read with one iptables-save per family and changed with one
@@ -31,7 +34,8 @@ type counted struct {
 
 // execRunner runs the iptables-save/-restore binaries of the host (nft or
 // legacy, whichever `iptables` is). --wait makes us queue behind another
-// program holding the xtables lock instead of failing.
+// program holding the xtables lock instead of failing, for xtablesWait at
+// most; every command is killed after commandLimit.
 type execRunner struct{}
 
 func (execRunner) save(f family) (string, error) { return saveCmd(f) }
@@ -42,10 +46,12 @@ func saveCmd(f family, args ...string) (string, error) {
 		bin = "ip6tables-save"
 	}
 	var out, stderr bytes.Buffer
-	cmd := exec.Command(bin, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), commandLimit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("%s: %v: %s", bin, err, strings.TrimSpace(stderr.String()))
+		return "", fmt.Errorf("%s: %v: %s%s", bin, err, strings.TrimSpace(stderr.String()), timedOut(ctx))
 	}
 	return out.String(), nil
 }
@@ -78,12 +84,32 @@ func (execRunner) restore(f family, table, input string) error {
 		bin = "ip6tables-restore"
 	}
 	var stderr bytes.Buffer
-	cmd := exec.Command(bin, "--wait", "--noflush")
+	ctx, cancel := context.WithTimeout(context.Background(), commandLimit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--wait", strconv.Itoa(int(xtablesWait/time.Second)), "--noflush")
 	cmd.Stdin, cmd.Stderr = strings.NewReader(input), &stderr
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%s (table %s): %v: %s\ninput:\n%s", bin, table, err, strings.TrimSpace(stderr.String()), input)
+		msg := strings.TrimSpace(stderr.String())
+		if strings.Contains(msg, "xtables lock") {
+			if who := lockHolder(xtablesLock); who != "" {
+				msg += " (held by " + who + ")"
+			}
+		}
+		return fmt.Errorf("%s (table %s): %v: %s%s\ninput:\n%s", bin, table, err, msg, timedOut(ctx), input)
 	}
 	return nil
+}
+
+// timedOut explains a command killed at its time limit.
+func timedOut(ctx context.Context) string {
+	if ctx.Err() == nil {
+		return ""
+	}
+	s := fmt.Sprintf(" (killed after %s", commandLimit)
+	if who := lockHolder(xtablesLock); who != "" {
+		s += "; the xtables lock is held by " + who
+	}
+	return s + ")"
 }
 
 // ruleset is one family's rules as iptables-save printed them: table ->

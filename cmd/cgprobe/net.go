@@ -49,15 +49,22 @@ func netCheck(args []string) (any, error) {
 			timeout = d
 		}
 		return connect(args[1], timeout), nil
-	case "dns": // dns SERVER:PORT NAME TYPE [tcp]
+	case "dns": // dns SERVER:PORT NAME TYPE [udp|tcp] [SOURCE-PORT]
 		if len(args) < 4 {
-			return nil, fmt.Errorf("usage: dns SERVER:PORT NAME TYPE [tcp]")
+			return nil, fmt.Errorf("usage: dns SERVER:PORT NAME TYPE [udp|tcp] [SOURCE-PORT]")
 		}
-		netw := "udp"
+		netw, sport := "udp", 0
 		if len(args) > 4 {
 			netw = args[4]
 		}
-		return rawDNS(args[1], args[2], args[3], netw, 2*time.Second), nil
+		if len(args) > 5 {
+			p, err := strconv.Atoi(args[5])
+			if err != nil {
+				return nil, fmt.Errorf("source port %q: %v", args[5], err)
+			}
+			sport = p
+		}
+		return rawDNS(args[1], args[2], args[3], netw, sport, 2*time.Second), nil
 	case "ping": // ping ADDR
 		if len(args) != 2 {
 			return nil, fmt.Errorf("usage: ping ADDR")
@@ -178,13 +185,23 @@ type DNSAnswer struct {
 	Error   string
 }
 
-func rawDNS(server, name, qtype, netw string, timeout time.Duration) DNSAnswer {
+func rawDNS(server, name, qtype, netw string, sport int, timeout time.Duration) DNSAnswer {
 	t, ok := dns.StringToType[qtype]
 	if !ok {
 		return DNSAnswer{Error: "unknown type " + qtype}
 	}
 	m := new(dns.Msg).SetQuestion(dns.Fqdn(name), t)
-	r, _, err := (&dns.Client{Net: netw, Timeout: timeout}).Exchange(m, server)
+	c := &dns.Client{Net: netw, Timeout: timeout}
+	if sport != 0 {
+		// A fixed source port: the same flow, as conntrack sees it, from
+		// one run to the next.
+		var local net.Addr = &net.UDPAddr{Port: sport}
+		if netw == "tcp" {
+			local = &net.TCPAddr{Port: sport}
+		}
+		c.Dialer = &net.Dialer{Timeout: timeout, LocalAddr: local}
+	}
+	r, _, err := c.Exchange(m, server)
 	if err != nil {
 		return DNSAnswer{Error: errString(err)}
 	}

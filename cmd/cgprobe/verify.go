@@ -270,7 +270,7 @@ func directDNS(servers []string, timeout time.Duration) map[string]string {
 // dnsQuery asks server for a name's A record; any answer at all, even an
 // error code, means the server was reached.
 func dnsQuery(server string, timeout time.Duration) string {
-	return rawDNS(server, "clawguard-verify.example", "A", "udp", timeout).Error
+	return rawDNS(server, "clawguard-verify.example", "A", "udp", 0, timeout).Error
 }
 
 func ipv6(timeout time.Duration) verify.IPv6 {

@@ -361,18 +361,27 @@ func (p *Proxy) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) e
 	for _, s := range servers {
 		go func() { errc <- s.ActivateAndServe() }()
 	}
+	var err error
+	running := len(servers)
 	select {
 	case <-ctx.Done():
-		for _, s := range servers {
-			_ = s.Shutdown()
-		}
-		return nil
-	case err := <-errc:
-		for _, s := range servers {
-			_ = s.Shutdown()
-		}
-		return fmt.Errorf("dns proxy: %w", err)
+	case err = <-errc:
+		running--
+		err = fmt.Errorf("dns proxy: %w", err)
 	}
+	// Shutdown alone is not enough: on a server that has not started yet
+	// it does nothing, and the server would then start and answer for a
+	// sandbox that is gone. Closing the sockets ends a server whether it
+	// has started or not; Serve returns once every one has.
+	pc.Close()
+	ln.Close()
+	for _, s := range servers {
+		_ = s.Shutdown()
+	}
+	for ; running > 0; running-- {
+		<-errc
+	}
+	return err
 }
 
 // bucket is a token bucket: rate tokens a second, up to burst.

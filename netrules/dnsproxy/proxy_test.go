@@ -336,3 +336,49 @@ func TestResolveFollowsCNAMEs(t *testing.T) {
 		t.Fatalf("%v %v %v", addrs, ttl, err)
 	}
 }
+
+// A gate stopped before its servers have started must not start serving
+// afterwards: Serve returns with both sockets closed, so the ports are free
+// again and nothing answers for a sandbox that is gone. Repeated, since the
+// window is the scheduler's.
+func TestAGateStoppedDuringStartUpNeverServes(t *testing.T) {
+	up := startUpstream(t, zone...)
+	p, err := New(Config{Upstreams: []string{up.addr}}, &gate{allow: []string{"api.example.com"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		var pc net.PacketConn
+		var ln net.Listener
+		for try := 0; pc == nil; try++ {
+			if pc, ln, err = listenPair(netip.MustParseAddr("127.0.0.1"), 0); err != nil && try == 20 {
+				t.Fatal(err)
+			}
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		if i%2 == 0 {
+			cancel() // before Serve: nothing has started
+		} else {
+			time.AfterFunc(time.Duration(i)*10*time.Microsecond, cancel)
+		}
+		done := make(chan error, 1)
+		go func() { done <- p.Serve(ctx, pc, ln) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("round %d: Serve did not return after its context ended", i)
+		}
+		cancel()
+		// Closed: the very addresses can be bound again.
+		pc2, err := net.ListenPacket("udp", pc.LocalAddr().String())
+		if err != nil {
+			t.Fatalf("round %d: the UDP socket is still open after Serve returned: %v", i, err)
+		}
+		pc2.Close()
+		ln2, err := net.Listen("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatalf("round %d: the TCP socket is still open after Serve returned: %v", i, err)
+		}
+		ln2.Close()
+	}
+}
