@@ -55,6 +55,9 @@ type Book struct {
 	// Counts for metrics.
 	answered, refused, refreshErrors atomic.Uint64
 
+	// setMu is held from the check of installed through the kernel write
+	// to the record of what was written (see admit).
+	setMu     sync.Mutex
 	mu        sync.Mutex
 	installed map[installedKey]time.Time // until when the set holds each entry, as we wrote it
 	refusals  []Refusal
@@ -202,6 +205,13 @@ func (e *Book) admit(name string, addrs []netip.Addr, ttl time.Duration, src all
 	// that maps there: write only what extends an entry, never what would
 	// shorten another name's allowance, and nothing while the entry already
 	// outlives this answer (its TTL is at most keep-grace).
+	//
+	// Check, write and record are one step (setMu): two answers for one
+	// address admitted at once would otherwise both pass the check, the
+	// shorter could reach the kernel last, and the record would keep the
+	// longer, skipping the writes that should have followed.
+	e.setMu.Lock()
+	defer e.setMu.Unlock()
 	var entries []netrules.Entry
 	var wrote []installedKey
 	var until []time.Time
@@ -231,6 +241,17 @@ func (e *Book) admit(name string, addrs []netip.Addr, ttl time.Duration, src all
 	}
 	e.changed()
 	return keep, nil
+}
+
+// prune forgets set entries the kernel has let expire.
+func (e *Book) prune(now time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for k, until := range e.installed {
+		if until.Before(now) {
+			delete(e.installed, k)
+		}
+	}
 }
 
 // Denied records a drop the kernel logged, with the name that last
@@ -330,6 +351,7 @@ func (e *Book) Run(ctx context.Context, p *dnsproxy.Proxy, first map[string]time
 			return
 		case <-gc.C:
 			e.cache.GC(e.now())
+			e.prune(e.now())
 			e.publish(dnsPort)
 		case <-e.dirty:
 			e.publish(dnsPort)

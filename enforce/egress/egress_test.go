@@ -12,6 +12,7 @@ import (
 	"github.com/clawguard/clawguard/enforce/audit"
 	"github.com/clawguard/clawguard/enforce/enforcetest"
 	"github.com/clawguard/clawguard/netrules"
+	"github.com/clawguard/clawguard/netrules/allowlist"
 	"github.com/clawguard/clawguard/profiles"
 )
 
@@ -161,5 +162,78 @@ func TestEntriesOpenOnlyTheirProtocols(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// kernelSet keeps, as the kernel does, the timeout of the last write of each
+// entry (writes replace), and yields inside each write so concurrent
+// admissions interleave.
+type kernelSet struct {
+	mu      sync.Mutex
+	timeout map[installedKey]time.Duration
+}
+
+func (k *kernelSet) Allow(_ string, es []netrules.Entry) error {
+	time.Sleep(50 * time.Microsecond)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, e := range es {
+		k.timeout[installedKey{e.Addr, allowlist.Port{Proto: e.Proto, Num: e.Port}}] = e.Timeout
+	}
+	return nil
+}
+
+// Two names answer with one address at once, one for a minute and one for
+// an hour. Whatever the order, the kernel's entry never ends before what
+// the book recorded: otherwise later answers would be skipped as covered
+// while the kernel lets the entry go early, and an allowed name would be
+// denied.
+func TestConcurrentAnswersNeverLeaveTheKernelShorterThanTheRecord(t *testing.T) {
+	for round := range 20 {
+		k := &kernelSet{timeout: map[installedKey]time.Duration{}}
+		now := time.Unix(10000, 0)
+		e := testEgress(t, k, &now)
+		a := netip.MustParseAddr("198.51.100.10")
+		var wg sync.WaitGroup
+		for i := range 40 {
+			name, ttl := "api.example.com", time.Minute
+			if i%2 == 1 {
+				name, ttl = "x.cdn.example.com", time.Hour
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := e.Admit(context.Background(), name, []netip.Addr{a}, ttl); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		key := installedKey{a, allowlist.Port{Proto: allowlist.TCP, Num: 443}}
+		e.mu.Lock()
+		recorded := e.installed[key].Sub(now)
+		e.mu.Unlock()
+		if got := k.timeout[key]; got < recorded {
+			t.Fatalf("round %d: the kernel holds the entry for %s, the book recorded %s", round, got, recorded)
+		}
+	}
+}
+
+// The record of set entries does not grow for ever: entries the kernel has
+// let expire are forgotten, and the live ones kept.
+func TestExpiredEntriesArePruned(t *testing.T) {
+	now := time.Unix(10000, 0)
+	e := testEgress(t, &recordingNet{}, &now)
+	for i, ttl := range []time.Duration{time.Minute, time.Hour} {
+		a := netip.AddrFrom4([4]byte{198, 51, 100, byte(10 + i)})
+		if _, err := e.Admit(context.Background(), "api.example.com", []netip.Addr{a}, ttl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.prune(now.Add(10 * time.Minute))
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.installed) != 1 {
+		t.Fatalf("after the minute-long entry expired: %v", e.installed)
 	}
 }
