@@ -132,7 +132,8 @@ func TestEachWeakenedControlFailsItsCheck(t *testing.T) {
 		{"cpu", []string{"cpu"}},
 		{"shmexec", []string{"run-shm", "exec-writable"}},
 		{"nnp", []string{"no-new-privs"}},
-		{"seccomp", []string{"seccomp", "syscalls"}},
+		// Without seccomp, memfd_create works and a binary runs from it.
+		{"seccomp", []string{"seccomp", "syscalls", "memfd-exec"}},
 		{"rootfs", []string{"rootfs"}},
 		{"tmpexec", []string{"tmpfs", "exec-writable"}},
 		{"procsys", []string{"proc-sys", "masked-paths"}},

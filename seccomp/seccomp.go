@@ -34,7 +34,7 @@ func Build() *specs.LinuxSeccomp {
 		Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{}},
 	})
 
-	drop := map[string]bool{"socket": true, "ioctl": true, "clone3": true}
+	drop := map[string]bool{"socket": true, "ioctl": true, "clone3": true, "memfd_create": true}
 	for _, d := range denials() {
 		for _, n := range d.names {
 			drop[n] = true
@@ -85,6 +85,11 @@ func Build() *specs.LinuxSeccomp {
 			Args:   []specs.LinuxSeccompArg{{Index: 1, Value: tiocsti, Op: specs.OpNotEqual}},
 		},
 		specs.LinuxSyscall{Names: []string{"clone3"}, Action: specs.ActErrno, ErrnoRet: &errno},
+		// A memfd is an executable file on no mount: noexec cannot stop a
+		// downloaded binary run from one (exec of /proc/self/fd/N). ENOSYS,
+		// so that libraries that want one fall back to /dev/shm, which is
+		// noexec.
+		specs.LinuxSyscall{Names: []string{"memfd_create"}, Action: specs.ActErrno, ErrnoRet: &errno},
 	)
 	return out
 }
@@ -268,7 +273,8 @@ func Document(p *specs.LinuxSeccomp) (string, error) {
 	b.WriteString("clawguard starts from Docker's default profile as it applies to a container with no capabilities (containerd ships\n")
 	b.WriteString("the same list) and removes the calls below. Removed calls are left out of every allow rule, so the default action\n")
 	b.WriteString("answers them with EPERM; clone3 answers ENOSYS so that libc and Node fall back to clone(2), whose flags can be\n")
-	b.WriteString("checked. Only the native 64-bit ABIs (x86_64, aarch64) are listed: 32-bit x86 reaches sockets through socketcall(2),\n")
+	b.WriteString("checked, and memfd_create answers ENOSYS so that a library that wants one falls back to /dev/shm, which is noexec.\n")
+	b.WriteString("Only the native 64-bit ABIs (x86_64, aarch64) are listed: 32-bit x86 reaches sockets through socketcall(2),\n")
 	b.WriteString("where the address family cannot be filtered, so that ABI is refused as a whole.\n\n")
 	for _, arch := range supportedArches {
 		allowed, err := Allowed(p, arch)
@@ -287,5 +293,6 @@ func Document(p *specs.LinuxSeccomp) (string, error) {
 	b.WriteString("| clone | no CLONE_NEW* flag is set (no new namespaces) |\n")
 	b.WriteString("| personality | the value is one of Docker's safe ones (no disabling ASLR) |\n")
 	b.WriteString("| clone3 | never: answers ENOSYS |\n")
+	b.WriteString("| memfd_create | never: answers ENOSYS (a memfd is an executable file on no mount, so noexec cannot stop a downloaded binary run from one) |\n")
 	return b.String(), nil
 }

@@ -293,6 +293,7 @@ func TestAnswerMatchesWhatTheBuiltInProfileDoes(t *testing.T) {
 	}{
 		{"ptrace", "EPERM", true},
 		{"clone3", "ENOSYS", true},
+		{"memfd_create", "ENOSYS", true},
 		{"socket(AF_PACKET)", "EPERM", true},
 		{"socket", "", false},
 		{"read", "", false},

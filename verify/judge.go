@@ -136,6 +136,7 @@ func Checks() []Check {
 		{ID: "tmpfs", Risks: "T2, T11, T12", Title: "tmpfs mounts noexec, size-limited", Proves: "each profile tmpfs is a tmpfs with noexec, nosuid, nodev and the profile's size", judge: checkTmpfs},
 		{ID: "run-shm", Risks: "T2, T12", Title: "/run and /dev/shm noexec", Proves: "the runtime's own tmpfs mounts cannot hold executables", judge: checkRunShm},
 		{ID: "exec-writable", Risks: "T2, T12", Title: "nothing executes from a writable path", Proves: "a copy of the probe written to every writable mount fails to execute", judge: checkExecWritable},
+		{ID: "memfd-exec", Risks: "T2, T12", Title: "nothing executes from memory", Proves: "a copy of the probe in an anonymous memory file (memfd_create) fails to execute", judge: checkMemfdExec},
 		{ID: "proc-sys", Risks: "T12", Title: "/proc/sys read-only", Proves: "kernel parameters cannot be changed from inside", judge: checkProcSys},
 		{ID: "masked-paths", Risks: "T6, T12", Title: "sensitive /proc and /sys paths masked", Proves: "/proc/kcore, /proc/keys, /proc/timer_list, /sys/firmware and the rest are masked or absent", judge: checkMasked},
 		{ID: "runtime-sockets", Risks: "T12", Title: "no container-runtime socket reachable", Proves: "no docker, containerd, shim, podman, cri-o or clawguard socket by path or abstract name", judge: checkRuntimeSockets},
@@ -331,6 +332,14 @@ func checkExecWritable(_ Expect, r Report, _ Host) (Status, string, string) {
 		return Pass, want, "no path is writable"
 	}
 	return Pass, want, "refused in " + strings.Join(refused, ", ")
+}
+
+func checkMemfdExec(_ Expect, r Report, _ Host) (Status, string, string) {
+	const want = "memfd_create or the exec from it fails"
+	if r.MemfdExec == "" {
+		return Fail, want, "a binary copied into a memfd executed"
+	}
+	return Pass, want, r.MemfdExec
 }
 
 func checkProcSys(_ Expect, r Report, _ Host) (Status, string, string) {

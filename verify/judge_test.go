@@ -56,6 +56,7 @@ func good() (Expect, Report, Host) {
 		},
 		Writes:       map[string]string{"/": "EROFS", "/tmp": "", "/workspace": "", "/etc/openclaw": "EROFS"},
 		Execs:        map[string]string{"/tmp": "EACCES", "/workspace": "EACCES"},
+		MemfdExec:    "memfd_create: ENOSYS",
 		WriteRoot:    "EROFS",
 		WriteProcSys: "EROFS",
 		Limits:       Limits{MemoryBytes: "1073741824", PidsMax: "100", CPUQuota: "100000 100000"},
@@ -137,6 +138,7 @@ func TestEachWeakeningFailsItsOwnCheck(t *testing.T) {
 		}, []string{"tmpfs", "exec-writable"}},
 		{"/tmp too big", func(_ *Expect, r *Report, _ *Host) { r.Mounts[2].Super = []string{"size=1048576k"} }, []string{"tmpfs"}},
 		{"/dev/shm exec", func(_ *Expect, r *Report, _ *Host) { r.Mounts[4].Options = []string{"rw", "nosuid", "nodev"} }, []string{"run-shm"}},
+		{"a binary ran from a memfd", func(_ *Expect, r *Report, _ *Host) { r.MemfdExec = "" }, []string{"memfd-exec"}},
 		{"/proc/sys writable", func(_ *Expect, r *Report, _ *Host) {
 			for i := range r.Mounts {
 				if r.Mounts[i].Target == "/proc/sys" {

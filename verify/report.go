@@ -53,6 +53,11 @@ type Report struct {
 	Mounts   []Mount           `json:"mounts"`
 	Writes   map[string]string `json:"writes"` // path -> error creating a file there
 	Execs    map[string]string `json:"execs"`  // writable path -> error executing a copy of the probe there
+	// MemfdExec is the error executing a copy of the probe from an
+	// anonymous memory file (memfd_create, then exec of /proc/self/fd/N):
+	// a downloaded binary that never touches a mount, so noexec cannot
+	// stop it.
+	MemfdExec string `json:"memfd_exec"`
 	// WriteRoot and WriteProcSys are the errors writing to / and /proc/sys.
 	WriteRoot      string            `json:"write_root"`
 	WriteProcSys   string            `json:"write_proc_sys"`

@@ -192,6 +192,29 @@ func execCopy(dir string) string {
 	return ""
 }
 
+// memfdExec copies the probe into an anonymous memory file and runs it from
+// there, as a downloaded binary that never touches a mount would be run.
+// "" means it ran.
+func memfdExec() string {
+	self, err := os.ReadFile("/proc/self/exe")
+	if err != nil {
+		return "read self: " + err.Error()
+	}
+	fd, err := unix.MemfdCreate("cgprobe", 0)
+	if err != nil {
+		return "memfd_create: " + errString(err)
+	}
+	f := os.NewFile(uintptr(fd), "memfd")
+	defer f.Close()
+	if _, err := f.Write(self); err != nil {
+		return "write: " + err.Error()
+	}
+	if err := exec.Command(fmt.Sprintf("/proc/self/fd/%d", fd), "identity").Run(); err != nil {
+		return "exec: " + err.Error()
+	}
+	return ""
+}
+
 func mountinfo() []Mount {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {

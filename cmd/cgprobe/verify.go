@@ -53,6 +53,7 @@ func runVerify(plan verify.Plan) verify.Report {
 			r.Execs[dir] = execCopy(dir)
 		}
 	}
+	r.MemfdExec = memfdExec()
 	r.RawSocket = socketErr(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_ICMP)
 	r.PacketSocket = socketErr(unix.AF_PACKET, unix.SOCK_RAW, int(htons(unix.ETH_P_ALL)))
 	r.RuntimeSockets = runtimeSockets()
