@@ -200,8 +200,17 @@ func bootMachine(t *testing.T, root, name string, sandboxes ...string) *machine 
 		time.Sleep(50 * time.Millisecond)
 	}
 	m.writableCgroups(t)
-	out, _, _ := m.runTimeout(t, 90*time.Second, "systemctl", "is-system-running", "--wait")
+	// Asked too early, systemctl finds no manager to talk to yet and
+	// prints nothing at once: ask again until it answers with a state.
+	var out, errOut string
+	for boot := time.Now(); ; time.Sleep(200 * time.Millisecond) {
+		out, errOut, _ = m.runTimeout(t, 90*time.Second, "systemctl", "is-system-running", "--wait")
+		if strings.TrimSpace(out) != "" || time.Since(boot) > 90*time.Second {
+			break
+		}
+	}
 	if state := strings.TrimSpace(out); state != "running" {
+		t.Logf("systemctl is-system-running: %s", errOut)
 		failed, _, _ := m.run(t, "systemctl", "--failed", "--no-legend")
 		t.Fatalf("the machine did not come up: %q; failed units:\n%s\nconsole:\n%s", state, failed, tail(m.console.String(), 40))
 	}
