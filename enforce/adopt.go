@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/clawguard/clawguard/netrules"
 	"github.com/clawguard/clawguard/profiles"
 
 	"github.com/clawguard/clawguard/enforce/audit"
@@ -52,7 +51,7 @@ func (s *Supervisor) Adopt(ctx context.Context, name string) (_ *Started, retErr
 	if err != nil {
 		return nil, err
 	}
-	att, err := s.net.Attach(netrules.Sandbox{Name: name, DNSPort: g.port, LogDenied: *p.Egress.LogDenied}, static)
+	att, err := s.net.Attach(netSandbox(name, p, g.port), static)
 	if err != nil {
 		return nil, fmt.Errorf("adopt %s: %w", name, err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/clawguard/clawguard/enforce/audit"
 	"github.com/clawguard/clawguard/netrules"
+	"github.com/clawguard/clawguard/profiles"
 )
 
 // GuardPoll bounds how long a change to the host's rules can go unnoticed
@@ -26,6 +27,20 @@ func (s *Supervisor) GuardFirewall(ctx context.Context, poll time.Duration) {
 	s.net.WatchRules(ctx, poll, s.reassert)
 }
 
+// netSandbox is what a sandbox's network rules are built from: the same at
+// start, at adoption and at every repair of the guard, or the guard would
+// rewrite them each time.
+func netSandbox(name string, p *profiles.Profile, dnsPort int) netrules.Sandbox {
+	sb := netrules.Sandbox{Name: name, DNSPort: dnsPort}
+	if p != nil {
+		sb.LogDenied = p.Egress.LogDenied != nil && *p.Egress.LogDenied
+		if p.Resources.Connections != nil {
+			sb.MaxConns = int(*p.Resources.Connections)
+		}
+	}
+	return sb
+}
+
 func (s *Supervisor) reassert() {
 	names, err := s.layout.names()
 	if err != nil {
@@ -38,8 +53,12 @@ func (s *Supervisor) reassert() {
 		if err != nil || !st.IP.IsValid() || st.DNSPort == 0 {
 			continue // not attached yet, or being removed
 		}
-		sbs = append(sbs, netrules.Sandbox{Name: n, IP: st.IP, DNSPort: st.DNSPort,
-			LogDenied: st.Egress.LogDenied != nil && *st.Egress.LogDenied})
+		sb := netSandbox(n, st.Spec, st.DNSPort)
+		if st.Spec == nil { // a state from before specs were kept
+			sb.LogDenied = st.Egress.LogDenied != nil && *st.Egress.LogDenied
+		}
+		sb.IP = st.IP
+		sbs = append(sbs, sb)
 	}
 	restored, err := s.net.Reassert(sbs)
 	if err != nil {

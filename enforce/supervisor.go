@@ -300,7 +300,7 @@ func (s *Supervisor) StartPrepared(ctx context.Context, pr *Prepared, progress r
 		if err != nil {
 			return err
 		}
-		att, err = s.net.Attach(netrules.Sandbox{Name: p.Name, DNSPort: st.DNSPort, LogDenied: *p.Egress.LogDenied}, static)
+		att, err = s.net.Attach(netSandbox(p.Name, p, st.DNSPort), static)
 		if err != nil {
 			return err
 		}

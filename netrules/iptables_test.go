@@ -106,3 +106,25 @@ func TestEnsureReportsWhatItPutBack(t *testing.T) {
 		})
 	}
 }
+
+// The connection cap is a rule of the sandbox's own chain, after the
+// established flows and before the allowlist; no cap, no rule.
+func TestTheConnectionCapComesBeforeTheAllowlist(t *testing.T) {
+	sb := Sandbox{Name: "a", IP: netip.MustParseAddr("10.89.0.2"), Gateway: netip.MustParseAddr("10.89.0.1"), DNSPort: 1000, MaxConns: 20}
+	var chain []string
+	for _, r := range sandboxRules("clawguard0", sb) {
+		if r.chain == ChainName("a") {
+			chain = append(chain, render(r.spec))
+		}
+	}
+	if len(chain) < 3 || !strings.Contains(chain[1], "--connlimit-above 20 --connlimit-mask 32 --connlimit-saddr") ||
+		!strings.Contains(chain[1], "-j REJECT") || !strings.Contains(chain[2], "--match-set") {
+		t.Fatalf("chain:\n%s", strings.Join(chain, "\n"))
+	}
+	sb.MaxConns = 0
+	for _, r := range sandboxRules("clawguard0", sb) {
+		if strings.Contains(render(r.spec), "connlimit") {
+			t.Fatal("a cap rule without a cap")
+		}
+	}
+}

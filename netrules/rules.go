@@ -123,6 +123,7 @@ type Sandbox struct {
 	DNSPort   int    // the supervisor's DNS proxy port on the gateway
 	LogDenied bool   // NFLOG before drop
 	LogGroup  uint16 // the sandbox's own NFLOG group (one reader per group)
+	MaxConns  int    // new flows are refused while this many are tracked (0: no cap)
 }
 
 // LogGroup is the NFLOG group of the sandbox at addr: one per address, so
@@ -160,8 +161,18 @@ func sandboxRules(bridge string, sb Sandbox) []rule {
 	}
 	rules := []rule{
 		r("filter", chain, with([]string{"-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"}, "-j", "ACCEPT")),
-		r("filter", chain, with([]string{"-m", "set", "--match-set", set, "dst,dst"}, "-j", "ACCEPT")),
 	}
+	if sb.MaxConns > 0 {
+		// At the cap a new flow is refused at once (an ICMP error, so the
+		// agent's connect fails instead of hanging), and only this
+		// sandbox's: the host's table keeps room for everyone else.
+		rules = append(rules, r("filter", chain, with([]string{"-m", "conntrack", "--ctstate", "NEW", "-m", "connlimit",
+			"--connlimit-above", strconv.Itoa(sb.MaxConns), "--connlimit-mask", "32", "--connlimit-saddr"},
+			"-j", "REJECT", "--reject-with", "icmp-port-unreachable")))
+	}
+	rules = append(rules,
+		r("filter", chain, with([]string{"-m", "set", "--match-set", set, "dst,dst"}, "-j", "ACCEPT")),
+	)
 	if sb.LogDenied {
 		// Rate-limited: a flood of drops must not flood the log.
 		rules = append(rules, r("filter", chain, with([]string{"-m", "limit", "--limit", "50/sec", "--limit-burst", "100"},

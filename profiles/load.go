@@ -142,6 +142,12 @@ func Parse(data []byte, source, dir string) (*Profile, error) {
 	return &p, nil
 }
 
+// DefaultConnections is how many flows a sandbox may have tracked at once
+// unless its profile says: plenty for an agent's API calls and package
+// downloads, a small share of a host's conntrack table (262144 on a 4 GB
+// machine).
+const DefaultConnections = 512
+
 // DefaultUser is the UID:GID a profile without `user` runs as (and the one
 // the built-in profile names).
 const DefaultUser = "1000:1000"
@@ -167,6 +173,10 @@ func (p *Profile) applyDefaults() {
 	if p.Resources.Pids == nil {
 		pids := int64(100)
 		p.Resources.Pids = &pids
+	}
+	if p.Resources.Connections == nil {
+		conns := int64(DefaultConnections)
+		p.Resources.Connections = &conns
 	}
 	if p.Tmpfs == nil {
 		p.Tmpfs = []Tmpfs{{Path: "/tmp", Size: Size{Bytes: 100 << 20}, Options: []string{"noexec", "nosuid", "nodev"}}}

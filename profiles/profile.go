@@ -43,6 +43,9 @@ type Resources struct {
 	Memory Size     `yaml:"memory" json:"memory"`
 	CPUs   *float64 `yaml:"cpus" json:"cpus"`
 	Pids   *int64   `yaml:"pids" json:"pids"`
+	// Connections caps the flows the sandbox may have tracked at once
+	// (conntrack): one agent must not fill the host's table.
+	Connections *int64 `yaml:"connections" json:"connections"`
 }
 
 // Tmpfs is a size-limited in-memory mount. noexec, nosuid and nodev are

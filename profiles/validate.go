@@ -245,6 +245,9 @@ func (v validator) resources() {
 	if r.Pids == nil || *r.Pids < 8 || *r.Pids > 1<<22 {
 		c.add("resources.pids", "must be from 8 to 4194304 (there is no unlimited)", "set e.g. pids: 100")
 	}
+	if r.Connections == nil || *r.Connections < 16 || *r.Connections > 65536 {
+		c.add("resources.connections", "must be from 16 to 65536 (there is no unlimited)", fmt.Sprintf("set e.g. connections: %d", DefaultConnections))
+	}
 }
 
 // reservedTargets are mount points the sandbox's own layout owns.

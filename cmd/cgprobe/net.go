@@ -115,6 +115,23 @@ func netCheck(args []string) (any, error) {
 			return nil, fmt.Errorf("N must be 1-1000000")
 		}
 		return connRate(args[1], n), nil
+	case "hold": // hold ADDR:PORT N [SECONDS]: open N connections, keep them open SECONDS after the last
+		if len(args) != 3 && len(args) != 4 {
+			return nil, fmt.Errorf("usage: hold ADDR:PORT N [SECONDS]")
+		}
+		n, err := strconv.Atoi(args[2])
+		if err != nil || n < 1 || n > 100000 {
+			return nil, fmt.Errorf("N must be 1-100000")
+		}
+		var keep time.Duration
+		if len(args) == 4 {
+			secs, err := strconv.Atoi(args[3])
+			if err != nil || secs < 0 || secs > 600 {
+				return nil, fmt.Errorf("SECONDS must be 0-600")
+			}
+			keep = time.Duration(secs) * time.Second
+		}
+		return hold(args[1], n, keep), nil
 	case "throughput": // throughput ADDR:PORT SECONDS: write as fast as possible
 		if len(args) != 3 {
 			return nil, fmt.Errorf("usage: throughput ADDR:PORT SECONDS")
@@ -333,6 +350,40 @@ func connRate(addr string, n int) Rate {
 	r.Seconds = time.Since(start).Seconds()
 	r.PerSec = float64(r.Count) / r.Seconds
 	return r
+}
+
+// Held is how many of the connections asked for were open at once.
+type Held struct {
+	Opened     int
+	Failed     int
+	FirstError string
+}
+
+// hold opens n connections one after the other and keeps every one open
+// until keep after the last has been tried: an agent filling the
+// connection table.
+func hold(addr string, n int, keep time.Duration) Held {
+	var h Held
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range n {
+		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err != nil {
+			if h.Failed == 0 {
+				h.FirstError = errString(err)
+			}
+			h.Failed++
+			continue
+		}
+		conns = append(conns, c)
+		h.Opened++
+	}
+	time.Sleep(keep)
+	return h
 }
 
 // Throughput is bytes written to a discarding server in a fixed time.

@@ -1,0 +1,57 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestOneSandboxCannotFillTheConnectionTable: an agent opens connection
+// after connection and keeps them all. With resources.connections: 20 its
+// 21st new flow is refused at once; meanwhile another sandbox (the same
+// profile, with room for 200: the control) opens all 40 of its own, and
+// the host connects as before.
+func TestOneSandboxCannotFillTheConnectionTable(t *testing.T) {
+	h := env
+	target := fmt.Sprintf("%s:%d", apiAddr, discardPort)
+	egress := "egress:\n  allow:\n    - {cidr: " + apiAddr + "/32, ports: [" + fmt.Sprint(discardPort) + "]}\n"
+	h.start(t, profile{Name: "conns-capped", Extra: "resources: {connections: 20}\n" + egress})
+	h.start(t, profile{Name: "conns-room", Extra: "resources: {connections: 200}\n" + egress})
+
+	// The capped agent fills its share and keeps it for 6 s.
+	if _, stderr, code := h.exec(t, "conns-capped", "sh", "-c", "/usr/local/bin/cgprobe hold "+target+" 40 6 > /tmp/held.json 2>&1 &"); code != 0 {
+		t.Fatalf("start the flood: %s", stderr)
+	}
+	time.Sleep(2 * time.Second)
+	var other held
+	h.netProbe(t, "conns-room", &other, "hold", target, "40")
+	if other.Opened != 40 {
+		t.Errorf("the other sandbox, while the first was at its cap: %+v", other)
+	}
+	if _, err := hostConnect(apiAddr + ":443"); err != nil {
+		t.Errorf("the host, while the sandbox was at its cap: %v", err)
+	}
+	var capped held
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		out, _, _ := h.exec(t, "conns-capped", "cat", "/tmp/held.json")
+		if json.Unmarshal([]byte(out), &capped) == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the flood did not report: %q", out)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if capped.Opened != 20 || capped.Failed != 20 || !strings.Contains(capped.FirstError, "refused") {
+		t.Errorf("the capped sandbox: %+v, want 20 opened and 20 refused", capped)
+	}
+}
+
+type held struct {
+	Opened     int
+	Failed     int
+	FirstError string
+}
