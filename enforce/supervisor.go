@@ -91,10 +91,12 @@ type SocketStore interface {
 
 // Network is the part of host networking the supervisor uses.
 type Network interface {
-	Attach(sb netrules.Sandbox, static []netrules.Entry) (netrules.Attachment, error)
+	Attach(sb netrules.Sandbox, static []netrules.NetEntry) (netrules.Attachment, error)
 	Detach(sandbox string) error
 	Allow(sandbox string, entries []netrules.Entry) error
 	Gateway() netip.Addr
+	// Subnet is where the sandboxes' addresses come from.
+	Subnet() netip.Prefix
 	// For status: what the kernel enforces now.
 	Members(sandbox string) ([]netrules.SetMember, error)
 	Counters(sandbox string) (netrules.Counters, error)
@@ -148,7 +150,22 @@ func (s *Supervisor) Policy() profiles.SourcePolicy { return Policy(s.cfg.StateD
 
 // Validate checks a profile completely, touching nothing.
 func (s *Supervisor) Validate(p *profiles.Profile) error {
-	return profiles.Validate(p, s.Policy())
+	if err := profiles.Validate(p, s.Policy()); err != nil {
+		return err
+	}
+	// The sandboxes' own subnet is this host's business: a cidr entry over
+	// it would open the sandboxes to each other and the gateway's ports.
+	var fields []profiles.FieldError
+	for i, a := range p.Egress.Allow {
+		if pfx, err := netip.ParsePrefix(a.CIDR); err == nil && pfx.Overlaps(s.net.Subnet()) {
+			fields = append(fields, profiles.FieldError{Field: fmt.Sprintf("egress.allow[%d].cidr", i),
+				Problem: fmt.Sprintf("%s overlaps the sandboxes' subnet %s", a.CIDR, s.net.Subnet()), Fix: "allow a range outside it"})
+		}
+	}
+	if len(fields) > 0 {
+		return &profiles.Error{Source: p.Source, Fields: fields}
+	}
+	return nil
 }
 
 // Started describes a sandbox whose task is running. Its DNS gate and

@@ -173,3 +173,21 @@ func mustStart(t *testing.T, sup *Supervisor, name string) *Started {
 	t.Cleanup(st.Close)
 	return st
 }
+
+// A cidr entry over the sandboxes' own subnet would open them to each
+// other and to the gateway: refused before anything is made.
+func TestACIDROverTheSandboxSubnetIsRefused(t *testing.T) {
+	w := enforcetest.NewWorld("")
+	s := New(Config{StateDir: t.TempDir(), DNSUpstreams: []string{"127.0.0.1:9"}}, w, w)
+	p := enforcetest.Profile(t, "cidr")
+	p.Egress.Allow = append(p.Egress.Allow, profiles.AllowEntry{CIDR: "10.89.0.0/16", Ports: []int{22}})
+	err := s.Validate(p)
+	var pe *profiles.Error
+	if !errors.As(err, &pe) || len(pe.Fields) != 1 || !strings.Contains(pe.Fields[0].Problem, "subnet") {
+		t.Fatalf("got %v", err)
+	}
+	p.Egress.Allow[len(p.Egress.Allow)-1].CIDR = "198.51.100.0/24" // control
+	if err := s.Validate(p); err != nil {
+		t.Fatalf("control: %v", err)
+	}
+}

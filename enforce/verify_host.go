@@ -198,11 +198,19 @@ func explained(m netrules.SetMember, p *profiles.Profile, snap *egress.Snapshot)
 		if a.CIDR == "" || !slices.Contains(a.Ports, int(m.Port)) || !slices.Contains(a.Protos(), m.Proto) {
 			continue
 		}
-		if pfx, err := netip.ParsePrefix(a.CIDR); err == nil && pfx.Contains(m.Addr) {
+		pfx, err := netip.ParsePrefix(a.CIDR)
+		if err != nil {
+			continue
+		}
+		// A member of the ranges set must lie within an entry's range.
+		if m.Prefix.IsValid() && m.Prefix.Bits() >= pfx.Bits() && pfx.Contains(m.Prefix.Addr()) {
+			return true
+		}
+		if !m.Prefix.IsValid() && pfx.Contains(m.Addr) {
 			return true
 		}
 	}
-	if snap == nil {
+	if snap == nil || m.Prefix.IsValid() {
 		return false
 	}
 	for _, b := range snap.Bindings {

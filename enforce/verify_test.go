@@ -48,6 +48,9 @@ func TestSetMembersAreExplainedByCIDRsOrByTheGatesBindings(t *testing.T) {
 		{netrules.SetMember{Addr: netip.MustParseAddr("10.20.0.7"), Proto: "tcp", Port: 5432}, true},
 		{netrules.SetMember{Addr: netip.MustParseAddr("10.20.1.7"), Proto: "tcp", Port: 5432}, false},
 		{netrules.SetMember{Addr: netip.MustParseAddr("198.51.100.12"), Proto: "udp", Port: 53}, false},
+		// Members of the ranges set: within an entry's range, or not.
+		{netrules.SetMember{Addr: netip.MustParseAddr("10.20.0.0"), Prefix: netip.MustParsePrefix("10.20.0.0/24"), Proto: "tcp", Port: 5432}, true},
+		{netrules.SetMember{Addr: netip.MustParseAddr("10.0.0.0"), Prefix: netip.MustParsePrefix("10.0.0.0/8"), Proto: "tcp", Port: 5432}, false},
 		// TCP entries explain no UDP member.
 		{netrules.SetMember{Addr: netip.MustParseAddr("198.51.100.10"), Proto: "udp", Port: 443}, false},
 		{netrules.SetMember{Addr: netip.MustParseAddr("10.20.0.7"), Proto: "udp", Port: 5432}, false},

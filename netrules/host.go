@@ -46,6 +46,9 @@ func NewHost(cfg Config) (*Host, error) {
 // Gateway is the bridge's address: the sandboxes' router and DNS server.
 func (h *Host) Gateway() netip.Addr { return Gateway(h.cfg.Subnet) }
 
+// Subnet is the sandboxes' subnet.
+func (h *Host) Subnet() netip.Prefix { return h.cfg.Subnet }
+
 // Bridge is the bridge's name.
 func (h *Host) Bridge() string { return h.cfg.Bridge }
 
@@ -127,7 +130,7 @@ type Attachment struct {
 // bridge, an empty allowlist set, and its chain and rules, all in force when
 // Attach returns. Static entries (cidr allowlist entries) are added at once.
 // It is idempotent; on error, Detach removes whatever was made.
-func (h *Host) Attach(sb Sandbox, static []Entry) (Attachment, error) {
+func (h *Host) Attach(sb Sandbox, static []NetEntry) (Attachment, error) {
 	unlock, err := h.lock()
 	if err != nil {
 		return Attachment{}, fmt.Errorf("network lock: %w", err)
@@ -158,7 +161,10 @@ func (h *Host) Attach(sb Sandbox, static []Entry) (Attachment, error) {
 	if err := ensureSet(SetName(sb.Name), comment(sb.Name)); err != nil {
 		return Attachment{}, err
 	}
-	if err := addEntries(SetName(sb.Name), static); err != nil {
+	if err := ensureNetSet(NetSetName(sb.Name)); err != nil {
+		return Attachment{}, err
+	}
+	if err := addNetEntries(NetSetName(sb.Name), static); err != nil {
 		return Attachment{}, err
 	}
 	// One transaction per table: a re-attach (another DNS port after a
@@ -181,8 +187,10 @@ func (h *Host) Detach(sandbox string) error {
 	if err := h.t.removeOwner(comment(sandbox), sandboxRuleChains, sandboxChains(Sandbox{Name: sandbox})); err != nil {
 		errs = append(errs, err)
 	}
-	if err := destroySet(SetName(sandbox)); err != nil {
-		errs = append(errs, err)
+	for _, set := range []string{SetName(sandbox), NetSetName(sandbox)} {
+		if err := destroySet(set); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := deleteVeth(sandbox); err != nil {
 		errs = append(errs, err)
@@ -253,9 +261,18 @@ func (h *Host) Allow(sandbox string, entries []Entry) error {
 	return addEntries(SetName(sandbox), entries)
 }
 
-// Members lists the sandbox's set as the kernel has it now.
+// Members lists the sandbox's sets as the kernel has them now: the
+// addresses its gate admitted, then its ranges.
 func (h *Host) Members(sandbox string) ([]SetMember, error) {
-	return listEntries(SetName(sandbox))
+	out, err := listEntries(SetName(sandbox))
+	if err != nil {
+		return nil, err
+	}
+	nets, err := listEntries(NetSetName(sandbox))
+	if err != nil {
+		return nil, err
+	}
+	return append(out, nets...), nil
 }
 
 // Counters are the packets a sandbox's chain accepted and dropped.

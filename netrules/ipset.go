@@ -40,6 +40,40 @@ func ensureSet(name, comment string) error {
 	return nil
 }
 
+// NetEntry is one allowed range: every address of Prefix on Port of Proto,
+// for as long as the sandbox runs.
+type NetEntry struct {
+	Prefix netip.Prefix
+	Proto  uint8
+	Port   uint16
+}
+
+// ensureNetSet creates the sandbox's hash:net,port set of ranges: one
+// member per cidr entry and port, whatever the range's size (a /16 expanded
+// address by address would be 65536 members per port, each one netlink call
+// under the host lock).
+func ensureNetSet(name string) error {
+	err := netlink.IpsetCreate(name, "hash:net,port", netlink.IpsetCreateOptions{Comments: true})
+	if err != nil && !errors.Is(err, syscall.EEXIST) {
+		return fmt.Errorf("create ip set %s: %w", name, err)
+	}
+	return nil
+}
+
+func addNetEntries(set string, entries []NetEntry) error {
+	for _, e := range entries {
+		if !e.Prefix.Addr().Is4() {
+			return fmt.Errorf("add %s to %s: only IPv4 is allowed", e.Prefix, set)
+		}
+		proto, port := e.Proto, e.Port
+		ent := &netlink.IPSetEntry{IP: net.IP(e.Prefix.Masked().Addr().AsSlice()), CIDR: uint8(e.Prefix.Bits()), Protocol: &proto, Port: &port, Replace: true}
+		if err := netlink.IpsetAdd(set, ent); err != nil {
+			return fmt.Errorf("add %s %d/%d to ip set %s: %w", e.Prefix, e.Proto, e.Port, set, err)
+		}
+	}
+	return nil
+}
+
 // destroySet removes a set; a missing one is not an error. The set must no
 // longer be referenced by a rule.
 func destroySet(name string) error {
@@ -75,6 +109,7 @@ func addEntries(set string, entries []Entry) error {
 // SetMember is an entry as the kernel reports it, with the time left.
 type SetMember struct {
 	Addr     netip.Addr    `json:"address"`
+	Prefix   netip.Prefix  `json:"prefix,omitzero"` // for a member of the ranges set
 	Proto    string        `json:"protocol"`
 	Port     uint16        `json:"port"`
 	Timeout  time.Duration `json:"-"`
@@ -95,6 +130,9 @@ func listEntries(set string) ([]SetMember, error) {
 			continue
 		}
 		m := SetMember{Addr: addr.Unmap()}
+		if e.CIDR != 0 {
+			m.Prefix = netip.PrefixFrom(m.Addr, int(e.CIDR))
+		}
 		if e.Protocol != nil {
 			switch *e.Protocol {
 			case ProtoTCP:

@@ -26,8 +26,17 @@ const (
 // ChainName is the sandbox's filter chain.
 func ChainName(sandbox string) string { return chainPrefix + ShortID(sandbox) }
 
-// SetName is the sandbox's IPv4 allowlist set.
-func SetName(sandbox string) string { return setPrefix + ShortID(sandbox) + "-v4" }
+// SetName is the sandbox's IPv4 allowlist set: addresses from its gate.
+func SetName(sandbox string) string { return setPrefix + ShortID(sandbox) + setSuffix }
+
+// NetSetName is the sandbox's set of allowed ranges: its cidr entries, one
+// member each whatever their size.
+func NetSetName(sandbox string) string { return setPrefix + ShortID(sandbox) + netSetSuffix }
+
+const (
+	setSuffix    = "-v4"
+	netSetSuffix = "-net4"
+)
 
 // VethName is the host side of the sandbox's veth pair.
 func VethName(sandbox string) string { return vethPrefix + ShortID(sandbox) }
@@ -37,5 +46,20 @@ func comment(sandbox string) string { return "clawguard sandbox " + sandbox }
 
 // IsOurSet reports whether an ip set name is one of ours.
 func IsOurSet(name string) bool {
-	return strings.HasPrefix(name, setPrefix) && strings.HasSuffix(name, "-v4")
+	_, ok := setID(name)
+	return ok
+}
+
+// setID is the sandbox id in one of our set names.
+func setID(name string) (string, bool) {
+	rest, ok := strings.CutPrefix(name, setPrefix)
+	if !ok {
+		return "", false
+	}
+	for _, suffix := range []string{setSuffix, netSetSuffix} {
+		if id, ok := strings.CutSuffix(rest, suffix); ok {
+			return id, true
+		}
+	}
+	return "", false
 }

@@ -172,6 +172,7 @@ func sandboxRules(bridge string, sb Sandbox) []rule {
 	}
 	rules = append(rules,
 		r("filter", chain, with([]string{"-m", "set", "--match-set", set, "dst,dst"}, "-j", "ACCEPT")),
+		r("filter", chain, with([]string{"-m", "set", "--match-set", NetSetName(sb.Name), "dst,dst"}, "-j", "ACCEPT")),
 	)
 	if sb.LogDenied {
 		// Rate-limited: a flood of drops must not flood the log.

@@ -92,8 +92,7 @@ func (h *Host) Sweep(keep []string) ([]string, error) {
 		errs = append(errs, err)
 	}
 	for _, s := range sets {
-		id := strings.TrimSuffix(strings.TrimPrefix(s, setPrefix), "-v4")
-		if isShortID(id) && mine(id) {
+		if id, _ := setID(s); isShortID(id) && mine(id) {
 			if err := destroySet(s); err != nil {
 				errs = append(errs, err)
 			} else {

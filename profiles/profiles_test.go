@@ -137,6 +137,8 @@ func TestInvalidProfilesNameTheirField(t *testing.T) {
 		{"egress host and cidr", "name: a\nimage: busybox\negress: {allow: [{host: a.example.com, cidr: 198.51.100.0/24, ports: [443]}]}\n", "egress.allow[0]"},
 		{"egress bad port", "name: a\nimage: busybox\negress: {allow: [{host: a.example.com, ports: [0]}]}\n", "egress.allow[0].ports"},
 		{"egress bad host", "name: a\nimage: busybox\negress: {allow: [{host: 'exa mple', ports: [443]}]}\n", "egress.allow[0].host"},
+		{"cidr over cloud metadata", "name: a\nimage: busybox\negress: {allow: [{cidr: 169.254.169.254/32, ports: [80]}]}\n", "egress.allow[0].cidr"},
+		{"cidr over loopback", "name: a\nimage: busybox\negress: {allow: [{cidr: 127.0.0.0/16, ports: [80]}]}\n", "egress.allow[0].cidr"},
 		{"too few connections", "name: a\nimage: busybox\nresources: {connections: 4}\n", "resources.connections"},
 		{"egress unknown protocol", "name: a\nimage: busybox\negress: {allow: [{host: a.example.com, ports: [443], protocols: [quic]}]}\n", "egress.allow[0].protocols"},
 		{"egress protocol twice", "name: a\nimage: busybox\negress: {allow: [{host: a.example.com, ports: [443], protocols: [udp, udp]}]}\n", "egress.allow[0].protocols"},

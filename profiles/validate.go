@@ -351,6 +351,13 @@ func (v validator) egress() {
 				c.add(field+".cidr", fmt.Sprintf("%s is IPv6; sandboxes have no IPv6", a.CIDR), "allow an IPv4 range")
 			case pfx.Bits() < 16:
 				c.add(field+".cidr", fmt.Sprintf("%s is larger than a /16", a.CIDR), "allow a smaller range, or name the hosts")
+			default:
+				for _, r := range neverAllowed {
+					if r.prefix.Overlaps(pfx) {
+						c.add(field+".cidr", fmt.Sprintf("%s overlaps %s (%s), which no sandbox may reach", a.CIDR, r.prefix, r.what), "allow a range outside it")
+						break
+					}
+				}
 			}
 		}
 		if len(a.Ports) == 0 {
@@ -381,6 +388,20 @@ func (v validator) egress() {
 	if e.DNS.MaxTTL.Duration < e.DNS.MinTTL.Duration || e.DNS.MaxTTL.Hours() > 24 {
 		c.add("egress.dns.max_ttl", "must be at least min_ttl and at most 24h", "e.g. max_ttl: 1h")
 	}
+}
+
+// neverAllowed are ranges no cidr entry may touch: the host itself
+// (loopback), the link-local range that holds cloud metadata services,
+// "this network", multicast and the reserved class E.
+var neverAllowed = []struct {
+	prefix netip.Prefix
+	what   string
+}{
+	{netip.MustParsePrefix("0.0.0.0/8"), "this network"},
+	{netip.MustParsePrefix("127.0.0.0/8"), "loopback"},
+	{netip.MustParsePrefix("169.254.0.0/16"), "link-local, where cloud metadata services answer"},
+	{netip.MustParsePrefix("224.0.0.0/4"), "multicast"},
+	{netip.MustParsePrefix("240.0.0.0/4"), "reserved"},
 }
 
 func (v validator) agent() {

@@ -142,16 +142,13 @@ func allowRules(p *profiles.Profile) []allowlist.Rule {
 	return out
 }
 
-// StaticEntries are the set members of cidr entries: every address of the
-// prefix on each port. Large prefixes are refused by validation's caller.
-func (e *Book) StaticEntries() ([]netrules.Entry, error) {
-	var out []netrules.Entry
+// StaticEntries are the members of the ranges set: one per cidr entry and
+// port, however large the range.
+func (e *Book) StaticEntries() ([]netrules.NetEntry, error) {
+	var out []netrules.NetEntry
 	for _, r := range e.policy.CIDRs() {
-		if r.CIDR.Bits() < 16 {
-			return nil, fmt.Errorf("cidr %s: at most a /16 can be allowed", r.CIDR)
-		}
-		for a := r.CIDR.Addr(); r.CIDR.Contains(a); a = a.Next() {
-			out = append(out, entriesFor(a, r.Ports, 0)...)
+		for _, port := range r.Ports {
+			out = append(out, netrules.NetEntry{Prefix: r.CIDR, Proto: port.Proto, Port: port.Num})
 		}
 	}
 	return out, nil

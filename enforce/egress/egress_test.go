@@ -149,17 +149,22 @@ func TestEntriesOpenOnlyTheirProtocols(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for what, entries := range map[string][]netrules.Entry{"answer": n.writes[0], "cidr": static} {
-				var got []uint8
-				for _, en := range entries {
-					if !slices.Contains(got, en.Proto) {
-						got = append(got, en.Proto)
-					}
-				}
+			var answer, cidr []uint8
+			for _, en := range n.writes[0] {
+				answer = append(answer, en.Proto)
+			}
+			for _, en := range static {
+				cidr = append(cidr, en.Proto)
+			}
+			for what, got := range map[string][]uint8{"answer": answer, "cidr": cidr} {
 				slices.Sort(got)
-				if !slices.Equal(got, tt.want) {
+				if got = slices.Compact(got); !slices.Equal(got, tt.want) {
 					t.Errorf("%s: protocols %v, want %v", what, got, tt.want)
 				}
+			}
+			// A range is one member per port, not one per address.
+			if len(static) != len(tt.want) {
+				t.Errorf("cidr: %d members, want %d (one per protocol)", len(static), len(tt.want))
 			}
 		})
 	}

@@ -110,7 +110,7 @@ func (f *World) Limits(context.Context, string) (runtime.Limits, error) {
 }
 func (f *World) Spec(context.Context, string) (*specs.Spec, error) { return &specs.Spec{}, nil }
 
-func (f *World) Attach(sb netrules.Sandbox, _ []netrules.Entry) (netrules.Attachment, error) {
+func (f *World) Attach(sb netrules.Sandbox, _ []netrules.NetEntry) (netrules.Attachment, error) {
 	if err := f.step("network"); err != nil {
 		return netrules.Attachment{}, err
 	}
@@ -148,6 +148,9 @@ func (f *World) WatchRules(ctx context.Context, poll time.Duration, check func()
 	}
 }
 func (f *World) SweepSnapshots(context.Context) ([]string, error) { return nil, nil }
+
+// Subnet is where the fake's addresses come from.
+func (f *World) Subnet() netip.Prefix { return netip.MustParsePrefix("10.89.0.0/24") }
 
 // Gateway is loopback so the DNS gate can really listen in unit tests.
 func (f *World) Gateway() netip.Addr { return netip.MustParseAddr("127.0.0.1") }
