@@ -31,9 +31,9 @@ func testHost(t *testing.T) *Host {
 func TestAttachInstallsEverythingAndDetachRemovesIt(t *testing.T) {
 	h := testHost(t)
 	before := nettest.KernelState(t)
-	sb := Sandbox{Name: "nrtest-a", DNSPort: 15353, LogDenied: true}
+	sb := Sandbox{Name: "nrtest-a", DNSPort: 15353, LogDenied: true, MaxConns: 20}
 	t.Cleanup(func() { _ = h.Detach(sb.Name) })
-	static := []Entry{{Addr: netip.MustParseAddr("198.51.100.7"), Proto: ProtoTCP, Port: 443}}
+	static := []NetEntry{{Prefix: netip.MustParsePrefix("198.51.100.0/28"), Proto: ProtoTCP, Port: 443}}
 	att, err := h.Attach(sb, static)
 	if err != nil {
 		t.Fatal(err)
@@ -70,6 +70,8 @@ func TestAttachInstallsEverythingAndDetachRemovesIt(t *testing.T) {
 		"-A FORWARD -m comment --comment clawguard -j CG-FORWARD",
 		"-A CG-FORWARD -i cgtest0 -m comment --comment \"clawguard bridge cgtest0\" -j DROP",
 		"-A " + ChainName(sb.Name) + " -m set --match-set " + SetName(sb.Name) + " dst,dst",
+		"-A " + ChainName(sb.Name) + " -m set --match-set " + NetSetName(sb.Name) + " dst,dst",
+		"--connlimit-above 20",
 		"--physdev-in " + VethName(sb.Name),
 		"--to-destination 10.89.250.1:15353",
 		"-A CG-POSTROUTING -s 10.89.250.0/24 ! -o cgtest0 -m comment --comment \"clawguard bridge cgtest0\" -j MASQUERADE",
@@ -79,7 +81,7 @@ func TestAttachInstallsEverythingAndDetachRemovesIt(t *testing.T) {
 		}
 	}
 	members, err := h.Members(sb.Name)
-	if err != nil || len(members) != 1 || members[0].Port != 443 || !members[0].Infinite {
+	if err != nil || len(members) != 1 || members[0].Port != 443 || !members[0].Infinite || members[0].Prefix != netip.MustParsePrefix("198.51.100.0/28") {
 		t.Fatalf("set members %+v, %v", members, err)
 	}
 	veth, err := netlink.LinkByName(VethName(sb.Name))
