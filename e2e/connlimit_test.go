@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -21,8 +22,11 @@ func TestOneSandboxCannotFillTheConnectionTable(t *testing.T) {
 	h.start(t, profile{Name: "conns-room", Extra: "resources: {connections: 200}\n" + egress})
 
 	// The capped agent fills its share and keeps it for 6 s.
-	if _, stderr, code := h.exec(t, "conns-capped", "sh", "-c", "/usr/local/bin/cgprobe hold "+target+" 40 6 > /tmp/held.json 2>&1 &"); code != 0 {
-		t.Fatalf("start the flood: %s", stderr)
+	flood := exec.Command(h.bin, append(h.globalFlags(), "exec", "conns-capped", "--", "/usr/local/bin/cgprobe", "hold", target, "40", "6")...)
+	var out strings.Builder
+	flood.Stdout = &out
+	if err := flood.Start(); err != nil {
+		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Second)
 	var other held
@@ -33,19 +37,14 @@ func TestOneSandboxCannotFillTheConnectionTable(t *testing.T) {
 	if _, err := hostConnect(apiAddr + ":443"); err != nil {
 		t.Errorf("the host, while the sandbox was at its cap: %v", err)
 	}
-	var capped held
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		out, _, _ := h.exec(t, "conns-capped", "cat", "/tmp/held.json")
-		if json.Unmarshal([]byte(out), &capped) == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the flood did not report: %q", out)
-		}
-		time.Sleep(500 * time.Millisecond)
+	if err := flood.Wait(); err != nil {
+		t.Fatalf("the flood: %v", err)
 	}
-	if capped.Opened != 20 || capped.Failed != 20 || !strings.Contains(capped.FirstError, "refused") {
+	var capped held
+	if err := json.Unmarshal([]byte(out.String()), &capped); err != nil {
+		t.Fatalf("the flood's report: %v\n%s", err, out.String())
+	}
+	if capped.Opened != 20 || capped.Failed != 20 || !strings.Contains(capped.FirstError, "ECONNREFUSED") {
 		t.Errorf("the capped sandbox: %+v, want 20 opened and 20 refused", capped)
 	}
 }
