@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/distribution/reference"
+	"golang.org/x/net/publicsuffix"
 	"golang.org/x/sys/unix"
 
 	"github.com/clawguard/clawguard/seccomp"
@@ -342,6 +343,10 @@ func (v validator) egress() {
 			c.add(field, "needs host or cidr", "e.g. {host: api.anthropic.com, ports: [443]}")
 		case a.Host != "" && !reHost.MatchString(strings.ToLower(strings.TrimSuffix(a.Host, "."))):
 			c.add(field+".host", fmt.Sprintf("%q is not a domain name", a.Host), `write a name such as api.example.com, or "*.example.com" for its subdomains`)
+		case strings.HasPrefix(a.Host, "*."):
+			if why := wildcardRefused(strings.ToLower(strings.TrimSuffix(a.Host[2:], "."))); why != "" {
+				c.add(field+".host", fmt.Sprintf("%q: %s", a.Host, why), "name the hosts you need one by one (a wildcard also makes every subdomain a DNS channel to that zone's servers)")
+			}
 		case a.CIDR != "":
 			pfx, err := netip.ParsePrefix(a.CIDR)
 			switch {
@@ -388,6 +393,28 @@ func (v validator) egress() {
 	if e.DNS.MaxTTL.Duration < e.DNS.MinTTL.Duration || e.DNS.MaxTTL.Hours() > 24 {
 		c.add("egress.dns.max_ttl", "must be at least min_ttl and at most 24h", "e.g. max_ttl: 1h")
 	}
+}
+
+// anyAddressZones are zones whose names resolve to whatever address they
+// spell (198-51-100-7.nip.io) or to any machine of a cloud's customers: a
+// wildcard on one allows every address there is, or every tenant's host.
+var anyAddressZones = []string{
+	"nip.io", "sslip.io", "xip.io", "traefik.me", "lvh.me", "localtest.me",
+	"compute.amazonaws.com", "compute-1.amazonaws.com",
+	"cloudapp.azure.com", "cloudapp.net", "googleusercontent.com",
+}
+
+// wildcardRefused says why "*.suffix" may not be allowed, or "" if it may.
+func wildcardRefused(suffix string) string {
+	if ps, _ := publicsuffix.PublicSuffix(suffix); ps == suffix {
+		return suffix + " is a public suffix: every registrant's domain under it would be allowed"
+	}
+	for _, z := range anyAddressZones {
+		if suffix == z || strings.HasSuffix(suffix, "."+z) {
+			return suffix + " is a zone whose names resolve to any address (or any tenant's machine)"
+		}
+	}
+	return ""
 }
 
 // neverAllowed are ranges no cidr entry may touch: the host itself

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/miekg/dns"
 )
 
 // Rule is one allowlist entry: a host name ("api.example.com", or
@@ -95,7 +97,7 @@ func comparePorts(a, b Port) int {
 // Policy answers "may this sandbox resolve this name, and on which ports".
 type Policy struct {
 	exact    map[string][]Port
-	suffixes map[string][]Port // ".example.com" -> ports
+	suffixes map[string][]Port // "example.com" (from "*.example.com") -> ports
 	cidrs    []Rule
 }
 
@@ -107,7 +109,7 @@ func NewPolicy(rules []Rule) *Policy {
 		case r.CIDR.IsValid():
 			p.cidrs = append(p.cidrs, Rule{CIDR: r.CIDR.Masked(), Ports: r.Ports})
 		case strings.HasPrefix(r.Host, "*."):
-			s := Canonical(r.Host[1:])
+			s := Canonical(r.Host[2:])
 			p.suffixes[s] = union(p.suffixes[s], r.Ports)
 		default:
 			h := Canonical(r.Host)
@@ -115,6 +117,14 @@ func NewPolicy(rules []Rule) *Policy {
 		}
 	}
 	return p
+}
+
+// under reports whether name is a subdomain of suffix, label by label: as
+// text "a\.example.com" ends in ".example.com", but it is the one label
+// "a.example" under com, asked of com's servers, not example.com's.
+func under(name, suffix string) bool {
+	n, s := dns.SplitDomainName(name), dns.SplitDomainName(suffix)
+	return len(n) > len(s) && slices.Equal(n[len(n)-len(s):], s)
 }
 
 // Canonical lower-cases a name and drops the trailing dot.
@@ -125,7 +135,7 @@ func (p *Policy) Ports(name string) ([]Port, bool) {
 	name = Canonical(name)
 	ports, ok := p.exact[name]
 	for suffix, ps := range p.suffixes {
-		if strings.HasSuffix(name, suffix) && len(name) > len(suffix) {
+		if under(name, suffix) {
 			ports, ok = union(ports, ps), true
 		}
 	}

@@ -135,3 +135,23 @@ func TestPortsCarryTheirProtocol(t *testing.T) {
 		t.Errorf("marshal: %s", b)
 	}
 }
+
+// A wildcard covers names under its suffix label by label: an escaped dot
+// makes one label, which is not under the suffix however the text ends.
+func TestWildcardsMatchLabelByLabel(t *testing.T) {
+	p := NewPolicy([]Rule{{Host: "*.example.com", Ports: tcp(443)}})
+	for name, want := range map[string]bool{
+		"api.example.com":      true,
+		"a.b.example.com.":     true,
+		"example.com":          false, // the suffix itself is not a subdomain
+		"badexample.com":       false,
+		`a\.example.com`:       false, // one label "a.example" under com
+		`evil\.example.com.`:   false,
+		"API.EXAMPLE.COM":      true,
+		"example.com.evil.net": false,
+	} {
+		if _, ok := p.Ports(name); ok != want {
+			t.Errorf("%q allowed %v, want %v", name, ok, want)
+		}
+	}
+}
