@@ -170,9 +170,13 @@ func printEgress(w io.Writer, s enforce.Status, rules bool) {
 	}
 	tw.Flush()
 	if len(s.RefusedQueries) > 0 {
-		fmt.Fprintf(w, "%s: refused DNS queries (last %d)\n", s.Name, len(s.RefusedQueries))
+		fmt.Fprintf(w, "%s: refused DNS queries (last %d names)\n", s.Name, len(s.RefusedQueries))
 		for _, r := range s.RefusedQueries {
-			fmt.Fprintf(w, "  %s  %-5s %s  (%s)\n", r.Time.Local().Format("15:04:05"), r.Type, r.Name, r.Reason)
+			times := ""
+			if r.Count > 1 {
+				times = fmt.Sprintf(" x%d", r.Count)
+			}
+			fmt.Fprintf(w, "  %s  %-5s %s  (%s)%s\n", r.Time.Local().Format("15:04:05"), r.Type, r.Name, r.Reason, times)
 		}
 	}
 	if len(s.DroppedAnswers) > 0 {

@@ -28,7 +28,7 @@ func TestStatusTableMatchesGolden(t *testing.T) {
 			{Host: "api.openai.com", Ports: []int{443}, Addresses: []enforce.AddressStatus{}},
 			{CIDR: "198.51.100.0/28", Ports: []int{5432}, Protocols: []string{"tcp", "udp"}},
 		},
-		RefusedQueries: []egress.Refusal{{Time: at, Name: "evil.example.com", Type: "A", Reason: "not allowlisted"}},
+		RefusedQueries: []egress.Refusal{{Time: at, Name: "evil.example.com", Type: "A", Reason: "not allowlisted", Count: 1204}},
 		DroppedAnswers: []egress.DroppedAnswer{{Time: at, Name: "meta.example.com", Addr: netip.MustParseAddr("169.254.169.254"), Range: "169.254.0.0/16"}},
 		DeniedPackets:  []egress.DeniedPacket{{Time: at, Dst: netip.MustParseAddr("198.51.100.66"), Port: 443, Protocol: "tcp"}},
 		Rules:          []string{"-t filter -A CG-96a4bc26 -m comment --comment \"clawguard sandbox openclaw\" -j DROP"},

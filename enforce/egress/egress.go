@@ -61,9 +61,13 @@ type Book struct {
 	mu        sync.Mutex
 	installed map[installedKey]time.Time // until when the set holds each entry, as we wrote it
 	refusals  []Refusal
-	drops     []DroppedAnswer
-	denied    []DeniedPacket
-	dirty     chan struct{}
+	// auditBudget bounds refusal lines in the audit log; unlogged counts
+	// those over it, reported with the next line.
+	auditBudget budget
+	unlogged    int
+	drops       []DroppedAnswer
+	denied      []DeniedPacket
+	dirty       chan struct{}
 }
 
 // installedKey is one set entry.
@@ -74,11 +78,22 @@ type installedKey struct {
 
 // Refusal is a DNS query answered without asking upstream.
 type Refusal struct {
-	Time   time.Time `json:"time"`
+	Time   time.Time `json:"time"` // the latest
 	Name   string    `json:"name"`
 	Type   string    `json:"type"`
 	Reason string    `json:"reason"`
+	Count  int       `json:"count"` // refusals of this name, type and reason while it was kept
 }
+
+// Refusals are aggregated, and the audit lines of what the agent can cause
+// at will (refusals, denials, dropped answers) sampled: an agent decides
+// how often it asks for a name it may not have, and 200,000 refusals in a
+// burst must neither push every other sandbox's history out of the shared
+// audit log nor rewrite the status snapshot 200,000 times.
+const (
+	auditPerMinute  = 60 // such lines a sandbox may add to the audit log per minute
+	publishInterval = 250 * time.Millisecond
+)
 
 // DroppedAnswer is an address an upstream answer carried that the sandbox
 // may not reach (private, loopback, metadata, ...).
@@ -115,7 +130,7 @@ func New(name string, p *profiles.Profile, sets Sets, snapPath string, record fu
 		name: name, policy: allowlist.NewPolicy(allowRules(p)), cache: allowlist.NewCache(), net: sets,
 		minTTL: p.Egress.DNS.MinTTL.Duration, maxTTL: p.Egress.DNS.MaxTTL.Duration, log: log,
 		snapPath: snapPath, audit: record, now: time.Now, dirty: make(chan struct{}, 1),
-		installed: map[installedKey]time.Time{},
+		installed: map[installedKey]time.Time{}, auditBudget: budget{perMinute: auditPerMinute},
 	}
 }
 
@@ -188,7 +203,7 @@ func (e *Book) admit(name string, addrs []netip.Addr, ttl time.Duration, src all
 			e.mu.Lock()
 			e.drops = appendCapped(e.drops, DroppedAnswer{Time: now, Name: allowlist.Canonical(name), Addr: a, Range: rng})
 			e.mu.Unlock()
-			e.audit(audit.Event{Kind: "dropped_answer", Name: allowlist.Canonical(name), Destination: a.String(), Reason: "answer in " + rng})
+			e.auditSampled(now, audit.Event{Kind: "dropped_answer", Name: allowlist.Canonical(name), Destination: a.String(), Reason: "answer in " + rng})
 			continue
 		}
 		keep = append(keep, a)
@@ -259,7 +274,7 @@ func (e *Book) Denied(p nflog.Packet) {
 	e.mu.Lock()
 	e.denied = appendCapped(e.denied, d)
 	e.mu.Unlock()
-	e.audit(audit.Event{Kind: "denied_packet", Destination: d.Dst.String(), Port: d.Port, Protocol: d.Protocol, Name: d.Name})
+	e.auditSampled(e.now(), audit.Event{Kind: "denied_packet", Destination: d.Dst.String(), Port: d.Port, Protocol: d.Protocol, Name: d.Name})
 	e.changed()
 }
 
@@ -269,11 +284,64 @@ func (e *Book) Refused(name, qtype, reason string) {
 	// Debug, not Info: the agent chooses how often this happens, and the
 	// audit log and status already keep every refusal.
 	e.log.Debug("dns query refused", "sandbox", e.name, "name", name, "type", qtype, "reason", reason)
+	now, canonical := e.now(), allowlist.Canonical(name)
 	e.mu.Lock()
-	e.refusals = appendCapped(e.refusals, Refusal{Time: e.now(), Name: allowlist.Canonical(name), Type: qtype, Reason: reason})
+	e.refusals = aggregate(e.refusals, Refusal{Time: now, Name: canonical, Type: qtype, Reason: reason, Count: 1})
 	e.mu.Unlock()
-	e.audit(audit.Event{Kind: "refused_query", Name: allowlist.Canonical(name), QueryType: qtype, Reason: reason})
+	e.auditSampled(now, audit.Event{Kind: "refused_query", Name: canonical, QueryType: qtype, Reason: reason})
 	e.changed()
+}
+
+// auditSampled writes an event the agent can cause at will (a refused
+// query, a denied packet, a dropped answer) within the sandbox's budget; the
+// events over it are counted, and the count goes with the next line.
+func (e *Book) auditSampled(now time.Time, ev audit.Event) {
+	e.mu.Lock()
+	ok, unlogged := e.auditBudget.take(now), 0
+	if ok {
+		unlogged, e.unlogged = e.unlogged, 0
+	} else {
+		e.unlogged++
+	}
+	e.mu.Unlock()
+	if !ok {
+		return
+	}
+	if unlogged > 0 {
+		ev.Reason = fmt.Sprintf("%s (and %d events not logged before this one: over %d a minute)", ev.Reason, unlogged, auditPerMinute)
+	}
+	e.audit(ev)
+}
+
+// aggregate counts r into the refusal of the same name, type and reason if
+// one is kept (moving it to the end, as the latest), or appends it.
+func aggregate(kept []Refusal, r Refusal) []Refusal {
+	for i := range kept {
+		if k := kept[i]; k.Name == r.Name && k.Type == r.Type && k.Reason == r.Reason {
+			r.Count += k.Count
+			kept = append(kept[:i], kept[i+1:]...)
+			break
+		}
+	}
+	return appendCapped(kept, r)
+}
+
+// budget allows perMinute events a minute, in a burst if need be.
+type budget struct {
+	perMinute int
+	start     time.Time
+	used      int
+}
+
+func (b *budget) take(now time.Time) bool {
+	if now.Sub(b.start) >= time.Minute {
+		b.start, b.used = now, 0
+	}
+	if b.used >= b.perMinute {
+		return false
+	}
+	b.used++
+	return true
 }
 
 func appendCapped[T any](s []T, v T) []T {
@@ -352,6 +420,12 @@ func (e *Book) Run(ctx context.Context, p *dnsproxy.Proxy, first map[string]time
 			e.publish(dnsPort)
 		case <-e.dirty:
 			e.publish(dnsPort)
+			// Coalesce: a flood's changes reach the snapshot at most
+			// every publishInterval.
+			select {
+			case <-ctx.Done():
+			case <-time.After(publishInterval):
+			}
 		}
 	}
 }

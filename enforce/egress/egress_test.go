@@ -2,9 +2,11 @@ package egress
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -240,5 +242,40 @@ func TestExpiredEntriesArePruned(t *testing.T) {
 	defer e.mu.Unlock()
 	if len(e.installed) != 1 {
 		t.Fatalf("after the minute-long entry expired: %v", e.installed)
+	}
+}
+
+// A flood of refused names leaves the audit log a bounded, sampled record
+// (the lines over the budget are counted in the next line), and the status
+// one entry per name with its count.
+func TestRefusalFloodsAreAggregatedAndSampled(t *testing.T) {
+	now := time.Unix(10000, 0)
+	var lines []audit.Event
+	e := New("e", enforcetest.Profile(t, "e"), &recordingNet{}, t.TempDir()+"/egress.json",
+		func(ev audit.Event) { lines = append(lines, ev) }, slog.New(slog.DiscardHandler))
+	e.now = func() time.Time { return now }
+	for i := range 10000 {
+		name := fmt.Sprintf("x%d.evil.example", i%5000)
+		if i >= 9000 {
+			name = "again.evil.example"
+		}
+		e.Refused(name, "A", "not allowlisted")
+	}
+	if len(lines) != auditPerMinute {
+		t.Fatalf("%d audit lines in a minute, want the budget of %d", len(lines), auditPerMinute)
+	}
+	now = now.Add(time.Minute)
+	e.Refused("late.evil.example", "A", "not allowlisted")
+	if last := lines[len(lines)-1]; !strings.Contains(last.Reason, fmt.Sprintf("and %d events not logged", 10000-auditPerMinute)) {
+		t.Errorf("the next line does not count the unlogged ones: %q", last.Reason)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.refusals) > refusalsKept {
+		t.Errorf("%d refusals kept", len(e.refusals))
+	}
+	again := e.refusals[len(e.refusals)-2]
+	if again.Name != "again.evil.example" || again.Count != 1000 {
+		t.Errorf("the repeated name: %+v, want one entry counted 1000 times", again)
 	}
 }
