@@ -51,7 +51,8 @@ func (s *Supervisor) Adopt(ctx context.Context, name string) (_ *Started, retErr
 	if err != nil {
 		return nil, err
 	}
-	att, err := s.net.Attach(netSandbox(name, p, g.port), static)
+	// The rules it was started with, as the guard also rebuilds them.
+	att, err := s.net.Attach(netSandboxOf(st, g.port), static)
 	if err != nil {
 		return nil, fmt.Errorf("adopt %s: %w", name, err)
 	}

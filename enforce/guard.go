@@ -11,6 +11,9 @@ import (
 	"github.com/clawguard/clawguard/profiles"
 )
 
+// auditGap is the least time between two reports of the guard's repairs.
+const auditGap = 10 * time.Second
+
 // GuardPoll bounds how long a change to the host's rules can go unnoticed
 // where the kernel does not announce it (legacy iptables); iptables-nft
 // announces each one, and the guard answers within milliseconds.
@@ -41,6 +44,18 @@ func netSandbox(name string, p *profiles.Profile, dnsPort int) netrules.Sandbox 
 	return sb
 }
 
+// netSandboxOf is netSandbox for a sandbox known by its state, as adoption
+// and the guard know it; a state from before specs were kept logs denials,
+// as every profile does by default.
+func netSandboxOf(st *State, dnsPort int) netrules.Sandbox {
+	sb := netSandbox(st.Name, st.Spec, dnsPort)
+	if st.Spec == nil {
+		sb.LogDenied = st.Egress.LogDenied == nil || *st.Egress.LogDenied
+	}
+	sb.IP = st.IP
+	return sb
+}
+
 func (s *Supervisor) reassert() {
 	names, err := s.layout.names()
 	if err != nil {
@@ -53,24 +68,39 @@ func (s *Supervisor) reassert() {
 		if err != nil || !st.IP.IsValid() || st.DNSPort == 0 {
 			continue // not attached yet, or being removed
 		}
-		sb := netSandbox(n, st.Spec, st.DNSPort)
-		if st.Spec == nil { // a state from before specs were kept
-			sb.LogDenied = st.Egress.LogDenied != nil && *st.Egress.LogDenied
-		}
-		sb.IP = st.IP
-		sbs = append(sbs, sb)
+		sbs = append(sbs, netSandboxOf(st, st.DNSPort))
 	}
 	restored, err := s.net.Reassert(sbs)
 	if err != nil {
+		// What was put back before the error is reported below all the
+		// same.
 		s.cfg.Log.Warn("firewall guard: check the host's rules", "error", err)
-		return
 	}
 	if len(restored) == 0 {
 		return
 	}
 	s.firewallRestores.Add(1)
-	s.cfg.Log.Warn("the host's firewall lost clawguard's rules (a reload, or a rule above ours); restored", "rules", len(restored))
+	// A tool that keeps rewriting the firewall must not rewrite the audit
+	// log too: one line per sandbox at most every auditGap, counting the
+	// repairs in between.
+	now := time.Now()
+	s.guardMu.Lock()
+	quiet := now.Sub(s.lastRestoreAudit) < auditGap
+	skipped := s.restoresUnaudited
+	if quiet {
+		s.restoresUnaudited++
+	} else {
+		s.lastRestoreAudit, s.restoresUnaudited = now, 0
+	}
+	s.guardMu.Unlock()
+	if quiet {
+		return
+	}
+	s.cfg.Log.Warn("the host's firewall lost clawguard's rules (a reload, or a rule above ours); restored", "rules", len(restored), "repairs_since_last_report", skipped)
 	reason := fmt.Sprintf("%d rules put back: %s", len(restored), strings.Join(restored, "; "))
+	if skipped > 0 {
+		reason += fmt.Sprintf(" (and %d repairs since the last report)", skipped)
+	}
 	for _, n := range names {
 		s.audit.Write(n, audit.Event{Kind: "firewall-restored", Reason: reason})
 	}

@@ -123,8 +123,12 @@ type Supervisor struct {
 	rt      Containers
 	net     Network
 	layout  layout
-	// firewallRestores counts the guard's repairs (GuardFirewall).
-	firewallRestores atomic.Uint64
+	// firewallRestores counts the guard's repairs (GuardFirewall); the
+	// last report's time and the repairs since are the guard's too.
+	firewallRestores  atomic.Uint64
+	guardMu           sync.Mutex
+	lastRestoreAudit  time.Time
+	restoresUnaudited int
 }
 
 // New returns a supervisor over the given collaborators.

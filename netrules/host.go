@@ -139,13 +139,14 @@ func (h *Host) Attach(sb Sandbox, static []NetEntry) (Attachment, error) {
 	if err := h.ensureBase(); err != nil {
 		return Attachment{}, err
 	}
-	ip, err := h.ipam.allocate(sb.Name)
+	ip, fresh, err := h.ipam.allocate(sb.Name)
 	if err != nil {
 		return Attachment{}, err
 	}
 	// A sandbox that went without a detach (a crash) leaves its flows;
-	// they must not become this one's.
-	if !h.cfg.KeepFlows {
+	// they must not become this one's. An address this sandbox already
+	// holds (adoption, a re-attach) keeps its own flows.
+	if fresh && !h.cfg.KeepFlows {
 		if _, err := forgetFlows(ip); err != nil {
 			return Attachment{}, err
 		}
@@ -223,32 +224,99 @@ func (h *Host) Detach(sandbox string) error {
 // Reassert puts back what a host tool took away: a firewall reload that
 // flushes FORWARD and INPUT (ufw, firewalld, netfilter-persistent) removes
 // the hooks into our chains, and a rule inserted above them (a VPN's
-// "-o tun0 -j ACCEPT") decides before they do. It restores the hooks to the
-// top of the built-in chains, the base rules, and the rules of each sandbox
-// in sbs that still holds its address (one being detached is skipped), in
-// one read and at most one write per table. It returns the rules it had to
-// put back; none means nothing had changed.
+// "-o tun0 -j ACCEPT") decides before they do. It returns the rules it had
+// to put back; none means nothing had changed.
+//
+// It looks first without the host lock (one read per family): on a quiet
+// host, which is nearly every time, the lock stays free for starts and
+// stops. To repair, it takes the lock and restores the hooks and base rules
+// on their own first, so the bridge is default-deny again whatever else
+// fails, then each sandbox that still holds its address on its own: one
+// sandbox whose set is gone cannot keep the others, or the hooks, from
+// coming back. When the hooks or base rules had to come back, every flow of
+// every sandbox is forgotten too: one opened while nothing filtered would
+// otherwise go on as ESTABLISHED for as long as it is used.
 func (h *Host) Reassert(sbs []Sandbox) ([]string, error) {
+	leases, err := h.ipam.read()
+	if err != nil || len(leases) == 0 {
+		return nil, err // no sandbox: nothing of ours should be there
+	}
+	groups := h.wanted(sbs, leases)
+	if clean, err := h.inPlace(groups); err != nil || clean {
+		return nil, err
+	}
 	unlock, err := h.lock()
 	if err != nil {
 		return nil, fmt.Errorf("network lock: %w", err)
 	}
 	defer unlock()
-	leases, err := h.ipam.list()
-	if err != nil || len(leases) == 0 {
-		return nil, err // no sandbox: nothing of ours should be there
+	if leases, err = h.ipam.read(); err != nil {
+		return nil, err
 	}
-	chains := baseChains()
-	rules := append(baseRules(h.cfg.Bridge, h.cfg.Subnet), hookRules()...)
+	groups = h.wanted(sbs, leases)
+	var added []string
+	var errs []error
+	for i, g := range groups {
+		got, err := h.t.ensure(g.chains, g.rules)
+		added = append(added, got...)
+		if err != nil {
+			if i == 0 {
+				return added, err
+			}
+			errs = append(errs, fmt.Errorf("sandbox %s: %w", g.name, err))
+			continue
+		}
+		if i == 0 && len(got) > 0 && !h.cfg.KeepFlows {
+			for _, ip := range leases {
+				if _, err := forgetFlows(ip); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	return added, errors.Join(errs...)
+}
+
+// ruleGroup is what one ensure puts in place: the base (first) or one
+// sandbox's chains and rules.
+type ruleGroup struct {
+	name   string
+	chains []chainRef
+	rules  []rule
+}
+
+// wanted is the base group, then one group per sandbox of sbs that still
+// holds its address (one being detached is skipped).
+func (h *Host) wanted(sbs []Sandbox, leases map[string]netip.Addr) []ruleGroup {
+	groups := []ruleGroup{{name: "base", chains: baseChains(), rules: append(baseRules(h.cfg.Bridge, h.cfg.Subnet), hookRules()...)}}
 	for _, sb := range sbs {
 		if ip, ok := leases[sb.Name]; !ok || ip != sb.IP {
 			continue
 		}
 		sb.Gateway, sb.LogGroup = h.Gateway(), LogGroup(h.cfg.Subnet, sb.IP)
-		chains = append(chains, sandboxChains(sb)...)
-		rules = append(rules, sandboxRules(h.cfg.Bridge, sb)...)
+		groups = append(groups, ruleGroup{name: sb.Name, chains: sandboxChains(sb), rules: sandboxRules(h.cfg.Bridge, sb)})
 	}
-	return h.t.ensure(chains, rules)
+	return groups
+}
+
+// inPlace reports whether every group is as wanted, reading each family's
+// rules once.
+func (h *Host) inPlace(groups []ruleGroup) (bool, error) {
+	for _, f := range []family{v4, v6} {
+		rs, err := h.t.load(f)
+		if err != nil {
+			return false, err
+		}
+		for _, g := range groups {
+			p := planEnsure(rs, f, g.chains, g.rules)
+			for _, table := range []string{"filter", "nat"} {
+				if p.input(table) != "" {
+					return false, nil
+				}
+			}
+		}
+	}
+	return true, nil
 }
 
 // sandboxRuleChains are the shared chains that hold rules of every sandbox.

@@ -31,7 +31,7 @@ func Gateway(subnet netip.Prefix) netip.Addr { return subnet.Masked().Addr().Nex
 
 // allocate returns the sandbox's address, leasing the lowest free one if it
 // has none.
-func (a ipam) allocate(sandbox string) (netip.Addr, error) {
+func (a ipam) allocate(sandbox string) (_ netip.Addr, fresh bool, _ error) {
 	var out netip.Addr
 	err := a.update(func(l *leases) error {
 		if s, ok := l.Leases[sandbox]; ok {
@@ -41,6 +41,7 @@ func (a ipam) allocate(sandbox string) (netip.Addr, error) {
 				return nil
 			}
 		}
+		fresh = true
 		used := map[netip.Addr]bool{}
 		for _, s := range l.Leases {
 			if addr, err := netip.ParseAddr(s); err == nil {
@@ -60,7 +61,7 @@ func (a ipam) allocate(sandbox string) (netip.Addr, error) {
 		}
 		return fmt.Errorf("no free address in %s (%d sandboxes): use a larger --subnet", a.subnet, len(l.Leases))
 	})
-	return out, err
+	return out, fresh, err
 }
 
 // release frees the sandbox's address; releasing twice is fine.
@@ -83,6 +84,30 @@ func (a ipam) list() (map[string]netip.Addr, error) {
 		return nil
 	})
 	return out, err
+}
+
+// read returns the leases as last written, without taking the lock or
+// writing anything: the file is replaced by rename, so it is never seen
+// half written. For the guard, which looks every second.
+func (a ipam) read() (map[string]netip.Addr, error) {
+	out := map[string]netip.Addr{}
+	b, err := os.ReadFile(a.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return out, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ipam: read %s: %w", a.path, err)
+	}
+	var l leases
+	if err := json.Unmarshal(b, &l); err != nil {
+		return nil, fmt.Errorf("ipam: %s is corrupt: %w", a.path, err)
+	}
+	for n, s := range l.Leases {
+		if addr, err := netip.ParseAddr(s); err == nil {
+			out[n] = addr
+		}
+	}
+	return out, nil
 }
 
 // update runs fn on the lease file under an exclusive lock and writes the

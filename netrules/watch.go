@@ -10,8 +10,14 @@ import (
 )
 
 // settle is how long a burst of rule changes (a firewall reload is
-// hundreds of messages) is let run before the one check it leads to.
-const settle = 5 * time.Millisecond
+// hundreds of messages) is let run before the one check it leads to, and
+// minGap the least time between two checks: every rule change on the host
+// (Docker, kube-proxy, our own repairs) is announced, and a rule the kernel
+// prints differently from how we write it must not become a tight loop.
+const (
+	settle = 5 * time.Millisecond
+	minGap = 250 * time.Millisecond
+)
 
 // WatchRules calls check at once, soon after each change to the host's
 // rules, and every poll in any case, until ctx ends. iptables-nft and nft
@@ -43,6 +49,11 @@ func (h *Host) WatchRules(ctx context.Context, poll time.Duration, check func())
 	defer tick.Stop()
 	for {
 		check()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(minGap):
+		}
 		select {
 		case <-ctx.Done():
 			return

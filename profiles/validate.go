@@ -425,6 +425,7 @@ var neverAllowed = []struct {
 	what   string
 }{
 	{netip.MustParsePrefix("0.0.0.0/8"), "this network"},
+	{netip.MustParsePrefix("100.64.0.0/10"), "shared address space (CGNAT; Alibaba Cloud's metadata at 100.100.100.200, Tailscale)"},
 	{netip.MustParsePrefix("127.0.0.0/8"), "loopback"},
 	{netip.MustParsePrefix("169.254.0.0/16"), "link-local, where cloud metadata services answer"},
 	{netip.MustParsePrefix("224.0.0.0/4"), "multicast"},
