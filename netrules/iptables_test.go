@@ -121,6 +121,16 @@ func TestTheConnectionCapComesBeforeTheAllowlist(t *testing.T) {
 		!strings.Contains(chain[1], "-j REJECT") || !strings.Contains(chain[2], "--match-set") {
 		t.Fatalf("chain:\n%s", strings.Join(chain, "\n"))
 	}
+	var input []string
+	for _, r := range sandboxRules("clawguard0", sb) {
+		if r.chain == chainInputSB {
+			input = append(input, render(r.spec))
+		}
+	}
+	// And before the DNS gate's accepts.
+	if len(input) != 3 || !strings.Contains(input[0], "--connlimit-above 20") || !strings.Contains(input[1], "ACCEPT") {
+		t.Fatalf("input rules:\n%s", strings.Join(input, "\n"))
+	}
 	sb.MaxConns = 0
 	for _, r := range sandboxRules("clawguard0", sb) {
 		if strings.Contains(render(r.spec), "connlimit") {

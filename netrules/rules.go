@@ -183,6 +183,15 @@ func sandboxRules(bridge string, sb Sandbox) []rule {
 		r("filter", chain, with(nil, "-j", "DROP")),
 		r("filter", chainForwardSB, with(slices.Concat([]string{"-s", src}, physdev), "-j", chain)),
 	)
+	if sb.MaxConns > 0 {
+		// The same cap on the way to the DNS gate: each query from a
+		// fresh source port is a tracked flow too, and the gate's TCP
+		// connections are descriptors of the daemon that serves every
+		// sandbox's gate.
+		rules = append(rules, r("filter", chainInputSB, with(slices.Concat([]string{"-s", src}, physdev, []string{"-m", "conntrack", "--ctstate", "NEW",
+			"-m", "connlimit", "--connlimit-above", strconv.Itoa(sb.MaxConns), "--connlimit-mask", "32", "--connlimit-saddr"}),
+			"-j", "REJECT", "--reject-with", "icmp-port-unreachable")))
+	}
 	for _, proto := range []string{"udp", "tcp"} {
 		rules = append(rules,
 			r("nat", chainPrerouting, with(slices.Concat([]string{"-s", src, "-d", gw + "/32", "-i", bridge, "-p", proto}, physdev, []string{"-m", proto, "--dport", "53"}),
