@@ -47,6 +47,24 @@ func TestOneSandboxCannotFillTheConnectionTable(t *testing.T) {
 	if capped.Opened != 20 || capped.Failed != 20 || !strings.Contains(capped.FirstError, "ECONNREFUSED") {
 		t.Errorf("the capped sandbox: %+v, want 20 opened and 20 refused", capped)
 	}
+
+	// The way to the DNS gate is capped too: each query from a fresh
+	// socket is a flow the host tracks for 30 s. The control: the other
+	// sandbox gets all 40 answered.
+	var room, flooded dnsRate
+	h.netProbe(t, "conns-room", &room, "dnsmany", testGW+":53", "nope.example.test", "40")
+	h.netProbe(t, "conns-capped", &flooded, "dnsmany", testGW+":53", "nope.example.test", "40")
+	if room.Count != 40 {
+		t.Errorf("the sandbox with room: %d of 40 queries answered", room.Count)
+	}
+	if flooded.Count > 20 || flooded.Errors < 20 {
+		t.Errorf("the capped sandbox: %d of 40 queries answered, want at most its cap of 20", flooded.Count)
+	}
+}
+
+type dnsRate struct {
+	Count  int
+	Errors int
 }
 
 type held struct {

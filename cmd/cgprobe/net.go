@@ -115,6 +115,26 @@ func netCheck(args []string) (any, error) {
 			return nil, fmt.Errorf("N must be 1-1000000")
 		}
 		return connRate(args[1], n), nil
+	case "dnsmany": // dnsmany SERVER:PORT NAME N: N queries, each from a new socket (a new flow)
+		if len(args) != 4 {
+			return nil, fmt.Errorf("usage: dnsmany SERVER:PORT NAME N")
+		}
+		n, err := strconv.Atoi(args[3])
+		if err != nil || n < 1 || n > 100000 {
+			return nil, fmt.Errorf("N must be 1-100000")
+		}
+		var r Rate
+		start := time.Now()
+		for range n {
+			if a := rawDNS(args[1], args[2], "A", "udp", 0, 500*time.Millisecond); a.Error == "" {
+				r.Count++
+			} else {
+				r.Errors++
+			}
+		}
+		r.Seconds = time.Since(start).Seconds()
+		r.PerSec = float64(r.Count) / r.Seconds
+		return r, nil
 	case "hold": // hold ADDR:PORT N [SECONDS]: open N connections, keep them open SECONDS after the last
 		if len(args) != 3 && len(args) != 4 {
 			return nil, fmt.Errorf("usage: hold ADDR:PORT N [SECONDS]")
