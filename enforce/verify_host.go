@@ -68,6 +68,14 @@ func (s *Supervisor) hostFacts(ctx context.Context, name string, st *State, poli
 		h.Published = append(h.Published, verify.Published{Spec: spec, HostIP: pp.HostIP.String(), Port: pp.HostPort, Listeners: listeners(pp.HostPort)})
 	}
 	h.Unexplained, h.Forbidden = s.explainSet(name, st.Spec, policy)
+	if snap, err := egress.Read(s.layout.egressFile(name)); err == nil {
+		for _, d := range snap.Dropped {
+			if h.Guarded == nil {
+				h.Guarded = map[string]string{}
+			}
+			h.Guarded[d.Name] = d.Range
+		}
+	}
 	return h
 }
 

@@ -72,6 +72,10 @@ type Host struct {
 	// Silent are destinations that must be blocked but did not answer the
 	// host either, with the host's error: blocking them proves nothing.
 	Silent map[string]string
+	// Guarded are names whose answers the DNS gate dropped for pointing
+	// at ranges a name may not open (private, loopback, metadata, ...),
+	// with the range: such a name resolves to nothing by design.
+	Guarded map[string]string
 	// HostListener is the temporary host listener the host-ports dials
 	// target, after the host itself reached it; empty if it could not be
 	// opened.
@@ -543,14 +547,24 @@ func refusedNote(d DialResult) string {
 	return ""
 }
 
-func checkAllowlist(_ Expect, r Report, _ Host) (Status, string, string) {
+func checkAllowlist(_ Expect, r Report, h Host) (Status, string, string) {
 	if len(r.Reach) == 0 {
 		return Warn, "each name resolves and its ports answer", "no exact name in the allowlist to try"
 	}
-	var bad, good []string
+	var bad, good, guarded []string
 	for _, rr := range r.Reach {
-		if rr.Err != "" || len(rr.Addrs) == 0 {
+		if len(rr.Addrs) == 0 {
+			// Not a failure of clawguard's: the gate dropped every
+			// answer, as it must for these ranges.
+			if rng, ok := h.Guarded[strings.TrimSuffix(strings.ToLower(rr.Name), ".")]; ok {
+				guarded = append(guarded, rr.Name+": every answer is in "+rng+", which the DNS gate drops (allow the range with a cidr: entry if the agent must reach it)")
+				continue
+			}
 			bad = append(bad, rr.Name+": resolve: "+orNone(rr.Err))
+			continue
+		}
+		if rr.Err != "" {
+			bad = append(bad, rr.Name+": resolve: "+rr.Err)
 			continue
 		}
 		for _, d := range rr.Dials {
@@ -564,6 +578,9 @@ func checkAllowlist(_ Expect, r Report, _ Host) (Status, string, string) {
 	want := "each name resolves and its ports answer"
 	if len(bad) > 0 {
 		return Fail, want, limit(bad, 4)
+	}
+	if len(guarded) > 0 {
+		return Warn, want, limit(guarded, 4)
 	}
 	return Pass, want, limit(good, 4)
 }

@@ -291,3 +291,26 @@ func TestAnEmptyReportFailsInsteadOfPassingOrPanicking(t *testing.T) {
 		}
 	}
 }
+
+// A name whose every answer the gate dropped (a private range) resolves to
+// nothing by design: a warning that says how to allow it, not a failure.
+// The control: the same empty resolution with no dropped answer fails.
+func TestANameWhoseAnswersAreAllGuardedIsAWarning(t *testing.T) {
+	e, r, h := good()
+	r.Reach = []ReachResult{{Name: "Internal.Example.com.", Err: "no such host"}}
+	status := func(h Host) (Status, string) {
+		for _, res := range Judge(e, r, h) {
+			if res.ID == "allowlist" {
+				return res.Status, res.Seen
+			}
+		}
+		return "", ""
+	}
+	if st, seen := status(h); st != Fail {
+		t.Fatalf("control: no dropped answer: %s %s", st, seen)
+	}
+	h.Guarded = map[string]string{"internal.example.com": "10.0.0.0/8"}
+	if st, seen := status(h); st != Warn || !strings.Contains(seen, "cidr:") {
+		t.Fatalf("guarded: %s %s", st, seen)
+	}
+}
