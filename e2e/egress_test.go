@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/clawguard/clawguard/netrules/nettest"
+	"github.com/clawguard/clawguard/verify"
 )
 
 // egressProfile allowlists names of the fake internet, with a 1 s minimum
@@ -283,6 +285,22 @@ func TestDNSChangeMovesTheAllowance(t *testing.T) {
 	}
 	if c := h.sandboxConnect(t, sb.name, moveAddr+":443"); !c.OK {
 		t.Fatalf("old address dropped before its timeout: %+v", c)
+	}
+	// verify must not cry wolf on a sandbox whose name just moved (the old
+	// address in its grace period) and that holds an address from a
+	// wildcard entry: every set member is traced to the gate's records.
+	h.net.dns.set("a.wild.example.test", 60, api2Addr)
+	t.Cleanup(func() { h.net.dns.set("a.wild.example.test", 60) })
+	h.netProbe(t, sb.name, &r, "resolve", "a.wild.example.test")
+	// Its profile also allows names whose only answers are private or
+	// loopback (meta, private, loop.example.test): those are warnings that
+	// say how to allow them, never failures.
+	v, code := h.verifySandbox(t, sb.name)
+	if code != 0 || len(v.with(verify.Fail)) > 0 {
+		t.Fatalf("verify after the move and a wildcard answer: exit %d, failing %v\n%s", code, v.with(verify.Fail), v.explain())
+	}
+	if !slices.Contains(v.with(verify.Warn), "allowlist") {
+		t.Errorf("the names whose answers are all guarded are not a warning:\n%s", v.explain())
 	}
 	// 1 s TTL clamped to min_ttl 1 s, plus 10 s grace.
 	deadline := changed.Add(20 * time.Second)
