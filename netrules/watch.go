@@ -16,7 +16,7 @@ import (
 // prints differently from how we write it must not become a tight loop.
 const (
 	settle = 5 * time.Millisecond
-	minGap = 250 * time.Millisecond
+	minGap = 100 * time.Millisecond
 )
 
 // WatchRules calls check at once, soon after each change to the host's
