@@ -128,7 +128,7 @@ func TestTheConnectionCapComesBeforeTheAllowlist(t *testing.T) {
 		}
 	}
 	// And before the DNS gate's accepts.
-	if len(input) != 3 || !strings.Contains(input[0], "--connlimit-above 20") || !strings.Contains(input[1], "ACCEPT") {
+	if len(input) != 3 || !strings.Contains(input[0], "--connlimit-above 160") || !strings.Contains(input[1], "ACCEPT") {
 		t.Fatalf("input rules:\n%s", strings.Join(input, "\n"))
 	}
 	sb.MaxConns = 0

@@ -115,6 +115,10 @@ func hookRules() []rule {
 	}
 }
 
+// dnsFlowsPerConn is how many flows to the DNS gate a sandbox may have
+// tracked per connection of its cap.
+const dnsFlowsPerConn = 8
+
 // Sandbox is what the rules of one sandbox are built from.
 type Sandbox struct {
 	Name      string
@@ -184,12 +188,14 @@ func sandboxRules(bridge string, sb Sandbox) []rule {
 		r("filter", chainForwardSB, with(slices.Concat([]string{"-s", src}, physdev), "-j", chain)),
 	)
 	if sb.MaxConns > 0 {
-		// The same cap on the way to the DNS gate: each query from a
-		// fresh source port is a tracked flow too, and the gate's TCP
-		// connections are descriptors of the daemon that serves every
-		// sandbox's gate.
+		// A cap on the way to the DNS gate too: each query from a fresh
+		// source port is a flow the host tracks for 30 s, and the gate's
+		// TCP connections are descriptors of the daemon that serves every
+		// sandbox's gate. It is dnsFlowsPerConn times the connection cap:
+		// resolvers open a flow per lookup, and an agent that resolves
+		// 20 names a second already holds 600 such flows.
 		rules = append(rules, r("filter", chainInputSB, with(slices.Concat([]string{"-s", src}, physdev, []string{"-m", "conntrack", "--ctstate", "NEW",
-			"-m", "connlimit", "--connlimit-above", strconv.Itoa(sb.MaxConns), "--connlimit-mask", "32", "--connlimit-saddr"}),
+			"-m", "connlimit", "--connlimit-above", strconv.Itoa(sb.MaxConns * dnsFlowsPerConn), "--connlimit-mask", "32", "--connlimit-saddr"}),
 			"-j", "REJECT", "--reject-with", "icmp-port-unreachable")))
 	}
 	for _, proto := range []string{"udp", "tcp"} {
