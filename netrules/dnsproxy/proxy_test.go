@@ -142,6 +142,21 @@ func (g *gate) Refused(name, qtype, reason string) {
 	g.refused = append(g.refused, qtype+" "+strings.TrimSuffix(name, ".")+": "+reason)
 }
 
+// loopbackPair is a UDP and a TCP socket on one free loopback port: the
+// gate's range needs root, these tests do not.
+func loopbackPair(t *testing.T) (net.PacketConn, net.Listener) {
+	t.Helper()
+	for try := 0; ; try++ {
+		pc, ln, err := listenPair(netip.MustParseAddr("127.0.0.1"), 0)
+		if err == nil {
+			return pc, ln
+		}
+		if try == 20 {
+			t.Fatal(err)
+		}
+	}
+}
+
 // serve starts the proxy on loopback and returns its address.
 func serve(t *testing.T, cfg Config, g Gate) string {
 	t.Helper()
@@ -149,14 +164,7 @@ func serve(t *testing.T, cfg Config, g Gate) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Any free port: the gate range needs root, these tests do not.
-	var pc net.PacketConn
-	var ln net.Listener
-	for try := 0; pc == nil; try++ {
-		if pc, ln, err = listenPair(netip.MustParseAddr("127.0.0.1"), 0); err != nil && try == 20 {
-			t.Fatal(err)
-		}
-	}
+	pc, ln := loopbackPair(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = p.Serve(ctx, pc, ln); close(done) }()
@@ -348,13 +356,7 @@ func TestAGateStoppedDuringStartUpNeverServes(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 50 {
-		var pc net.PacketConn
-		var ln net.Listener
-		for try := 0; pc == nil; try++ {
-			if pc, ln, err = listenPair(netip.MustParseAddr("127.0.0.1"), 0); err != nil && try == 20 {
-				t.Fatal(err)
-			}
-		}
+		pc, ln := loopbackPair(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		if i%2 == 0 {
 			cancel() // before Serve: nothing has started
