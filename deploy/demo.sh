@@ -17,6 +17,12 @@ INET=cgdemo-inet
 DNS=198.18.100.53
 # Every clawguard call resolves through the fake internet's DNS server.
 cg() { "$CG" --dns-upstream "$DNS" "$@"; }
+# clawguard's kernel objects on this host: counted before and after, so the
+# demo can prove it left none of its own.
+leftovers() {
+	echo "$(iptables-save | grep -c -- '-A CG-\|:CG-' || true) rules/chains, $(ipset list -n | grep -c '^cg-' || true) sets, $(ip netns list | grep -c '^cg-' || true) namespaces"
+}
+BEFORE="$(leftovers)"
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
@@ -150,4 +156,12 @@ cg stop "$NAME"
 wait $RUN_PID || true
 trap cleanup_inet EXIT
 tail -2 "$DEMO/run.log"
-say "demo done: the sandbox and everything it created are gone ($(cg status | head -1))"
+# The claim below is checked, not assumed: no chain, set, namespace or link of
+# clawguard's may be left (the firewall guard once put the base rules back
+# after the last sandbox had gone).
+left="$(leftovers)"
+if [ "$left" != "$BEFORE" ]; then
+	echo "demo: FAILED: clawguard's kernel objects were $BEFORE before the demo and are $left now" >&2
+	exit 1
+fi
+say "demo done: the sandbox and everything it created are gone ($(cg status | head -1); kernel objects as before: $left)"

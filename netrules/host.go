@@ -250,10 +250,18 @@ func (h *Host) Reassert(sbs []Sandbox) ([]string, error) {
 		return nil, fmt.Errorf("network lock: %w", err)
 	}
 	defer unlock()
-	if leases, err = h.ipam.read(); err != nil {
+	return h.repair(sbs)
+}
+
+// repair is Reassert's repair, under the host lock. The leases are read
+// again: a detach that held the lock meanwhile may have removed the last
+// sandbox, and with it, on purpose, the base rules and hooks.
+func (h *Host) repair(sbs []Sandbox) ([]string, error) {
+	leases, err := h.ipam.read()
+	if err != nil || len(leases) == 0 {
 		return nil, err
 	}
-	groups = h.wanted(sbs, leases)
+	groups := h.wanted(sbs, leases)
 	var added []string
 	var errs []error
 	for i, g := range groups {

@@ -118,6 +118,16 @@ func TestAttachInstallsEverythingAndDetachRemovesIt(t *testing.T) {
 	if after := nettest.KernelState(t); after != before {
 		t.Fatalf("detach left kernel state behind:\n%s", nettest.Diff(before, after))
 	}
+	// The guard looked while the sandbox was attached and repairs after
+	// the detach, which held the lock meanwhile: it must find the last
+	// sandbox gone and put nothing back (the demo once found the base
+	// chains and hooks restored after its only sandbox left).
+	if added, err := h.repair([]Sandbox{sb}); err != nil || len(added) != 0 {
+		t.Fatalf("a repair after the last detach put back %v (%v)", added, err)
+	}
+	if after := nettest.KernelState(t); after != before {
+		t.Fatalf("the repair after the detach left kernel state behind:\n%s", nettest.Diff(before, after))
+	}
 	if err := h.Detach(sb.Name); err != nil {
 		t.Fatalf("second detach: %v", err)
 	}
