@@ -646,12 +646,12 @@ func (d *Daemon) handleRun(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, api.RunResponse{Name: st.Name, Pid: st.Pid, IP: st.IP.String(), User: p.User, TookMs: float64(st.Took.Microseconds()) / 1000})
 }
 
+// Why a member's run is refused (403), before anything is opened.
 var (
-	errNotAccount = errors.New("only accounts of this host may start sandboxes")
-	errForbidden  = errors.New("refused")
+	errNoSandboxIDs = errors.New("only root may start sandboxes here: the daemon's config sets no sandbox_ids, the id range members' sandboxes would run as (see the README, \"The socket group\")")
+	errNotAccount   = errors.New("only accounts of this host may start sandboxes")
+	errForbidden    = errors.New("refused")
 )
-
-var errNoSandboxIDs = errors.New("only root may start sandboxes here: the daemon's config sets no sandbox_ids, the id range members' sandboxes would run as (see the README, \"The socket group\")")
 
 // prepare loads, validates and opens what a run request names. For root
 // that is the daemon's own business. For a member of the socket group every
