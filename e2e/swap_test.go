@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/clawguard/clawguard/internal/racetest"
 )
 
 // TestSwappedSourcesAreNeverMounted: the owner of a project directory swaps
@@ -70,7 +72,7 @@ func TestSwappedSourcesAreNeverMounted(t *testing.T) {
 	}
 	place("workspace", false)
 
-	stop := swapping(func(i int) {
+	stop := racetest.Loop(func(i int) {
 		place("workspace", i%2 == 0)
 		place("secrets", i%3 == 0)
 		// Irregular pauses, so that some starts pass validation and meet
@@ -140,7 +142,7 @@ func TestSwappedProjectDirectoryIsNeverMixed(t *testing.T) {
 		_ = os.Rename(tmp, proj) // atomic: proj is always one or the other
 	}
 	point(mine)
-	stop := swapping(func(i int) {
+	stop := racetest.Loop(func(i int) {
 		point(map[bool]string{true: victim, false: mine}[i%2 == 0])
 		time.Sleep(time.Duration(i%7) * time.Millisecond)
 	})
@@ -164,24 +166,6 @@ func TestSwappedProjectDirectoryIsNeverMixed(t *testing.T) {
 	if started == 0 {
 		t.Fatal("no start got through: the test proved nothing")
 	}
-}
-
-// swapping calls swap(0), swap(1), ... on another goroutine until the
-// returned stop is called; stop returns once swap has.
-func swapping(swap func(i int)) (stop func()) {
-	quit, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := 0; ; i++ {
-			select {
-			case <-quit:
-				return
-			default:
-			}
-			swap(i)
-		}
-	}()
-	return func() { close(quit); <-done }
 }
 
 // writeSwapProfile writes dir/profile.yaml: the probe image with the

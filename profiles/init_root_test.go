@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"github.com/clawguard/clawguard/internal/racetest"
 )
 
 // Needs root (to chown); left out of `make unit` by the nokernel tag.
@@ -35,7 +37,7 @@ func TestInitNeverChownsThroughASwappedLink(t *testing.T) {
 
 	// The attack: the owner of dir keeps swapping workspace between a
 	// directory and a link to the victim while it is chowned.
-	stop := inBackground(func(i int) {
+	stop := racetest.Loop(func(i int) {
 		os.Remove(ws)
 		if i%2 == 0 {
 			_ = os.Symlink(victim, ws)

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/clawguard/clawguard/internal/racetest"
 )
 
 // The owner of a project directory swaps its secrets directory for a link
@@ -62,7 +64,7 @@ func TestSecretsSwappedForALinkAreNeverRead(t *testing.T) {
 	}
 
 	// The race.
-	stop := inBackground(func(i int) {
+	stop := racetest.Loop(func(i int) {
 		if i%2 == 0 {
 			_ = os.Rename(secrets, mine)
 			_ = os.Symlink(victim, secrets)
@@ -96,22 +98,4 @@ func TestSecretsOutsideTheProfilesDirectoryAreRefused(t *testing.T) {
 	if _, err := OpenSecrets(base, "../elsewhere", SourcePolicy{}); err == nil || !strings.Contains(err.Error(), "outside the profile's directory") {
 		t.Fatalf("got %v", err)
 	}
-}
-
-// inBackground calls swap(0), swap(1), ... on another goroutine until the
-// returned stop is called; stop returns once swap has.
-func inBackground(swap func(i int)) (stop func()) {
-	quit, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := 0; ; i++ {
-			select {
-			case <-quit:
-				return
-			default:
-			}
-			swap(i)
-		}
-	}()
-	return func() { close(quit); <-done }
 }
