@@ -83,6 +83,9 @@ func TestAMemberRunsSandboxesOnlyAsItself(t *testing.T) {
 	mk("secrets/key", 0o600, nobodyUID, []byte("member-secret"))
 	mk("private", 0o700, 0, nil)
 	mk("private/inner", 0o755, 0, nil)
+	// Enterable but not readable by the member: opening it O_PATH works,
+	// so only the access check on what was opened refuses it.
+	mk("unlisted", 0o711, 0, nil)
 	mk("root-secrets", 0o700, 0, nil)
 	mk("root-secrets/key", 0o600, 0, []byte("ROOT-SECRET"))
 	mk("root-seccomp.json", 0o600, 0, profiles.DefaultSeccompJSON())
@@ -101,6 +104,7 @@ func TestAMemberRunsSandboxesOnlyAsItself(t *testing.T) {
 	}{
 		{"another uid and the disk group", "user: \"1000:6\"\n", "sandbox_ids", nobodyUID, 0o644},
 		{"a directory it cannot enter", "mounts:\n  - {source: ./private/inner, target: /x}\n", "permission denied", nobodyUID, 0o644},
+		{"a directory it may enter but not read", "mounts:\n  - {source: ./unlisted, target: /x}\n", "you may not read it", nobodyUID, 0o644},
 		{"root's secrets", "secrets: {dir: ./root-secrets}\n", "permission denied", nobodyUID, 0o644},
 		{"a seccomp file it cannot read", "seccomp: ./root-seccomp.json\n", "permission denied", nobodyUID, 0o644},
 		{"a profile it cannot read", "", "permission denied", 0, 0o600},
@@ -129,6 +133,7 @@ func TestAMemberRunsSandboxesOnlyAsItself(t *testing.T) {
 	// Control: root runs what the member may not, and its agent leaves a
 	// setgid-disk binary in the writable mount.
 	rootFile := write("root.yaml", 0, 0o644, "member-control", "user: \"1000:6\"\n"+work+
+		"  - {source: ./unlisted, target: /unlisted}\n"+
 		"secrets: {dir: ./root-secrets}\nseccomp: ./root-seccomp.json\n")
 	if _, stderr, code := h.cg("run", "--detach", "--profile", rootFile); code != 0 {
 		t.Fatalf("control: root could not run the profile: %s", stderr)
