@@ -15,12 +15,14 @@ import (
 // TestAFirewallReloadIsUndone: the host's own tools flush FORWARD and INPUT
 // (what ufw reload, firewall-cmd --reload and netfilter-persistent do) and
 // put an ACCEPT above clawguard's hooks (what a VPN client does). The
-// control: with the supervisor's firewall guard off, the sandbox then
-// reaches a destination outside its allowlist and a port of the host. With
-// the guard, the hooks are back at the top of FORWARD and INPUT within 2 s
-// (the test reports how soon), the denied destination and the host's port
-// are closed again, the allowlisted one still answers, and the audit log
-// says what was put back.
+// control: with the supervisor's firewall guard and the second layer in the
+// sandbox's own namespace both off, the sandbox then reaches a destination
+// outside its allowlist and a port of the host. With the second layer
+// alone, and nothing repairing the host, both stay closed for as long as
+// the host's rules stay broken, and the allowlisted destination still
+// answers. With the guard, the hooks are back at the top of FORWARD and
+// INPUT within 2 s (the test reports how soon), and the audit log says what
+// was put back.
 func TestAFirewallReloadIsUndone(t *testing.T) {
 	h := env
 	mustAnswerFromHost(t, deniedAddr+":443")
@@ -35,7 +37,7 @@ func TestAFirewallReloadIsUndone(t *testing.T) {
 	}
 
 	t.Run("control: without the guard a reload opens the sandbox", func(t *testing.T) {
-		sb := h.start(t, profile{Name: "fw-unguarded", Extra: allow, Weaken: "firewall-guard"})
+		sb := h.start(t, profile{Name: "fw-unguarded", Extra: allow, Weaken: "firewall-guard,inner-layer"})
 		defer h.stopSandbox(t, sb)
 		listenOn(t, hostPort)
 		if open("fw-unguarded", deniedAddr+":443") || open("fw-unguarded", hostPort) {
@@ -45,6 +47,30 @@ func TestAFirewallReloadIsUndone(t *testing.T) {
 		time.Sleep(2 * enforceGuardPoll)
 		if !open("fw-unguarded", deniedAddr+":443") || !open("fw-unguarded", hostPort) {
 			t.Fatal("after the reload, with no guard, the sandbox is still closed: the attack did not work, so the guard below proves nothing")
+		}
+	})
+
+	t.Run("the second layer holds while the host's rules are gone", func(t *testing.T) {
+		sb := h.start(t, profile{Name: "fw-inner", Extra: allow, Weaken: "firewall-guard"})
+		defer h.stopSandbox(t, sb)
+		listenOn(t, hostPort)
+		reloadFirewall(t)
+		// Probed over more than one guard period, one probe after another:
+		// with nothing to repair the host, "throughout" is every probe.
+		began := time.Now()
+		for n := 0; time.Since(began) < 2*enforceGuardPoll; n++ {
+			if open("fw-inner", deniedAddr+":443") {
+				t.Fatalf("probe %d: the denied destination is open with the host's rules flushed", n)
+			}
+			if open("fw-inner", hostPort) {
+				t.Fatalf("probe %d: the host's port is open with the host's rules flushed", n)
+			}
+		}
+		if hooksFirst(t) {
+			t.Fatal("the hooks are back: this case needs them gone to prove the second layer")
+		}
+		if !open("fw-inner", apiAddr+":443") {
+			t.Error("the allowlisted destination is closed by the second layer")
 		}
 	})
 

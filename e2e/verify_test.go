@@ -143,6 +143,9 @@ func TestEachWeakenedControlFailsItsCheck(t *testing.T) {
 		{"memory", []string{"memory"}},
 		{"hostpid", []string{"namespaces"}},
 		{"socket=" + env.address, []string{"runtime-sockets"}},
+		// The host's layer alone still holds on a quiet host: only the
+		// check of the sandbox's namespace can tell.
+		{"inner-layer", []string{"second-layer"}},
 	} {
 		id, _, _ := strings.Cut(tc.weaken, "=")
 		t.Run(id, func(t *testing.T) {
@@ -162,8 +165,12 @@ func TestVerifyFailsOnAnAddressOutsideTheAllowlist(t *testing.T) {
 	if v, code := env.verifySandbox(t, "weak-set"); code != 0 {
 		t.Fatalf("before the set was changed: exit %d\n%s", code, v.explain())
 	}
-	if err := run("ipset", "add", netrules.SetName("weak-set"), deniedAddr+",tcp:80"); err != nil {
-		t.Fatal(err)
+	// Into both layers' sets: the host's and the mirror in the sandbox's
+	// own namespace, each of which would hold the address alone.
+	for _, in := range [][]string{nil, inSandboxNS("weak-set")} {
+		if err := run(append(in, "ipset", "add", netrules.SetName("weak-set"), deniedAddr+",tcp:80")...); err != nil {
+			t.Fatal(err)
+		}
 	}
 	v, code := env.verifySandbox(t, "weak-set")
 	if got := v.with(verify.Fail); code != 1 || !slices.Equal(got, []string{"egress-blocked", "egress-set"}) {
@@ -370,19 +377,37 @@ func TestDetachedRunVerifies(t *testing.T) {
 	}
 }
 
+// inSandboxNS prefixes a command so that it runs in the sandbox's network
+// namespace: where its second layer is.
+func inSandboxNS(name string) []string {
+	return []string{"ip", "netns", "exec", netrules.NetNSName(name)}
+}
+
 // TestNetworkWeakeningsFailTheirCheck breaks one network control at a time
 // in the kernel, behind clawguard's back, on a sandbox verified clean first.
+// Each weakening opens both layers, the host's and the one in the
+// sandbox's own namespace: either alone would still hold.
 func TestNetworkWeakeningsFailTheirCheck(t *testing.T) {
+	// inner opens the second layer's OUTPUT to dst before its jump, which
+	// verify reports too.
+	inner := func(t *testing.T, name string, dst ...string) {
+		rule := append([]string{"OUTPUT", "-m", "comment", "--comment", "e2e weakening"}, append(dst, "-j", "ACCEPT")...)
+		mustRun(t, append(inSandboxNS(name), append([]string{"iptables", "-I"}, rule...)...)...)
+	}
 	for _, tc := range []struct {
 		name   string
 		weaken func(t *testing.T, name string)
 		fails  []string
 	}{
 		{"metadata", func(t *testing.T, name string) {
-			mustRun(t, "ipset", "add", netrules.SetName(name), metadataAddr+",tcp:80")
+			for _, in := range [][]string{nil, inSandboxNS(name)} {
+				mustRun(t, append(in, "ipset", "add", netrules.SetName(name), metadataAddr+",tcp:80")...)
+			}
 		}, []string{"egress-set", "metadata", "private-ranges"}},
 		{"direct-dns", func(t *testing.T, name string) {
-			mustRun(t, "ipset", "add", netrules.SetName(name), fakeDNSAddr+",udp:53")
+			for _, in := range [][]string{nil, inSandboxNS(name)} {
+				mustRun(t, append(in, "ipset", "add", netrules.SetName(name), fakeDNSAddr+",udp:53")...)
+			}
 		}, []string{"egress-set", "dns-direct"}},
 		{"ipv6", func(t *testing.T, name string) {
 			mustRun(t, "ip", "netns", "exec", netrules.NetNSName(name), "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0")
@@ -391,7 +416,8 @@ func TestNetworkWeakeningsFailTheirCheck(t *testing.T) {
 			rule := []string{"INPUT", "-i", testBridge, "-p", "tcp", "-m", "comment", "--comment", "e2e weakening", "-j", "ACCEPT"}
 			mustRun(t, append([]string{"iptables", "-I"}, rule...)...)
 			t.Cleanup(func() { mustRun(t, append([]string{"iptables", "-D"}, rule...)...) })
-		}, []string{"host-ports"}},
+			inner(t, name, "-p", "tcp")
+		}, []string{"second-layer", "host-ports"}},
 		{"other-sandboxes", func(t *testing.T, name string) {
 			peer := name + "-peer"
 			for _, n := range []string{name, peer} {
@@ -400,7 +426,8 @@ func TestNetworkWeakeningsFailTheirCheck(t *testing.T) {
 			rule := []string{"FORWARD", "-i", testBridge, "-o", testBridge, "-m", "comment", "--comment", "e2e weakening", "-j", "ACCEPT"}
 			mustRun(t, append([]string{"iptables", "-I"}, rule...)...)
 			t.Cleanup(func() { mustRun(t, append([]string{"iptables", "-D"}, rule...)...) })
-		}, []string{"other-sandboxes"}},
+			inner(t, name, "-d", testSubnet)
+		}, []string{"second-layer", "other-sandboxes"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			name := "net-" + tc.name

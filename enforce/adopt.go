@@ -57,7 +57,7 @@ func (s *Supervisor) Adopt(ctx context.Context, name string) (_ *Started, retErr
 		return nil, fmt.Errorf("adopt %s: %w", name, err)
 	}
 	if *p.Egress.LogDenied {
-		s.reportDenied(g, name, att.LogGroup)
+		s.reportDenied(g, name, att)
 	}
 	if err := g.publish(name, st.Publish, st.IP, s.cfg.Sockets, s.cfg.Log); err != nil {
 		return nil, fmt.Errorf("adopt %s: %w", name, err)

@@ -101,6 +101,9 @@ type Network interface {
 	Members(sandbox string) ([]netrules.SetMember, error)
 	Counters(sandbox string) (netrules.Counters, error)
 	Rules(sandbox string) ([]string, error)
+	// InnerMissing is what of the sandbox's second layer, in its own
+	// namespace, is not as wanted (for verify).
+	InnerMissing(sb netrules.Sandbox) ([]string, error)
 	// Sweep removes kernel objects of sandboxes not in keep.
 	Sweep(keep []string) ([]string, error)
 	// Reassert puts back whatever of the host's rules and these
@@ -331,7 +334,7 @@ func (s *Supervisor) StartPrepared(ctx context.Context, pr *Prepared, progress r
 		return nil, err
 	}
 	if *p.Egress.LogDenied {
-		s.reportDenied(g, p.Name, att.LogGroup)
+		s.reportDenied(g, p.Name, att)
 	}
 	if err := g.publish(p.Name, p.Publish, att.IP, s.cfg.Sockets, s.cfg.Log); err != nil {
 		return nil, err
@@ -423,19 +426,31 @@ func (s *Supervisor) openGate(ctx context.Context, p *profiles.Profile, port int
 	return g, nil
 }
 
-// reportDenied reads the sandbox's NFLOG group for the gate. Dropped
-// packets are reported, not enforced, from here: without a reader the rules
-// still drop, only the report is lost.
-func (s *Supervisor) reportDenied(g *gate, name string, group uint16) {
-	r, err := nflog.Listen(group)
-	if err != nil {
-		s.cfg.Log.Warn("denied packets will not be reported", "sandbox", name, "error", err)
-		return
-	}
-	g.background(func(ctx context.Context) {
-		if err := r.Run(ctx, g.eg.Denied); err != nil {
-			s.cfg.Log.Warn("denied-packet log stopped", "sandbox", name, "error", err)
+// reportDenied reads the sandbox's NFLOG group for the gate, in both
+// layers: the second, in the sandbox's own namespace, drops first, and the
+// host's sees what that one let through. Dropped packets are reported, not
+// enforced, from here: without a reader the rules still drop, only the
+// report is lost.
+func (s *Supervisor) reportDenied(g *gate, name string, att netrules.Attachment) {
+	listen := func(where string, open func() (*nflog.Reader, error)) {
+		r, err := open()
+		if err != nil {
+			s.cfg.Log.Warn("denied packets will not be reported", "sandbox", name, "layer", where, "error", err)
+			return
 		}
+		g.background(func(ctx context.Context) {
+			if err := r.Run(ctx, g.eg.Denied); err != nil {
+				s.cfg.Log.Warn("denied-packet log stopped", "sandbox", name, "layer", where, "error", err)
+			}
+		})
+	}
+	listen("host", func() (*nflog.Reader, error) { return nflog.Listen(att.LogGroup) })
+	listen("sandbox namespace", func() (r *nflog.Reader, err error) {
+		err = netrules.InNetNSAt(att.NetNSPath, func() error {
+			r, err = nflog.Listen(att.LogGroup)
+			return err
+		})
+		return r, err
 	})
 }
 

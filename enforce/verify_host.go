@@ -46,6 +46,11 @@ func (s *Supervisor) hostFacts(ctx context.Context, name string, st *State, poli
 		}
 		h.Namespaces = append(h.Namespaces, n)
 	}
+	if missing, err := s.net.InnerMissing(netSandboxOf(st, st.DNSPort)); err != nil {
+		h.SecondLayer.Err = err.Error()
+	} else {
+		h.SecondLayer = verify.Layer{Read: true, Missing: missing}
+	}
 	secrets, unread := s.secretValues(name, st.Secrets)
 	h.LeakSearchErrors = unread
 	if env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid)); err == nil {

@@ -20,6 +20,9 @@ type Config struct {
 	// detach and attach: only the end-to-end suite's control case sets
 	// it (weaken builds).
 	KeepFlows bool
+	// NoInnerLayer leaves out the rules and sets in each sandbox's own
+	// namespace: only the end-to-end suite's control case sets it.
+	NoInnerLayer bool
 }
 
 // Host installs and removes the kernel state of enforcement: the bridge and
@@ -28,6 +31,7 @@ type Config struct {
 type Host struct {
 	cfg  Config
 	t    tables
+	sets ipsets
 	ipam ipam
 }
 
@@ -40,7 +44,7 @@ func NewHost(cfg Config) (*Host, error) {
 		return nil, fmt.Errorf("bridge name %q: need 1-15 characters", cfg.Bridge)
 	}
 	cfg.Subnet = cfg.Subnet.Masked()
-	return &Host{cfg: cfg, t: tables{r: execRunner{}}, ipam: ipam{path: filepath.Join(cfg.StateDir, "network", "leases.json"), subnet: cfg.Subnet}}, nil
+	return &Host{cfg: cfg, t: tables{r: execRunner{}}, sets: hostSets(), ipam: ipam{path: filepath.Join(cfg.StateDir, "network", "leases.json"), subnet: cfg.Subnet}}, nil
 }
 
 // Gateway is the bridge's address: the sandboxes' router and DNS server.
@@ -159,13 +163,16 @@ func (h *Host) Attach(sb Sandbox, static []NetEntry) (Attachment, error) {
 	if err := ensureVeth(sb.Name, h.cfg.Bridge, nsPath, netip.PrefixFrom(ip, h.cfg.Subnet.Bits()), sb.Gateway); err != nil {
 		return Attachment{}, err
 	}
-	if err := ensureSet(SetName(sb.Name), comment(sb.Name)); err != nil {
+	if err := h.sets.ensureSet(SetName(sb.Name)); err != nil {
 		return Attachment{}, err
 	}
-	if err := ensureNetSet(NetSetName(sb.Name)); err != nil {
+	if err := h.sets.ensureNetSet(NetSetName(sb.Name)); err != nil {
 		return Attachment{}, err
 	}
-	if err := addNetEntries(NetSetName(sb.Name), static); err != nil {
+	if err := h.sets.addNetEntries(NetSetName(sb.Name), static); err != nil {
+		return Attachment{}, err
+	}
+	if err := h.ensureInner(sb, nsPath, static); err != nil {
 		return Attachment{}, err
 	}
 	// One transaction per table: a re-attach (another DNS port after a
@@ -189,7 +196,7 @@ func (h *Host) Detach(sandbox string) error {
 		errs = append(errs, err)
 	}
 	for _, set := range []string{SetName(sandbox), NetSetName(sandbox)} {
-		if err := destroySet(set); err != nil {
+		if err := h.sets.destroySet(set); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -332,19 +339,24 @@ var sandboxRuleChains = []chainRef{
 	{v4, "filter", chainForwardSB}, {v4, "filter", chainInputSB}, {v4, "nat", chainPrerouting},
 }
 
-// Allow adds or refreshes entries in the sandbox's set.
+// Allow adds or refreshes entries in the sandbox's set, the mirror in its
+// own namespace first: a packet the host's layer lets through must not then
+// meet an inner set that does not have it yet.
 func (h *Host) Allow(sandbox string, entries []Entry) error {
-	return addEntries(SetName(sandbox), entries)
+	if err := h.allowInner(sandbox, entries); err != nil {
+		return err
+	}
+	return h.sets.addEntries(SetName(sandbox), entries)
 }
 
 // Members lists the sandbox's sets as the kernel has them now: the
 // addresses its gate admitted, then its ranges.
 func (h *Host) Members(sandbox string) ([]SetMember, error) {
-	out, err := listEntries(SetName(sandbox))
+	out, err := h.sets.listEntries(SetName(sandbox))
 	if err != nil {
 		return nil, err
 	}
-	nets, err := listEntries(NetSetName(sandbox))
+	nets, err := h.sets.listEntries(NetSetName(sandbox))
 	if err != nil {
 		return nil, err
 	}
@@ -357,7 +369,9 @@ type Counters struct {
 	Denied   uint64 `json:"denied_packets"`
 }
 
-// Counters reads the sandbox chain's packet counters.
+// Counters reads the sandbox chain's packet counters. What the second
+// layer drops never reaches the host's chain, so its drops are added; what
+// it lets through is counted once, outside.
 func (h *Host) Counters(sandbox string) (Counters, error) {
 	var c Counters
 	packets, err := h.t.r.packets(v4, "filter", ChainName(sandbox))
@@ -371,6 +385,13 @@ func (h *Host) Counters(sandbox string) (Counters, error) {
 		case strings.HasSuffix(p.line, "-j DROP"):
 			c.Denied += p.packets
 		}
+	}
+	if !h.cfg.NoInnerLayer {
+		n, err := innerDrops(sandbox)
+		if err != nil {
+			return c, fmt.Errorf("counters of the second layer of %s: %w", sandbox, err)
+		}
+		c.Denied += n
 	}
 	return c, nil
 }

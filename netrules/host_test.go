@@ -84,6 +84,28 @@ func TestAttachInstallsEverythingAndDetachRemovesIt(t *testing.T) {
 	if err != nil || len(members) != 1 || members[0].Port != 443 || !members[0].Infinite || members[0].Prefix != netip.MustParsePrefix("198.51.100.0/28") {
 		t.Fatalf("set members %+v, %v", members, err)
 	}
+	// The second layer: in place as wanted, written canonically, and its
+	// mirror set holds the static range and every entry the gate allows.
+	if missing, err := h.InnerMissing(sb); err != nil || len(missing) != 0 {
+		t.Fatalf("second layer not in place (%v):\n%s", err, strings.Join(missing, "\n"))
+	}
+	if err := h.Allow(sb.Name, []Entry{{Addr: netip.MustParseAddr("198.51.100.77"), Proto: ProtoTCP, Port: 443, Timeout: time.Minute}}); err != nil {
+		t.Fatal(err)
+	}
+	in, err := openInner(att.NetNSPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mirror, err := in.sets.listEntries(SetName(sb.Name))
+	ranges, err2 := in.sets.listEntries(NetSetName(sb.Name))
+	in.Close()
+	if err != nil || err2 != nil || len(mirror) != 1 || mirror[0].Addr != netip.MustParseAddr("198.51.100.77") || len(ranges) != 1 || ranges[0].Prefix != static[0].Prefix {
+		t.Fatalf("mirror sets: %+v %+v (%v, %v)", mirror, ranges, err, err2)
+	}
+	inner, _ := exec.Command("nsenter", "--net="+att.NetNSPath, "--", "iptables-save").Output()
+	if !strings.Contains(string(inner), "-A OUTPUT -m comment --comment clawguard -j CG-OUT") {
+		t.Errorf("the sandbox's OUTPUT does not start with the second layer:\n%s", inner)
+	}
 	veth, err := netlink.LinkByName(VethName(sb.Name))
 	if err != nil || veth.Attrs().Protinfo == nil && !portIsolated(t, VethName(sb.Name)) {
 		t.Fatalf("veth %v isolated=%v", err, portIsolated(t, VethName(sb.Name)))

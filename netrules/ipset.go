@@ -29,11 +29,19 @@ type Entry struct {
 // maxSetTimeout is what the kernel accepts for a set entry (in seconds).
 const maxSetTimeout = 2147483
 
+// ipsets changes the ip sets of one network namespace: the host's (a zero
+// netlink.Handle) or a sandbox's own, which holds the mirror its second
+// layer matches. Set names are per namespace, so both use the same names.
+type ipsets struct{ nl *netlink.Handle }
+
+// hostSets are the sets of the namespace clawguard runs in.
+func hostSets() ipsets { return ipsets{nl: &netlink.Handle{}} }
+
 // ensureSet creates the sandbox's hash:ip,port set with timeout support. An
 // existing set is kept with its entries.
-func ensureSet(name, comment string) error {
+func (s ipsets) ensureSet(name string) error {
 	zero := uint32(0)
-	err := netlink.IpsetCreate(name, "hash:ip,port", netlink.IpsetCreateOptions{Timeout: &zero, Comments: true})
+	err := s.nl.IpsetCreate(name, "hash:ip,port", netlink.IpsetCreateOptions{Timeout: &zero, Comments: true})
 	if err != nil && !errors.Is(err, syscall.EEXIST) {
 		return fmt.Errorf("create ip set %s: %w", name, err)
 	}
@@ -52,22 +60,22 @@ type NetEntry struct {
 // member per cidr entry and port, whatever the range's size (a /16 expanded
 // address by address would be 65536 members per port, each one netlink call
 // under the host lock).
-func ensureNetSet(name string) error {
-	err := netlink.IpsetCreate(name, "hash:net,port", netlink.IpsetCreateOptions{Comments: true})
+func (s ipsets) ensureNetSet(name string) error {
+	err := s.nl.IpsetCreate(name, "hash:net,port", netlink.IpsetCreateOptions{Comments: true})
 	if err != nil && !errors.Is(err, syscall.EEXIST) {
 		return fmt.Errorf("create ip set %s: %w", name, err)
 	}
 	return nil
 }
 
-func addNetEntries(set string, entries []NetEntry) error {
+func (s ipsets) addNetEntries(set string, entries []NetEntry) error {
 	for _, e := range entries {
 		if !e.Prefix.Addr().Is4() {
 			return fmt.Errorf("add %s to %s: only IPv4 is allowed", e.Prefix, set)
 		}
 		proto, port := e.Proto, e.Port
 		ent := &netlink.IPSetEntry{IP: net.IP(e.Prefix.Masked().Addr().AsSlice()), CIDR: uint8(e.Prefix.Bits()), Protocol: &proto, Port: &port, Replace: true}
-		if err := netlink.IpsetAdd(set, ent); err != nil {
+		if err := s.nl.IpsetAdd(set, ent); err != nil {
 			return fmt.Errorf("add %s %d/%d to ip set %s: %w", e.Prefix, e.Proto, e.Port, set, err)
 		}
 	}
@@ -76,8 +84,8 @@ func addNetEntries(set string, entries []NetEntry) error {
 
 // destroySet removes a set; a missing one is not an error. The set must no
 // longer be referenced by a rule.
-func destroySet(name string) error {
-	if err := netlink.IpsetDestroy(name); err != nil && !errors.Is(err, syscall.ENOENT) {
+func (s ipsets) destroySet(name string) error {
+	if err := s.nl.IpsetDestroy(name); err != nil && !errors.Is(err, syscall.ENOENT) {
 		return fmt.Errorf("destroy ip set %s: %w", name, err)
 	}
 	return nil
@@ -85,7 +93,7 @@ func destroySet(name string) error {
 
 // addEntries adds or refreshes entries; an existing entry gets the new
 // timeout (never a shorter one than it has: callers pass the longest).
-func addEntries(set string, entries []Entry) error {
+func (s ipsets) addEntries(set string, entries []Entry) error {
 	for _, e := range entries {
 		if !e.Addr.Is4() {
 			return fmt.Errorf("add %s to %s: only IPv4 is allowed", e.Addr, set)
@@ -99,7 +107,7 @@ func addEntries(set string, entries []Entry) error {
 			}
 			ent.Timeout = &secs
 		}
-		if err := netlink.IpsetAdd(set, ent); err != nil {
+		if err := s.nl.IpsetAdd(set, ent); err != nil {
 			return fmt.Errorf("add %s %d/%d to ip set %s: %w", e.Addr, e.Proto, e.Port, set, err)
 		}
 	}
@@ -118,8 +126,8 @@ type SetMember struct {
 }
 
 // listEntries reads the set's members.
-func listEntries(set string) ([]SetMember, error) {
-	res, err := netlink.IpsetList(set)
+func (s ipsets) listEntries(set string) ([]SetMember, error) {
+	res, err := s.nl.IpsetList(set)
 	if err != nil {
 		return nil, fmt.Errorf("list ip set %s: %w", set, err)
 	}
@@ -158,15 +166,15 @@ func listEntries(set string) ([]SetMember, error) {
 }
 
 // listOurSets returns the names of every set of ours.
-func listOurSets() ([]string, error) {
-	all, err := netlink.IpsetListAll()
+func (s ipsets) listOurSets() ([]string, error) {
+	all, err := s.nl.IpsetListAll()
 	if err != nil {
 		return nil, fmt.Errorf("list ip sets: %w", err)
 	}
 	var out []string
-	for _, s := range all {
-		if IsOurSet(s.SetName) {
-			out = append(out, s.SetName)
+	for _, set := range all {
+		if IsOurSet(set.SetName) {
+			out = append(out, set.SetName)
 		}
 	}
 	return out, nil

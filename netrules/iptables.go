@@ -33,14 +33,25 @@ type counted struct {
 }
 
 // execRunner runs the iptables-save/-restore binaries of the host (nft or
-// legacy, whichever `iptables` is). --wait makes us queue behind another
-// program holding the xtables lock instead of failing, for xtablesWait at
-// most; every command is killed after commandLimit.
-type execRunner struct{}
+// legacy, whichever `iptables` is), in the host's network namespace or, for
+// a sandbox's second layer, in the one mounted at netns. --wait makes us
+// queue behind another program holding the xtables lock instead of failing,
+// for xtablesWait at most; every command is killed after commandLimit.
+type execRunner struct{ netns string }
 
-func (execRunner) save(f family) (string, error) { return saveCmd(f) }
+// command runs bin in the runner's namespace. nsenter, not a setns of our
+// own: a forked child of a Go thread moved into another namespace is easy
+// to get wrong, and util-linux is on every Debian.
+func (r execRunner) command(ctx context.Context, bin string, args ...string) *exec.Cmd {
+	if r.netns == "" {
+		return exec.CommandContext(ctx, bin, args...)
+	}
+	return exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + r.netns, "--", bin}, args...)...)
+}
 
-func saveCmd(f family, args ...string) (string, error) {
+func (r execRunner) save(f family) (string, error) { return r.saveCmd(f) }
+
+func (r execRunner) saveCmd(f family, args ...string) (string, error) {
 	bin := "iptables-save"
 	if f == v6 {
 		bin = "ip6tables-save"
@@ -48,7 +59,7 @@ func saveCmd(f family, args ...string) (string, error) {
 	var out, stderr bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), commandLimit)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd := r.command(ctx, bin, args...)
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("%s: %v: %s%s", bin, err, strings.TrimSpace(stderr.String()), timedOut(ctx))
@@ -57,8 +68,8 @@ func saveCmd(f family, args ...string) (string, error) {
 }
 
 // packets reads one chain's rules with their packet counters.
-func (execRunner) packets(f family, table, chain string) ([]counted, error) {
-	out, err := saveCmd(f, "-c", "-t", table)
+func (r execRunner) packets(f family, table, chain string) ([]counted, error) {
+	out, err := r.saveCmd(f, "-c", "-t", table)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +89,7 @@ func (execRunner) packets(f family, table, chain string) ([]counted, error) {
 	return res, nil
 }
 
-func (execRunner) restore(f family, table, input string) error {
+func (r execRunner) restore(f family, table, input string) error {
 	bin := "iptables-restore"
 	if f == v6 {
 		bin = "ip6tables-restore"
@@ -86,7 +97,7 @@ func (execRunner) restore(f family, table, input string) error {
 	var stderr bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), commandLimit)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "--wait", strconv.Itoa(int(xtablesWait/time.Second)), "--noflush")
+	cmd := r.command(ctx, bin, "--wait", strconv.Itoa(int(xtablesWait/time.Second)), "--noflush")
 	cmd.Stdin, cmd.Stderr = strings.NewReader(input), &stderr
 	if err := cmd.Run(); err != nil {
 		msg := strings.TrimSpace(stderr.String())

@@ -108,3 +108,14 @@ func ListNetNS() ([]string, error) {
 	}
 	return out, nil
 }
+
+// InNetNSAt is InNetNS for the namespace mounted at path: an NFLOG reader
+// of a sandbox's second layer is opened so.
+func InNetNSAt(path string, fn func() error) error {
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		return fmt.Errorf("open netns %s: %w", path, err)
+	}
+	defer ns.Close()
+	return InNetNS(ns, fn)
+}

@@ -87,13 +87,13 @@ func (h *Host) Sweep(keep []string) ([]string, error) {
 			errs = append(errs, err)
 		}
 	}
-	sets, err := listOurSets()
+	sets, err := hostSets().listOurSets()
 	if err != nil {
 		errs = append(errs, err)
 	}
 	for _, s := range sets {
 		if id, _ := setID(s); isShortID(id) && mine(id) {
-			if err := destroySet(s); err != nil {
+			if err := hostSets().destroySet(s); err != nil {
 				errs = append(errs, err)
 			} else {
 				removed = append(removed, "ip set "+s)

@@ -80,6 +80,17 @@ type Host struct {
 	// target, after the host itself reached it; empty if it could not be
 	// opened.
 	HostListener string
+	// SecondLayer is what was read of the rules in the sandbox's own
+	// namespace.
+	SecondLayer Layer
+}
+
+// Layer is the second layer as read: what is missing or out of place, or
+// why it could not be read. Nothing read is no evidence.
+type Layer struct {
+	Read    bool
+	Missing []string
+	Err     string
 }
 
 // Namespace is one namespace of the task and the host's of the same kind.
@@ -153,6 +164,7 @@ func Checks() []Check {
 		{ID: "raw-sockets", Risks: "T3, T12", Title: "raw and packet sockets refused", Proves: "the agent cannot forge packets or sniff the link", judge: checkRawSockets},
 		{ID: "egress-blocked", Risks: "T3", Title: "egress outside the allowlist blocked", Proves: "a destination outside the allowlist cannot be reached", judge: dialsBlocked("egress-blocked", "no destination outside the allowlist known: pass --blocked-probe HOST:PORT")},
 		{ID: "allowlist", Risks: "-", Title: "allowlisted names resolve and connect", Proves: "every allowlisted name resolves through the DNS gate and its ports answer", judge: checkAllowlist},
+		{ID: "second-layer", Risks: "T3", Title: "second layer in the sandbox's namespace", Proves: "(host) the sandbox's own network namespace drops, first thing in OUTPUT, what its allowlist does not grant: a flush of the host's tables opens nothing", judge: checkSecondLayer},
 		{ID: "egress-set", Risks: "T3", Title: "egress set holds only allowlisted addresses", Proves: "(host) every address the kernel lets through comes from an allowlisted name or cidr entry", judge: checkEgressSet},
 		{ID: "dns-denied", Risks: "T3", Title: "DNS refuses names outside the allowlist", Proves: "a name outside the allowlist gets no address", judge: checkDeniedName},
 		{ID: "dns-direct", Risks: "T3", Title: "direct DNS to outside resolvers blocked", Proves: "the agent cannot bypass the DNS gate by asking a resolver itself", judge: checkDirectDNS},
@@ -695,4 +707,18 @@ func Document() string {
 		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", c.ID, c.Title, c.Proves, c.Risks)
 	}
 	return b.String()
+}
+
+func checkSecondLayer(_ Expect, _ Report, h Host) (Status, string, string) {
+	want := "OUTPUT jumps first to CG-OUT, which drops all but the gate's DNS and the allowlist sets"
+	l := h.SecondLayer
+	switch {
+	case l.Err != "":
+		return Fail, want, "unreadable: " + l.Err
+	case !l.Read:
+		return Fail, want, "not read"
+	case len(l.Missing) > 0:
+		return Fail, want, "missing or out of place: " + strings.Join(l.Missing, "; ")
+	}
+	return Pass, want, "in place"
 }

@@ -84,6 +84,7 @@ func good() (Expect, Report, Host) {
 		Namespaces:   []Namespace{{Kind: "net", Sandbox: 2, Host: 1, Want: 2}, {Kind: "pid", Sandbox: 3, Host: 4}},
 		Published:    []Published{{Spec: "127.0.0.1:18789:18789", HostIP: "127.0.0.1", Port: 18789, Listeners: []string{"127.0.0.1"}}},
 		HostListener: "0.0.0.0:40000",
+		SecondLayer:  Layer{Read: true},
 	}
 	return e, r, h
 }
@@ -166,6 +167,10 @@ func TestEachWeakeningFailsItsOwnCheck(t *testing.T) {
 		{"a reset counts as reached", func(_ *Expect, r *Report, _ *Host) { r.Dials[0].Err = "ECONNREFUSED" }, []string{"egress-blocked"}},
 		{"allowlisted name unreachable", func(_ *Expect, r *Report, _ *Host) { r.Reach[0].Dials[0].Err = "timeout" }, []string{"allowlist"}},
 		{"unexplained set member", func(_ *Expect, _ *Report, h *Host) { h.Unexplained = []string{"198.51.100.7 tcp/80"} }, []string{"egress-set"}},
+		{"second layer missing", func(_ *Expect, _ *Report, h *Host) {
+			h.SecondLayer.Missing = []string{"iptables -I OUTPUT 1 -m comment --comment clawguard -j CG-OUT"}
+		}, []string{"second-layer"}},
+		{"second layer unreadable", func(_ *Expect, _ *Report, h *Host) { h.SecondLayer = Layer{Err: "nsenter: no such file"} }, []string{"second-layer"}},
 		{"denied name resolves", func(_ *Expect, r *Report, _ *Host) { r.DeniedLookup = Lookup{Addrs: []string{"1.2.3.4"}} }, []string{"dns-denied"}},
 		{"outside resolver answers", func(_ *Expect, r *Report, _ *Host) { r.DirectDNS["198.51.100.53:53"] = "" }, []string{"dns-direct"}},
 		{"metadata answers", func(_ *Expect, r *Report, _ *Host) { r.Dials[1].Err = "" }, []string{"metadata"}},

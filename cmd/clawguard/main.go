@@ -150,7 +150,7 @@ func (g *globals) supervisor(ctx context.Context, step func(string, time.Duratio
 	if err != nil {
 		return nil, nil, err
 	}
-	host, err := netrules.NewHost(netrules.Config{Bridge: g.bridge, Subnet: subnet, StateDir: g.stateDir, KeepFlows: weakened("conntrack")})
+	host, err := netrules.NewHost(netrules.Config{Bridge: g.bridge, Subnet: subnet, StateDir: g.stateDir, KeepFlows: weakened("conntrack"), NoInnerLayer: weakened("inner-layer")})
 	if err != nil {
 		return nil, nil, usage("%v", err)
 	}

@@ -126,10 +126,11 @@ func (f *World) Detach(sandbox string) error {
 
 func (f *World) Allow(string, []netrules.Entry) error { return nil }
 
-func (f *World) Members(string) ([]netrules.SetMember, error) { return nil, nil }
-func (f *World) Counters(string) (netrules.Counters, error)   { return netrules.Counters{}, nil }
-func (f *World) Rules(string) ([]string, error)               { return nil, nil }
-func (f *World) Sweep([]string) ([]string, error)             { return nil, nil }
+func (f *World) Members(string) ([]netrules.SetMember, error)    { return nil, nil }
+func (f *World) Counters(string) (netrules.Counters, error)      { return netrules.Counters{}, nil }
+func (f *World) InnerMissing(netrules.Sandbox) ([]string, error) { return nil, nil }
+func (f *World) Rules(string) ([]string, error)                  { return nil, nil }
+func (f *World) Sweep([]string) ([]string, error)                { return nil, nil }
 
 // Reassert restores nothing: the fake's rules never change behind its back.
 func (f *World) Reassert([]netrules.Sandbox) ([]string, error) { return nil, nil }
