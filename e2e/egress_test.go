@@ -652,3 +652,78 @@ func TestStatusShowsAllowlistDenialsAndRules(t *testing.T) {
 		}
 	}
 }
+
+// TestAWildcardLetsThroughOnlyItsBound: a wildcard with max_names 3 answers
+// three distinct names through the gate; a fourth, which the upstream
+// answers (the control), is refused by the gate without reaching the
+// upstream, while the names it holds keep being answered; status names the
+// limit and shows the wildcard full.
+func TestAWildcardLetsThroughOnlyItsBound(t *testing.T) {
+	h := env
+	const zone = "bound.example.test"
+	names := []string{"n0." + zone, "n1." + zone, "n2." + zone, "n3." + zone}
+	for _, n := range names {
+		h.net.dns.set(n, 300, apiAddr)
+		t.Cleanup(func() { h.net.dns.set(n, 300) })
+	}
+	if r, err := hostDNS(names[3], dns.TypeA); err != nil || r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+		t.Fatalf("control: the upstream does not answer %s from the host: %v %v", names[3], r, err)
+	}
+	asked := h.net.dns.timesAsked(names[3]) // the control's question
+	entry := `    - {host: "*.` + zone + `", ports: [443], max_names: 3, new_names_per_minute: 100}` + "\n  dns:"
+	sb := h.start(t, profile{Name: "egress-wild-bound", Extra: strings.Replace(egressProfile, "  dns:", entry, 1)})
+	var d probeDNS
+	for _, n := range names[:3] {
+		h.netProbe(t, sb.name, &d, "dns", testGW+":53", n, "A")
+		if d.Rcode != "NOERROR" || len(d.Answers) != 1 || !strings.Contains(d.Answers[0], apiAddr) {
+			t.Fatalf("%s within the bound: %+v", n, d)
+		}
+	}
+	h.netProbe(t, sb.name, &d, "dns", testGW+":53", names[3], "A")
+	if d.Rcode != "REFUSED" || len(d.Answers) != 0 {
+		t.Fatalf("a fourth name under a wildcard with max_names 3: %+v", d)
+	}
+	if h.net.dns.timesAsked(names[3]) != asked {
+		t.Fatal("the name over the bound reached the upstream: data left through DNS")
+	}
+	h.netProbe(t, sb.name, &d, "dns", testGW+":53", names[0], "A")
+	if d.Rcode != "NOERROR" || len(d.Answers) != 1 {
+		t.Fatalf("a name the full wildcard holds is no longer answered: %+v", d)
+	}
+
+	var st []struct {
+		Allowlist []struct {
+			Host     string `json:"host"`
+			Wildcard *struct {
+				Names    int `json:"names"`
+				MaxNames int `json:"max_names"`
+			} `json:"wildcard"`
+		} `json:"allowlist"`
+		Refused []struct {
+			Name, Reason string
+		} `json:"refused_queries"`
+	}
+	want := "wildcard *." + zone + " holds 3 names (max_names)"
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, stderr, code := h.cg("status", "--json", sb.name)
+		if code != 0 {
+			t.Fatalf("status: %s", stderr)
+		}
+		if err := json.Unmarshal([]byte(out), &st); err != nil || len(st) != 1 {
+			t.Fatalf("status JSON: %v\n%s", err, out)
+		}
+		if slices.ContainsFunc(st[0].Refused, func(r struct{ Name, Reason string }) bool { return r.Name == names[3] && r.Reason == want }) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status does not show %s refused with %q: %+v", names[3], want, st[0].Refused)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, a := range st[0].Allowlist {
+		if a.Host == "*."+zone && (a.Wildcard == nil || a.Wildcard.Names != 3 || a.Wildcard.MaxNames != 3) {
+			t.Errorf("status of the wildcard entry: %+v", a.Wildcard)
+		}
+	}
+}

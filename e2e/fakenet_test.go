@@ -239,6 +239,19 @@ func (d *fakeDNS) asked(name string) bool {
 	return false
 }
 
+// timesAsked counts the questions for exactly name.
+func (d *fakeDNS) timesAsked(name string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, q := range d.seen {
+		if q == name {
+			n++
+		}
+	}
+	return n
+}
+
 func (d *fakeDNS) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	m := new(dns.Msg).SetReply(r)
 	if len(r.Question) != 1 {

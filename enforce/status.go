@@ -57,6 +57,17 @@ type AllowStatus struct {
 	Ports     []int           `json:"ports"`
 	Protocols []string        `json:"protocols"` // tcp unless the entry says
 	Addresses []AddressStatus `json:"addresses"`
+	// Wildcard is set on a "*.suffix" entry: how many names it holds and
+	// what bounds them.
+	Wildcard *WildcardStatus `json:"wildcard,omitempty"`
+}
+
+// WildcardStatus is how full a wildcard entry is: the names live under it
+// now (each one asked of the zone's nameservers), and its bounds.
+type WildcardStatus struct {
+	Names             int `json:"names"`
+	MaxNames          int `json:"max_names"`
+	NewNamesPerMinute int `json:"new_names_per_minute"`
 }
 
 // AddressStatus is one address an entry opens, for how long, and why.
@@ -127,7 +138,12 @@ func (s *Supervisor) status(name string, infos map[string]runtime.Info, now time
 			st.IP, st.Network = state.IP.String(), state.IP.String()+" via "+state.Gateway.String()
 		}
 		for _, a := range state.Egress.Allow {
-			st.Allowlist = append(st.Allowlist, AllowStatus{Host: a.Host, CIDR: a.CIDR, Ports: a.Ports, Protocols: a.Protos(), Addresses: []AddressStatus{}})
+			as := AllowStatus{Host: a.Host, CIDR: a.CIDR, Ports: a.Ports, Protocols: a.Protos(), Addresses: []AddressStatus{}}
+			if a.Wildcard() {
+				as.Wildcard = &WildcardStatus{}
+				as.Wildcard.MaxNames, as.Wildcard.NewNamesPerMinute = a.NameBound()
+			}
+			st.Allowlist = append(st.Allowlist, as)
 		}
 	case errors.Is(err, os.ErrNotExist):
 		if hasContainer {
@@ -182,6 +198,11 @@ func (s *Supervisor) egressStatus(st *Status, now time.Time, withRules bool) {
 		st.RefusedQueries, st.DroppedAnswers, st.DeniedPackets = snap.Refused, snap.Dropped, snap.Denied
 		for i := range st.Allowlist {
 			a := &st.Allowlist[i]
+			for _, u := range snap.Wildcards {
+				if a.Wildcard != nil && u.Host == "*."+allowlist.Canonical(strings.TrimPrefix(a.Host, "*.")) {
+					a.Wildcard.Names = u.Names
+				}
+			}
 			for _, b := range snap.Bindings {
 				secs, live := left[b.Addr]
 				if !live || !matchesEntry(a.Host, b.Name) {

@@ -2,7 +2,9 @@ package enforce
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clawguard/clawguard/netrules/allowlist"
 	"github.com/clawguard/clawguard/profiles"
 
+	"github.com/clawguard/clawguard/enforce/egress"
 	"github.com/clawguard/clawguard/enforce/enforcetest"
 )
 
@@ -131,6 +135,55 @@ func TestStatusShowsLeftoversOfEitherKind(t *testing.T) {
 	}
 	if got["stray"].Problem == "" {
 		t.Errorf("stray: %+v", got["stray"])
+	}
+}
+
+// A wildcard entry shows its bounds, the defaults when the state predates
+// them, and how many names the gate holds under it; other entries show none.
+func TestStatusShowsEachWildcardsNamesAndBounds(t *testing.T) {
+	w := enforcetest.NewWorld("")
+	stateDir := t.TempDir()
+	sup := New(testConfig(stateDir), w, w)
+	w.Containers["a"] = true
+	if err := os.MkdirAll(filepath.Join(stateDir, "sandboxes", "a"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	five := 5
+	wild := enforcetest.Allow("*.cdn.example.com", 443)
+	wild.MaxNames = &five
+	st := &State{Name: "a", Status: "running", IP: netip.MustParseAddr("10.89.0.2"), Egress: profiles.Egress{Allow: []profiles.AllowEntry{
+		enforcetest.Allow("api.example.com", 443), wild, enforcetest.Allow("*.Other.example.com", 443),
+	}}}
+	if err := sup.layout.write(st); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := json.Marshal(egress.Snapshot{Updated: time.Now(), Wildcards: []allowlist.WildcardUse{
+		{Host: "*.cdn.example.com", Names: 3, MaxNames: 5, NewNamesPerMinute: 120},
+		{Host: "*.other.example.com", Names: 7, MaxNames: 1000, NewNamesPerMinute: 120},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(sup.layout.egressFile("a"), snap, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	list, err := sup.Status(context.Background(), "a", time.Now(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]*WildcardStatus{}
+	for _, a := range list[0].Allowlist {
+		got[a.Host] = a.Wildcard
+	}
+	want := map[string]*WildcardStatus{
+		"api.example.com":     nil,
+		"*.cdn.example.com":   {Names: 3, MaxNames: 5, NewNamesPerMinute: profiles.DefaultNewNamesPerMinute},
+		"*.Other.example.com": {Names: 7, MaxNames: profiles.DefaultMaxNames, NewNamesPerMinute: profiles.DefaultNewNamesPerMinute},
+	}
+	for host, w := range want {
+		if g := got[host]; (g == nil) != (w == nil) || (g != nil && *g != *w) {
+			t.Errorf("%s: wildcard %+v, want %+v", host, g, w)
+		}
 	}
 }
 

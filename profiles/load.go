@@ -181,6 +181,19 @@ func (p *Profile) applyDefaults() {
 	if p.Tmpfs == nil {
 		p.Tmpfs = []Tmpfs{{Path: "/tmp", Size: Size{Bytes: 100 << 20}, Options: []string{"noexec", "nosuid", "nodev"}}}
 	}
+	for i := range p.Egress.Allow {
+		a := &p.Egress.Allow[i]
+		if !a.Wildcard() {
+			continue
+		}
+		maxNames, perMinute := a.NameBound()
+		if a.MaxNames == nil {
+			a.MaxNames = &maxNames
+		}
+		if a.NewNamesPerMinute == nil {
+			a.NewNamesPerMinute = &perMinute
+		}
+	}
 	if p.Egress.DNS.MinTTL.Duration == 0 {
 		p.Egress.DNS.MinTTL.Duration = 30 * time.Second
 	}
@@ -210,7 +223,7 @@ var sections = map[string]string{
 	"Mount":      "source, target, read_only",
 	"Secrets":    "dir",
 	"Egress":     "allow, dns, log_denied",
-	"AllowEntry": "host, cidr, ports",
+	"AllowEntry": "host, cidr, ports, protocols, max_names, new_names_per_minute",
 	"DNS":        "min_ttl, max_ttl",
 }
 

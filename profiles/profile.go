@@ -4,6 +4,7 @@
 package profiles
 
 import (
+	"strings"
 	"time"
 )
 
@@ -110,6 +111,42 @@ type AllowEntry struct {
 	CIDR      string   `yaml:"cidr" json:"cidr,omitempty"`
 	Ports     []int    `yaml:"ports" json:"ports"`
 	Protocols []string `yaml:"protocols" json:"protocols,omitempty"`
+	// MaxNames and NewNamesPerMinute bound a wildcard: every distinct
+	// name asked under it is data sent to the zone's nameservers and an
+	// entry in the sandbox's cache. They are set (to the defaults if not
+	// given) on wildcard entries only; elsewhere they are refused.
+	MaxNames          *int `yaml:"max_names" json:"max_names,omitempty"`
+	NewNamesPerMinute *int `yaml:"new_names_per_minute" json:"new_names_per_minute,omitempty"`
+}
+
+// Wildcard reports whether the entry is "*.suffix".
+func (a AllowEntry) Wildcard() bool { return strings.HasPrefix(a.Host, "*.") }
+
+// Wildcard bounds unless a profile says otherwise: room for the distinct
+// hosts of a CDN or an API with per-tenant names, two new names a second
+// on average; and the ranges a profile may set them in.
+const (
+	DefaultMaxNames          = 1000
+	DefaultNewNamesPerMinute = 120
+	MaxMaxNames              = 100000
+	MaxNewNamesPerMinute     = 10000
+)
+
+// NameBound is a wildcard entry's max_names and new_names_per_minute, the
+// defaults where they are not given (as in the state of a sandbox started
+// before they existed). Both are 0 on any other entry.
+func (a AllowEntry) NameBound() (maxNames, newPerMinute int) {
+	if !a.Wildcard() {
+		return 0, 0
+	}
+	maxNames, newPerMinute = DefaultMaxNames, DefaultNewNamesPerMinute
+	if a.MaxNames != nil {
+		maxNames = *a.MaxNames
+	}
+	if a.NewNamesPerMinute != nil {
+		newPerMinute = *a.NewNamesPerMinute
+	}
+	return maxNames, newPerMinute
 }
 
 // Protos are the entry's protocols: "tcp" when it names none. UDP is

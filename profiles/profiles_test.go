@@ -1,6 +1,7 @@
 package profiles
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -147,6 +148,12 @@ func TestInvalidProfilesNameTheirField(t *testing.T) {
 		{"egress unknown protocol", "name: a\nimage: busybox\negress: {allow: [{host: a.example.com, ports: [443], protocols: [quic]}]}\n", "egress.allow[0].protocols"},
 		{"egress protocol twice", "name: a\nimage: busybox\negress: {allow: [{host: a.example.com, ports: [443], protocols: [udp, udp]}]}\n", "egress.allow[0].protocols"},
 		{"egress empty protocols", "name: a\nimage: busybox\negress: {allow: [{host: a.example.com, ports: [443], protocols: []}]}\n", "egress.allow[0].protocols"},
+		{"max_names on an exact name", "name: a\nimage: busybox\negress: {allow: [{host: a.example.com, ports: [443], max_names: 10}]}\n", "egress.allow[0].max_names"},
+		{"new_names_per_minute on a cidr", "name: a\nimage: busybox\negress: {allow: [{cidr: 198.51.100.0/24, ports: [443], new_names_per_minute: 10}]}\n", "egress.allow[0].new_names_per_minute"},
+		{"max_names 0", "name: a\nimage: busybox\negress: {allow: [{host: '*.example.com', ports: [443], max_names: 0}]}\n", "egress.allow[0].max_names"},
+		{"max_names over 100000", "name: a\nimage: busybox\negress: {allow: [{host: '*.example.com', ports: [443], max_names: 100001}]}\n", "egress.allow[0].max_names"},
+		{"new_names_per_minute 0", "name: a\nimage: busybox\negress: {allow: [{host: '*.example.com', ports: [443], new_names_per_minute: 0}]}\n", "egress.allow[0].new_names_per_minute"},
+		{"new_names_per_minute over 10000", "name: a\nimage: busybox\negress: {allow: [{host: '*.example.com', ports: [443], new_names_per_minute: 10001}]}\n", "egress.allow[0].new_names_per_minute"},
 		{"stop_timeout zero", "name: a\nimage: busybox\nstop_timeout: -1s\n", "stop_timeout"},
 	}
 	for _, tt := range tests {
@@ -164,6 +171,44 @@ func TestInvalidProfilesNameTheirField(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), "p.yaml") {
 				t.Fatalf("error does not name the file: %v", err)
+			}
+		})
+	}
+}
+
+// A wildcard entry always carries its bounds (the defaults unless given),
+// so status and the sandbox's state show them; an exact entry has none.
+func TestWildcardEntriesGetNameBoundsAndOthersNone(t *testing.T) {
+	dir := fixture(t)
+	tests := []struct {
+		name, entry         string
+		maxNames, perMinute int
+		json                string // what the entry's JSON says of them
+	}{
+		{"defaults", "{host: '*.example.com', ports: [443]}", DefaultMaxNames, DefaultNewNamesPerMinute, `"max_names":1000,"new_names_per_minute":120`},
+		{"given", "{host: '*.example.com', ports: [443], max_names: 100000, new_names_per_minute: 1}", 100000, 1, `"max_names":100000,"new_names_per_minute":1`},
+		{"exact", "{host: api.example.com, ports: [443]}", 0, 0, ""},
+		{"cidr", "{cidr: 198.51.100.0/24, ports: [443]}", 0, 0, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := Parse([]byte("name: a\nimage: busybox\negress: {allow: ["+tt.entry+"]}\n"), "p.yaml", dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := Validate(p, testPolicy(dir)); err != nil {
+				t.Fatal(err)
+			}
+			a := p.Egress.Allow[0]
+			if m, r := a.NameBound(); m != tt.maxNames || r != tt.perMinute {
+				t.Errorf("bound %d, %d; want %d, %d", m, r, tt.maxNames, tt.perMinute)
+			}
+			b, err := json.Marshal(a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := string(b); (tt.json == "") == strings.Contains(got, "names") || !strings.Contains(got, tt.json) {
+				t.Errorf("json %s, want %q", got, tt.json)
 			}
 		})
 	}

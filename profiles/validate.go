@@ -386,12 +386,40 @@ func (v validator) egress() {
 		if a.Protocols != nil && len(a.Protocols) == 0 {
 			c.add(field+".protocols", "is empty", "leave it out for TCP, or write [udp] or [tcp, udp]")
 		}
+		nameBounds(c, field, a)
 	}
 	if e.DNS.MinTTL.Seconds() < 1 {
 		c.add("egress.dns.min_ttl", "must be at least 1s", "e.g. min_ttl: 30s")
 	}
 	if e.DNS.MaxTTL.Duration < e.DNS.MinTTL.Duration || e.DNS.MaxTTL.Hours() > 24 {
 		c.add("egress.dns.max_ttl", "must be at least min_ttl and at most 24h", "e.g. max_ttl: 1h")
+	}
+}
+
+// nameBounds checks a wildcard's max_names and new_names_per_minute, and
+// refuses them on any other entry, where they would bound nothing.
+func nameBounds(c *collector, field string, a AllowEntry) {
+	bounds := []struct {
+		key   string
+		value *int
+		max   int
+		fix   string
+	}{
+		{"max_names", a.MaxNames, MaxMaxNames, fmt.Sprintf("e.g. max_names: %d, the default", DefaultMaxNames)},
+		{"new_names_per_minute", a.NewNamesPerMinute, MaxNewNamesPerMinute, fmt.Sprintf("e.g. new_names_per_minute: %d, the default", DefaultNewNamesPerMinute)},
+	}
+	for _, b := range bounds {
+		switch {
+		case b.value == nil:
+		case !a.Wildcard():
+			what := "an exact name is one name"
+			if a.CIDR != "" {
+				what = "a cidr entry resolves no names"
+			}
+			c.add(field+"."+b.key, "applies only to a wildcard host (*.example.com): "+what, "remove "+b.key+" from this entry")
+		case *b.value < 1 || *b.value > b.max:
+			c.add(field+"."+b.key, fmt.Sprintf("%d is out of range 1-%d", *b.value, b.max), b.fix)
+		}
 	}
 }
 

@@ -169,6 +169,21 @@ func printEgress(w io.Writer, s enforce.Status, rules bool) {
 		}
 	}
 	tw.Flush()
+	header := false
+	for _, a := range s.Allowlist {
+		if a.Wildcard == nil {
+			continue
+		}
+		if !header {
+			fmt.Fprintf(w, "%s: wildcards (every name asked under one is sent to that zone's nameservers)\n", s.Name)
+			tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			header = true
+		}
+		fmt.Fprintf(tw, "  %s\t%d of %d names\tat most %d new a minute\n", a.Host, a.Wildcard.Names, a.Wildcard.MaxNames, a.Wildcard.NewNamesPerMinute)
+	}
+	if header {
+		tw.Flush()
+	}
 	if len(s.RefusedQueries) > 0 {
 		fmt.Fprintf(w, "%s: refused DNS queries (last %d names)\n", s.Name, len(s.RefusedQueries))
 		for _, r := range s.RefusedQueries {

@@ -52,6 +52,10 @@ type Book struct {
 	audit    func(audit.Event)
 	now      func() time.Time
 
+	// wildcards bounds the names each wildcard lets through, and so the
+	// cache's names under it.
+	wildcards *allowlist.Wildcards
+
 	// Counts for metrics.
 	answered, refused, refreshErrors atomic.Uint64
 
@@ -115,19 +119,21 @@ type DeniedPacket struct {
 
 // Snapshot is what the book publishes about a sandbox's egress.
 type Snapshot struct {
-	Updated  time.Time           `json:"updated"`
-	DNSPort  int                 `json:"dns_port"`
-	Bindings []allowlist.Binding `json:"bindings"`
-	Refused  []Refusal           `json:"refused_queries"`
-	Dropped  []DroppedAnswer     `json:"dropped_answers"`
-	Denied   []DeniedPacket      `json:"denied_packets"`
+	Updated   time.Time               `json:"updated"`
+	DNSPort   int                     `json:"dns_port"`
+	Bindings  []allowlist.Binding     `json:"bindings"`
+	Wildcards []allowlist.WildcardUse `json:"wildcards,omitempty"`
+	Refused   []Refusal               `json:"refused_queries"`
+	Dropped   []DroppedAnswer         `json:"dropped_answers"`
+	Denied    []DeniedPacket          `json:"denied_packets"`
 }
 
 // New returns the book of sandbox name under profile p; it writes the set
 // through sets, publishes to snapPath and records denials with record.
 func New(name string, p *profiles.Profile, sets Sets, snapPath string, record func(audit.Event), log *slog.Logger) *Book {
+	policy := allowlist.NewPolicy(allowRules(p))
 	return &Book{
-		name: name, policy: allowlist.NewPolicy(allowRules(p)), cache: allowlist.NewCache(), net: sets,
+		name: name, policy: policy, cache: allowlist.NewCache(), wildcards: allowlist.NewWildcards(policy), net: sets,
 		minTTL: p.Egress.DNS.MinTTL.Duration, maxTTL: p.Egress.DNS.MaxTTL.Duration, log: log,
 		snapPath: snapPath, audit: record, now: time.Now, dirty: make(chan struct{}, 1),
 		installed: map[installedKey]time.Time{}, auditBudget: budget{perMinute: auditPerMinute},
@@ -143,6 +149,7 @@ func allowRules(p *profiles.Profile) []allowlist.Rule {
 	var out []allowlist.Rule
 	for _, a := range p.Egress.Allow {
 		r := allowlist.Rule{Host: a.Host}
+		r.Bound.Max, r.Bound.PerMinute = a.NameBound()
 		if a.CIDR != "" {
 			r.CIDR = netip.MustParsePrefix(a.CIDR) // validated before
 		}
@@ -183,6 +190,16 @@ func (e *Book) Allowed(name string) bool {
 	return ok
 }
 
+// Forward implements dnsproxy.Gate: a new name under a wildcard is let
+// through while the wildcard has room and has not had its new names for
+// the minute. It counts for grace until its answer comes and Admit keeps
+// it for the answer's time; a name with no answer (NXDOMAIN, a timeout)
+// leaves the count when that hold runs out, but stays in the minute's.
+func (e *Book) Forward(name string) (string, bool) {
+	why := e.wildcards.Forward(e.now(), name, grace)
+	return why, why == ""
+}
+
 // Admit implements dnsproxy.Gate: drop forbidden addresses, then install the
 // rest in the set; the proxy releases the answer only after this returns.
 func (e *Book) Admit(_ context.Context, name string, addrs []netip.Addr, ttl time.Duration) ([]netip.Addr, error) {
@@ -212,7 +229,10 @@ func (e *Book) admit(name string, addrs []netip.Addr, ttl time.Duration, src all
 		e.changed()
 		return nil, nil
 	}
-	bindings := e.cache.Update(now, name, keep, ports, allowlist.Keep(ttl, e.minTTL, e.maxTTL, grace), src)
+	hold := allowlist.Keep(ttl, e.minTTL, e.maxTTL, grace)
+	bindings := e.cache.Update(now, name, keep, ports, hold, src)
+	// Live under its wildcard as long as its addresses are in the cache.
+	e.wildcards.Keep(name, now.Add(hold))
 	// The set holds one entry per address and port, shared by every name
 	// that maps there: write only what extends an entry, never what would
 	// shorten another name's allowance, and nothing while the entry already
@@ -416,6 +436,7 @@ func (e *Book) Run(ctx context.Context, p *dnsproxy.Proxy, first map[string]time
 			return
 		case <-gc.C:
 			e.cache.GC(e.now())
+			e.wildcards.GC(e.now())
 			e.prune(e.now())
 			e.publish(dnsPort)
 		case <-e.dirty:
@@ -434,7 +455,7 @@ func (e *Book) Run(ctx context.Context, p *dnsproxy.Proxy, first map[string]time
 func (e *Book) publish(dnsPort int) {
 	now := e.now()
 	e.mu.Lock()
-	snap := Snapshot{Updated: now, DNSPort: dnsPort, Bindings: e.cache.Snapshot(now),
+	snap := Snapshot{Updated: now, DNSPort: dnsPort, Bindings: e.cache.Snapshot(now), Wildcards: e.wildcards.Use(now),
 		Refused: append([]Refusal(nil), e.refusals...), Dropped: append([]DroppedAnswer(nil), e.drops...),
 		Denied: append([]DeniedPacket(nil), e.denied...)}
 	e.mu.Unlock()

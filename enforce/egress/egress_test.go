@@ -279,3 +279,137 @@ func TestRefusalFloodsAreAggregatedAndSampled(t *testing.T) {
 		t.Errorf("the repeated name: %+v, want one entry counted 1000 times", again)
 	}
 }
+
+// A wildcard entry is bounded by the profile's max_names and
+// new_names_per_minute, the defaults when it gives none; a refusal names
+// the wildcard and the limit. Exact names never count, even when the
+// wildcard is full.
+func TestNewNamesUnderAWildcardAreBoundedByTheProfile(t *testing.T) {
+	five := 5
+	tests := []struct {
+		name     string
+		maxNames *int
+		asked    int
+		through  int
+		reason   string
+	}{
+		{"the default rate refuses the 121st new name in a minute", nil, 130, profiles.DefaultNewNamesPerMinute,
+			"wildcard *.cdn.example.com had 120 new names in the last minute (new_names_per_minute)"},
+		{"the profile's max_names refuses the sixth live name", &five, 130, 5,
+			"wildcard *.cdn.example.com holds 5 names (max_names)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			now := time.Unix(10000, 0)
+			p := enforcetest.Profile(t, "e")
+			w := enforcetest.Allow("*.cdn.example.com", 443)
+			w.MaxNames = tt.maxNames
+			p.Egress.Allow = append(p.Egress.Allow, enforcetest.Allow("api.example.com", 443), w)
+			e := New("e", p, &recordingNet{}, t.TempDir()+"/egress.json", func(audit.Event) {}, slog.New(slog.DiscardHandler))
+			e.now = func() time.Time { return now }
+			through := 0
+			for i := range tt.asked {
+				name := fmt.Sprintf("n%d.cdn.example.com.", i)
+				why, ok := e.Forward(name)
+				if !ok {
+					if why != tt.reason {
+						t.Fatalf("%s refused with %q, want %q", name, why, tt.reason)
+					}
+					continue
+				}
+				through++
+				if _, err := e.Admit(context.Background(), name, []netip.Addr{netip.MustParseAddr("198.51.100.20")}, time.Hour); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if through != tt.through {
+				t.Fatalf("%d of %d new names let through, want %d", through, tt.asked, tt.through)
+			}
+			for _, name := range []string{"n0.cdn.example.com", "api.example.com"} {
+				if why, ok := e.Forward(name); !ok {
+					t.Errorf("%s (known or exact) refused at the bound: %q", name, why)
+				}
+			}
+		})
+	}
+}
+
+// 100,000 distinct names under a wildcard, asked as a flood over ten
+// minutes and answered with long TTLs, leave the book as large as the
+// wildcard's bound allows: at most max_names live names in the cache and
+// in the count, the refusals aggregated to what status keeps, the audit
+// log sampled. Refused names leave nothing behind.
+func TestAFloodOfWildcardNamesLeavesTheBookBounded(t *testing.T) {
+	now := time.Unix(10000, 0)
+	lines := 0
+	e := testEgress(t, &recordingNet{}, &now)
+	e.audit = func(audit.Event) { lines++ }
+	const names, span = 100000, 10 * time.Minute
+	step := span / names
+	reasons := map[string]int{}
+	lastGC := now
+	for i := range names {
+		now = now.Add(step)
+		name := fmt.Sprintf("x%d.cdn.example.com.", i)
+		if why, ok := e.Forward(name); !ok {
+			// As the proxy does.
+			e.Refused(name, "A", why)
+			reasons[why[strings.LastIndex(why, "("):]]++
+			continue
+		}
+		addr := netip.AddrFrom4([4]byte{198, 51, 100, byte(i)})
+		if _, err := e.Admit(context.Background(), name, []netip.Addr{addr}, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if now.Sub(lastGC) >= 10*time.Second { // as Run does
+			e.cache.GC(now)
+			e.wildcards.GC(now)
+			e.prune(now)
+			lastGC = now
+		}
+	}
+	if reasons["(max_names)"] == 0 || reasons["(new_names_per_minute)"] == 0 {
+		t.Fatalf("refusals by limit %v: the flood should meet both", reasons)
+	}
+	admitted := int(e.answered.Load())
+	if minutes := int(span / time.Minute); admitted > (minutes+1)*profiles.DefaultNewNamesPerMinute || admitted < profiles.DefaultMaxNames {
+		t.Errorf("%d names admitted in %d minutes", admitted, minutes)
+	}
+	cached := map[string]bool{}
+	for _, b := range e.cache.Snapshot(now) {
+		cached[b.Name] = true
+	}
+	use := e.wildcards.Use(now)
+	if len(cached) > profiles.DefaultMaxNames || len(use) != 1 || use[0].Names > profiles.DefaultMaxNames {
+		t.Errorf("%d names cached, wildcard use %+v; cap %d", len(cached), use, profiles.DefaultMaxNames)
+	}
+	e.mu.Lock()
+	refusals, installed := len(e.refusals), len(e.installed)
+	e.mu.Unlock()
+	if refusals > refusalsKept || installed > 256 {
+		t.Errorf("%d refusals kept (cap %d), %d set entries recorded for 256 addresses", refusals, refusalsKept, installed)
+	}
+	if maxLines := (int(span/time.Minute) + 1) * auditPerMinute; lines > maxLines {
+		t.Errorf("%d audit lines, budget %d", lines, maxLines)
+	}
+}
+
+// The snapshot says how full each wildcard is, for status.
+func TestTheSnapshotShowsEachWildcardsUse(t *testing.T) {
+	now := time.Unix(10000, 0)
+	e := testEgress(t, &recordingNet{}, &now)
+	for _, name := range []string{"a.cdn.example.com", "b.cdn.example.com", "api.example.com"} {
+		if _, ok := e.Forward(name); !ok {
+			t.Fatal(name)
+		}
+	}
+	e.publish(53)
+	snap, err := Read(e.snapPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := allowlist.WildcardUse{Host: "*.cdn.example.com", Names: 2, MaxNames: profiles.DefaultMaxNames, NewNamesPerMinute: profiles.DefaultNewNamesPerMinute}
+	if len(snap.Wildcards) != 1 || snap.Wildcards[0] != want {
+		t.Fatalf("wildcards %+v, want %+v", snap.Wildcards, want)
+	}
+}

@@ -18,11 +18,13 @@ import (
 
 // Rule is one allowlist entry: a host name ("api.example.com", or
 // "*.example.com" for any subdomain of example.com but not example.com), or a
-// CIDR, with its ports.
+// CIDR, with its ports. A wildcard's Bound limits the names it lets through
+// (see Wildcards).
 type Rule struct {
 	Host  string
 	CIDR  netip.Prefix
 	Ports []Port
+	Bound NameBound
 }
 
 // IP protocol numbers of the ports an entry may open.
@@ -97,20 +99,26 @@ func comparePorts(a, b Port) int {
 // Policy answers "may this sandbox resolve this name, and on which ports".
 type Policy struct {
 	exact    map[string][]Port
-	suffixes map[string][]Port // "example.com" (from "*.example.com") -> ports
+	suffixes map[string][]Port    // "example.com" (from "*.example.com") -> ports
+	bounds   map[string]NameBound // "example.com" -> what "*.example.com" lets through
 	cidrs    []Rule
 }
 
-// NewPolicy builds a policy from rules.
+// NewPolicy builds a policy from rules. A wildcard written twice gets the
+// union of the ports and the tighter of each bound.
 func NewPolicy(rules []Rule) *Policy {
-	p := &Policy{exact: map[string][]Port{}, suffixes: map[string][]Port{}}
+	p := &Policy{exact: map[string][]Port{}, suffixes: map[string][]Port{}, bounds: map[string]NameBound{}}
 	for _, r := range rules {
 		switch {
 		case r.CIDR.IsValid():
 			p.cidrs = append(p.cidrs, Rule{CIDR: r.CIDR.Masked(), Ports: r.Ports})
 		case strings.HasPrefix(r.Host, "*."):
 			s := Canonical(r.Host[2:])
-			p.suffixes[s] = union(p.suffixes[s], r.Ports)
+			b, seen := p.bounds[s]
+			if !seen {
+				b = r.Bound
+			}
+			p.suffixes[s], p.bounds[s] = union(p.suffixes[s], r.Ports), b.tighter(r.Bound)
 		default:
 			h := Canonical(r.Host)
 			p.exact[h] = union(p.exact[h], r.Ports)
@@ -140,6 +148,23 @@ func (p *Policy) Ports(name string) ([]Port, bool) {
 		}
 	}
 	return ports, ok
+}
+
+// wildcardOf returns the wildcard a name is counted under: the most
+// specific one it is a subdomain of. A name that is also an exact entry is
+// under none: it was named one by one, and is no channel of a wildcard's.
+func (p *Policy) wildcardOf(name string) (string, bool) {
+	name = Canonical(name)
+	if _, exact := p.exact[name]; exact {
+		return "", false
+	}
+	best := ""
+	for suffix := range p.suffixes {
+		if len(suffix) > len(best) && under(name, suffix) {
+			best = suffix
+		}
+	}
+	return best, best != ""
 }
 
 // ExactNames are the names that can be resolved ahead of time.

@@ -33,6 +33,11 @@ type Gate interface {
 	// ranges); it returns the ones it admitted. An error means the answer
 	// must not be released.
 	Admit(ctx context.Context, name string, addrs []netip.Addr, ttl time.Duration) ([]netip.Addr, error)
+	// Forward is asked just before a query for an allowed name goes
+	// upstream, and may still refuse it, saying why: a wildcard lets only
+	// so many new names through, each of them data sent to its zone's
+	// nameservers. A query it lets through counts against those bounds.
+	Forward(name string) (refusal string, ok bool)
 	// Refused is told about every query answered without upstream.
 	Refused(name string, qtype string, reason string)
 }
@@ -112,6 +117,14 @@ func (p *Proxy) answer(ctx context.Context, req *dns.Msg) *dns.Msg {
 		return m
 	default:
 		p.gate.Refused(q.Name, qtype, "only A, AAAA and CNAME are served")
+		return m.SetRcode(req, dns.RcodeRefused)
+	}
+	// A bound refusal is REFUSED, as the rate limit's is, not NXDOMAIN:
+	// the name may exist, and a resolver must not cache it as absent.
+	// It is asked before the rate limit so that a flood of new names
+	// refused here does not use up the tokens of the names still served.
+	if why, ok := p.gate.Forward(q.Name); !ok {
+		p.gate.Refused(q.Name, qtype, why)
 		return m.SetRcode(req, dns.RcodeRefused)
 	}
 	// Only what goes upstream is limited: everything else is answered here.

@@ -90,6 +90,8 @@ type gate struct {
 	admitted []netip.Addr
 	ttls     []time.Duration
 	refused  []string
+	asked    []string // names Forward was asked about
+	full     string   // if set, Forward refuses with it
 	fail     error
 	release  chan struct{} // if set, Admit waits for it
 	inAdmit  chan struct{}
@@ -102,6 +104,13 @@ func (g *gate) Allowed(name string) bool {
 		}
 	}
 	return false
+}
+
+func (g *gate) Forward(name string) (string, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.asked = append(g.asked, strings.TrimSuffix(name, "."))
+	return g.full, g.full == ""
 }
 
 func (g *gate) Admit(_ context.Context, name string, addrs []netip.Addr, ttl time.Duration) ([]netip.Addr, error) {
@@ -273,6 +282,32 @@ func TestRefusedQueriesNeverReachUpstream(t *testing.T) {
 				t.Fatalf("refusals recorded: %v", refused)
 			}
 		})
+	}
+}
+
+// A wildcard with no room left refuses a name the policy allows: REFUSED
+// (the name may exist; it must not be cached as absent), with the gate's
+// reason, and nothing asked upstream. Queries answered here (AAAA, names not
+// allowlisted) are never put to Forward, so they use up none of its room.
+func TestABoundRefusalNeverReachesUpstream(t *testing.T) {
+	up := startUpstream(t, zone...)
+	g := &gate{allow: []string{"api.example.com"}, full: "wildcard *.example.com holds 1000 names (max_names)"}
+	srv := serve(t, Config{Upstreams: []string{up.addr}}, g)
+	if r := query(t, srv, "api.example.com", dns.TypeA); r.Rcode != dns.RcodeRefused || len(r.Answer) != 0 {
+		t.Fatalf("answer %v", r)
+	}
+	query(t, srv, "api.example.com", dns.TypeAAAA)
+	query(t, srv, "evil.test", dns.TypeA)
+	if q := up.questions(); len(q) != 0 {
+		t.Fatalf("upstream was asked %v", q)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !slices.Equal(g.asked, []string{"api.example.com"}) {
+		t.Errorf("Forward was asked about %v, want only the A query", g.asked)
+	}
+	if len(g.refused) != 2 || g.refused[0] != "A api.example.com: "+g.full {
+		t.Errorf("refusals %v, want the gate's reason first", g.refused)
 	}
 }
 
