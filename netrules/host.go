@@ -367,6 +367,8 @@ func (h *Host) Members(sandbox string) ([]SetMember, error) {
 type Counters struct {
 	Accepted uint64 `json:"accepted_packets"`
 	Denied   uint64 `json:"denied_packets"`
+	// DNSRateDropped are queries to the gate over the sandbox's rate.
+	DNSRateDropped uint64 `json:"dns_rate_dropped_packets"`
 }
 
 // Counters reads the sandbox chain's packet counters. What the second
@@ -387,11 +389,12 @@ func (h *Host) Counters(sandbox string) (Counters, error) {
 		}
 	}
 	if !h.cfg.NoInnerLayer {
-		n, err := innerDrops(sandbox)
+		denied, dnsRate, err := innerDrops(sandbox)
 		if err != nil {
 			return c, fmt.Errorf("counters of the second layer of %s: %w", sandbox, err)
 		}
-		c.Denied += n
+		c.Denied += denied
+		c.DNSRateDropped = dnsRate
 	}
 	return c, nil
 }

@@ -18,7 +18,7 @@ import (
 
 // Kernel tests use their own bridge and subnet so they never touch a real
 // clawguard's; 10.89.250.0/24 overlaps none of the machine's networks.
-func testHost(t *testing.T) *Host {
+func testHost(t testing.TB) *Host {
 	t.Helper()
 	requireRoot(t)
 	h, err := NewHost(Config{Bridge: "cgtest0", Subnet: netip.MustParsePrefix("10.89.250.0/24"), StateDir: t.TempDir()})
@@ -182,4 +182,31 @@ func TestSetEntriesExpire(t *testing.T) {
 func portIsolated(t *testing.T, port string) bool {
 	out, err := exec.Command("bridge", "-d", "link", "show", "dev", port).Output()
 	return err == nil && strings.Contains(string(out), "isolated on")
+}
+
+// BenchmarkAllow is one admitted address written into the sets: the host's
+// alone (the baseline) and both layers', the mirror in the sandbox's
+// namespace included.
+func BenchmarkAllow(b *testing.B) {
+	for _, tc := range []struct {
+		name  string
+		inner bool
+	}{{"host-only", false}, {"both-layers", true}} {
+		b.Run(tc.name, func(b *testing.B) {
+			h := testHost(b)
+			h.cfg.NoInnerLayer = !tc.inner
+			sb := Sandbox{Name: "nrbench-" + tc.name, DNSPort: 15355}
+			b.Cleanup(func() { _ = h.Detach(sb.Name) })
+			if _, err := h.Attach(sb, nil); err != nil {
+				b.Fatal(err)
+			}
+			e := []Entry{{Addr: netip.MustParseAddr("198.51.100.5"), Proto: ProtoTCP, Port: 443, Timeout: time.Minute}}
+			b.ResetTimer()
+			for b.Loop() {
+				if err := h.Allow(sb.Name, e); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

@@ -14,7 +14,7 @@ import (
 // requireRoot fails a kernel test run without root. These files are left
 // out of `make unit` (-tags nokernel), never skipped: a run that includes
 // them has to prove them.
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("kernel test needs root: run `sudo make test`, or `make unit`, which leaves the kernel tests out")

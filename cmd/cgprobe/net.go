@@ -135,6 +135,28 @@ func netCheck(args []string) (any, error) {
 		r.Seconds = time.Since(start).Seconds()
 		r.PerSec = float64(r.Count) / r.Seconds
 		return r, nil
+	case "dnslatency": // dnslatency SERVER:PORT NAME N: N queries one after another, with percentiles
+		if len(args) != 4 {
+			return nil, fmt.Errorf("usage: dnslatency SERVER:PORT NAME N")
+		}
+		n, err := strconv.Atoi(args[3])
+		if err != nil || n < 1 || n > 100000 {
+			return nil, fmt.Errorf("N must be 1-100000")
+		}
+		return dnsLatency(args[1], args[2], n), nil
+	case "dnsflood": // dnsflood SERVER:PORT SECONDS WORKERS: refused names as fast as possible
+		if len(args) != 4 {
+			return nil, fmt.Errorf("usage: dnsflood SERVER:PORT SECONDS WORKERS")
+		}
+		secs, err := strconv.Atoi(args[2])
+		if err != nil || secs < 1 || secs > 120 {
+			return nil, fmt.Errorf("SECONDS must be 1-120")
+		}
+		w, err := strconv.Atoi(args[3])
+		if err != nil || w < 1 || w > 64 {
+			return nil, fmt.Errorf("WORKERS must be 1-64")
+		}
+		return dnsFlood(args[1], time.Duration(secs)*time.Second, w)
 	case "hold": // hold ADDR:PORT N [SECONDS]: open N connections, keep them open SECONDS after the last
 		if len(args) != 3 && len(args) != 4 {
 			return nil, fmt.Errorf("usage: hold ADDR:PORT N [SECONDS]")
