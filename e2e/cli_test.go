@@ -11,7 +11,8 @@ import (
 )
 
 // TestLogsKeepOneRunEach: a sandbox's output is kept after it stops, and a
-// new run of the same name starts with a fresh log (the old one is .1).
+// new run of the same name starts with a fresh log (the old one is kept as
+// NAME.log.prev, which logs does not print).
 func TestLogsKeepOneRunEach(t *testing.T) {
 	h := env
 	for i, word := range []string{"first-run", "second-run"} {

@@ -14,6 +14,7 @@ import (
 	"github.com/clawguard/clawguard/netrules"
 	"github.com/clawguard/clawguard/netrules/allowlist"
 	"github.com/clawguard/clawguard/runtime"
+	"github.com/clawguard/clawguard/runtime/logfile"
 
 	"github.com/clawguard/clawguard/enforce/egress"
 )
@@ -239,30 +240,15 @@ func joinProblem(a, b string) string {
 	return a + "; " + b
 }
 
-// FollowLog copies a sandbox's log to w. With follow it keeps reading until
-// ctx ends or stop is closed (the sandbox exited), then drains what is left.
-func FollowLog(ctx context.Context, path string, w io.Writer, follow bool, stop <-chan struct{}) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("open log %s: %w", path, err)
-	}
-	defer f.Close()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if _, err := io.Copy(w, f); err != nil {
-			return fmt.Errorf("read log %s: %w", path, err)
-		}
-		if !follow {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-stop:
-			_, err := io.Copy(w, f)
+// FollowLog copies a sandbox's log to w: with older, the rotated older
+// files first (oldest first), then the current one. With follow it keeps
+// reading until ctx ends or stop is closed (the sandbox exited), then drains
+// what is left, going on to the new file whenever the log is rotated.
+func FollowLog(ctx context.Context, path string, w io.Writer, older, follow bool, stop <-chan struct{}) error {
+	if older {
+		if err := logfile.CopyOlder(path, w); err != nil {
 			return err
-		case <-tick.C:
 		}
 	}
+	return logfile.Follow(ctx, path, w, follow, 100*time.Millisecond, stop)
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/clawguard/clawguard/netrules/nflog"
 	"github.com/clawguard/clawguard/profiles"
 	"github.com/clawguard/clawguard/runtime"
+	"github.com/clawguard/clawguard/runtime/logfile"
 	"github.com/clawguard/clawguard/seccomp"
 	"github.com/clawguard/clawguard/verify"
 
@@ -44,7 +45,7 @@ import (
 type Containers interface {
 	EnsureImage(ctx context.Context, ref string, archive *os.File, progress runtime.Progress) (string, error)
 	Create(ctx context.Context, s runtime.Sandbox) error
-	Start(ctx context.Context, name, logPath string) (<-chan containerd.ExitStatus, uint32, error)
+	Start(ctx context.Context, name string, log runtime.Log) (<-chan containerd.ExitStatus, uint32, error)
 	Wait(ctx context.Context, name string) (<-chan containerd.ExitStatus, error)
 	Stop(ctx context.Context, name string, timeout time.Duration) error
 	Delete(ctx context.Context, name string) error
@@ -283,7 +284,7 @@ func (s *Supervisor) StartPrepared(ctx context.Context, pr *Prepared, progress r
 	if err := s.layout.write(st); err != nil {
 		return nil, err
 	}
-	if err := rotateLog(sb.LogPath); err != nil {
+	if err := logfile.StartOver(sb.LogPath); err != nil {
 		return nil, err
 	}
 
@@ -367,7 +368,7 @@ func (s *Supervisor) StartPrepared(ctx context.Context, pr *Prepared, progress r
 	var exitC <-chan containerd.ExitStatus
 	if err := step("task", func() error {
 		var err error
-		exitC, st.Pid, err = s.rt.Start(ctx, p.Name, sb.LogPath)
+		exitC, st.Pid, err = s.rt.Start(ctx, p.Name, runtime.Log{Path: sb.LogPath, MaxSize: p.Logs.MaxSize.Bytes, Keep: *p.Logs.Keep})
 		return err
 	}); err != nil {
 		return nil, err
@@ -596,18 +597,6 @@ func seccompProfile(p *profiles.Profile, recorded []byte) (*specs.LinuxSeccomp, 
 		data = nil
 	}
 	return sc, data, nil
-}
-
-// rotateLog keeps the previous run's log as NAME.log.1 so that a new run of
-// the same name starts with an empty log.
-func rotateLog(path string) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return fmt.Errorf("create log directory: %w", err)
-	}
-	if err := os.Rename(path, path+".1"); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("rotate log %s: %w", path, err)
-	}
-	return nil
 }
 
 // Stop asks the sandbox to end (SIGTERM, then SIGKILL after its stop timeout)

@@ -148,6 +148,13 @@ func Parse(data []byte, source, dir string) (*Profile, error) {
 // machine).
 const DefaultConnections = 512
 
+// Default log cap: 10 MiB per file and two older files, 30 MiB a sandbox at
+// most, enough for an agent's start-up and recent errors.
+const (
+	DefaultLogMaxSize = 10 << 20
+	DefaultLogKeep    = 2
+)
+
 // DefaultUser is the UID:GID a profile without `user` runs as (and the one
 // the built-in profile names).
 const DefaultUser = "1000:1000"
@@ -206,6 +213,13 @@ func (p *Profile) applyDefaults() {
 	if p.StopTimeout.Duration == 0 {
 		p.StopTimeout.Duration = 10 * time.Second
 	}
+	if !p.Logs.MaxSize.given {
+		p.Logs.MaxSize = Size{Bytes: DefaultLogMaxSize, given: true}
+	}
+	if p.Logs.Keep == nil {
+		keep := DefaultLogKeep
+		p.Logs.Keep = &keep
+	}
 }
 
 var (
@@ -217,7 +231,7 @@ var (
 // sections maps the Go type a YAML mapping decodes into to the keys it takes,
 // so an unknown key can be answered with the ones that are allowed.
 var sections = map[string]string{
-	"Profile":    "name, image, image_archive, args, env, user, read_only_rootfs, capabilities, seccomp, resources, tmpfs, mounts, secrets, egress, publish, stop_timeout",
+	"Profile":    "name, image, image_archive, args, env, user, read_only_rootfs, capabilities, seccomp, resources, tmpfs, mounts, secrets, egress, publish, stop_timeout, logs",
 	"Resources":  "memory, cpus, pids",
 	"Tmpfs":      "path, size, options",
 	"Mount":      "source, target, read_only",
@@ -225,6 +239,7 @@ var sections = map[string]string{
 	"Egress":     "allow, dns, log_denied",
 	"AllowEntry": "host, cidr, ports, protocols, max_names, new_names_per_minute",
 	"DNS":        "min_ttl, max_ttl",
+	"Logs":       "max_size, keep",
 }
 
 var typeWords = map[string]string{

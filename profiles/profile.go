@@ -27,6 +27,7 @@ type Profile struct {
 	Egress         Egress            `yaml:"egress" json:"egress"`
 	Publish        []string          `yaml:"publish" json:"publish,omitempty"`
 	StopTimeout    Duration          `yaml:"stop_timeout" json:"stop_timeout"`
+	Logs           Logs              `yaml:"logs" json:"logs"`
 	// Agent names the agent the image runs ("openclaw"), so verify can
 	// judge the agent's own configuration too.
 	Agent string `yaml:"agent" json:"agent,omitempty"`
@@ -79,6 +80,16 @@ func (p *Profile) Override(name, image string) error {
 		p.Image, p.ImageArchive, p.Args = image, "", nil
 	}
 	return nil
+}
+
+// Logs caps the agent's output kept on the host: the current file and Keep
+// older ones, each at most MaxSize, so an agent printing in a loop cannot
+// fill the disk that the daemon and the other sandboxes share. Keep is a
+// pointer so that an explicit 0 (keep only the current file) is not taken
+// for the default; after Parse it is never nil.
+type Logs struct {
+	MaxSize Size `yaml:"max_size" json:"max_size"`
+	Keep    *int `yaml:"keep" json:"keep"`
 }
 
 // Mount is a bind mount from the host.

@@ -65,6 +65,35 @@ func TestValidProfileGetsTheThreatModelDefaults(t *testing.T) {
 	}
 }
 
+func TestLogsAreCappedByDefaultAndTakeTheirLimits(t *testing.T) {
+	tests := []struct {
+		name     string
+		logs     string
+		wantSize int64
+		wantKeep int
+	}{
+		{"no logs section: 10M and two older files", "", 10 << 20, 2},
+		{"keep 0 is kept, not taken for the default", "logs: {keep: 0}\n", 10 << 20, 0},
+		{"the smallest size", "logs: {max_size: 64K, keep: 10}\n", 64 << 10, 10},
+		{"the largest size", "logs: {max_size: 1G}\n", 1 << 30, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := fixture(t)
+			p, err := Parse([]byte(validProfile+tt.logs), "p.yaml", dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := Validate(p, testPolicy(dir)); err != nil {
+				t.Fatal(err)
+			}
+			if p.Logs.MaxSize.Bytes != tt.wantSize || p.Logs.Keep == nil || *p.Logs.Keep != tt.wantKeep {
+				t.Fatalf("logs = %v, keep %v; want %d, %d", p.Logs.MaxSize, p.Logs.Keep, tt.wantSize, tt.wantKeep)
+			}
+		})
+	}
+}
+
 func TestBuiltinOpenclawProfileIsValidOnceInitWroteItsFiles(t *testing.T) {
 	dir := fixture(t)
 	if _, err := Init("openclaw", dir, time.Now()); err != nil {
@@ -155,6 +184,12 @@ func TestInvalidProfilesNameTheirField(t *testing.T) {
 		{"new_names_per_minute 0", "name: a\nimage: busybox\negress: {allow: [{host: '*.example.com', ports: [443], new_names_per_minute: 0}]}\n", "egress.allow[0].new_names_per_minute"},
 		{"new_names_per_minute over 10000", "name: a\nimage: busybox\negress: {allow: [{host: '*.example.com', ports: [443], new_names_per_minute: 10001}]}\n", "egress.allow[0].new_names_per_minute"},
 		{"stop_timeout zero", "name: a\nimage: busybox\nstop_timeout: -1s\n", "stop_timeout"},
+		{"log files below 64K", "name: a\nimage: busybox\nlogs: {max_size: 63k}\n", "logs.max_size"},
+		{"log files of no size", "name: a\nimage: busybox\nlogs: {max_size: 0}\n", "logs.max_size"},
+		{"log files above 1G", "name: a\nimage: busybox\nlogs: {max_size: 2G}\n", "logs.max_size"},
+		{"more than ten old logs", "name: a\nimage: busybox\nlogs: {keep: 11}\n", "logs.keep"},
+		{"negative old logs", "name: a\nimage: busybox\nlogs: {keep: -1}\n", "logs.keep"},
+		{"unknown logs key", "name: a\nimage: busybox\nlogs: {max_files: 3}\n", "max_files"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

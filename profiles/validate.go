@@ -29,7 +29,12 @@ var (
 )
 
 const (
-	minMemory      = 16 << 20
+	minMemory = 16 << 20
+	// A log file smaller than 64K would rotate at every burst of output;
+	// one larger than 1G is no cap on a small host's disk.
+	minLogSize     = 64 << 10
+	maxLogSize     = 1 << 30
+	maxLogKeep     = 10
 	maxSecretSize  = 1 << 20
 	maxSecretFiles = 64
 )
@@ -52,6 +57,7 @@ func Validate(p *Profile, pol SourcePolicy) error {
 	v.identity()
 	v.process()
 	v.resources()
+	v.logs()
 	v.filesystems()
 	v.secrets()
 	v.egress()
@@ -248,6 +254,21 @@ func (v validator) resources() {
 	}
 	if r.Connections == nil || *r.Connections < 16 || *r.Connections > 65536 {
 		c.add("resources.connections", "must be from 16 to 65536 (there is no unlimited)", fmt.Sprintf("set e.g. connections: %d", DefaultConnections))
+	}
+}
+
+func (v validator) logs() {
+	l, c := v.p.Logs, v.c
+	if l.MaxSize.Bytes < minLogSize || l.MaxSize.Bytes > maxLogSize {
+		c.add("logs.max_size", fmt.Sprintf("%s is out of range", FormatSize(l.MaxSize.Bytes)),
+			fmt.Sprintf("use a size from 64K to 1G (default %s)", FormatSize(DefaultLogMaxSize)))
+	}
+	if l.Keep == nil || *l.Keep < 0 || *l.Keep > maxLogKeep {
+		got := "missing"
+		if l.Keep != nil {
+			got = strconv.Itoa(*l.Keep) + " is out of range"
+		}
+		c.add("logs.keep", got, fmt.Sprintf("keep from 0 to %d older files (default %d)", maxLogKeep, DefaultLogKeep))
 	}
 }
 

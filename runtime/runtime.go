@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -23,6 +25,8 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/clawguard/clawguard/runtime/logfile"
 )
 
 const (
@@ -99,19 +103,81 @@ func (r *Runtime) Create(ctx context.Context, s Sandbox) (retErr error) {
 	return nil
 }
 
-// Start creates the task, with stdout and stderr appended to s.LogPath, and
-// starts it. The returned channel delivers the exit status; it is armed before
-// the task starts so no exit is missed.
-func (r *Runtime) Start(ctx context.Context, name, logPath string) (<-chan containerd.ExitStatus, uint32, error) {
+// Log is where a task's output is kept and how much of it.
+type Log struct {
+	// Path is the current file, absolute; older generations are Path.1
+	// (newest) to Path.Keep.
+	Path    string
+	MaxSize int64 // bytes per file
+	Keep    int   // older generations kept beside Path
+	// Binary is the program the shim runs to write the log (it must
+	// answer to LogWriterCommand, as clawguard does); empty means this
+	// executable.
+	Binary string
+}
+
+// LogWriterCommand is the hidden subcommand of clawguard that the shim runs
+// to keep a task's output: `clawguard log-writer PATH --max-size N --keep K`.
+const LogWriterCommand = "log-writer"
+
+// LogWriterArgs are l as the query of a binary:// log URI. The shim turns
+// each key and its value into two arguments, in no fixed order, so the
+// subcommand is a key whose value is its one positional argument, and every
+// other key is a flag taking a value; cobra finds the subcommand among
+// flags wherever it comes.
+func LogWriterArgs(l Log) map[string]string {
+	return map[string]string{
+		LogWriterCommand: l.Path,
+		"--max-size":     strconv.FormatInt(l.MaxSize, 10),
+		"--keep":         strconv.Itoa(l.Keep),
+	}
+}
+
+// logWriterBinary is l.Binary, or else this executable. A binary replaced
+// under a running daemon (an upgrade) reads as "PATH (deleted)"; the new one
+// at PATH writes logs the same way.
+func logWriterBinary(l Log) (string, error) {
+	if l.Binary != "" {
+		return l.Binary, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find this executable to write logs: %w", err)
+	}
+	return strings.TrimSuffix(exe, " (deleted)"), nil
+}
+
+// Start creates the task, with stdout and stderr kept in l's size-capped
+// files, and starts it. The returned channel delivers the exit status; it is
+// armed before the task starts so no exit is missed.
+//
+// The shim runs the log writer (this binary's LogWriterCommand) as its own
+// child, so the output keeps being written, within its cap, across restarts
+// of the daemon, where a pipe into the daemon would break and block or kill
+// the agent.
+func (r *Runtime) Start(ctx context.Context, name string, l Log) (<-chan containerd.ExitStatus, uint32, error) {
 	ctx = r.ns(ctx)
 	c, err := r.client.LoadContainer(ctx, name)
 	if err != nil {
 		return nil, 0, fmt.Errorf("start %s: %w", name, notFound(err))
 	}
-	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(l.Path), 0o700); err != nil {
 		return nil, 0, fmt.Errorf("start %s: log directory: %w", name, err)
 	}
-	task, err := c.NewTask(ctx, cio.LogFile(logPath))
+	// Opened here first, so that a log that cannot be written fails the
+	// start with its reason; the shim discards what its logger says.
+	w, err := logfile.Open(l.Path, l.MaxSize, l.Keep)
+	if err != nil {
+		return nil, 0, fmt.Errorf("start %s: %w", name, err)
+	}
+	if err := w.Close(); err != nil {
+		return nil, 0, fmt.Errorf("start %s: %w", name, err)
+	}
+	bin, err := logWriterBinary(l)
+	if err != nil {
+		return nil, 0, fmt.Errorf("start %s: %w", name, err)
+	}
+	task, err := c.NewTask(ctx, cio.BinaryIO(bin, LogWriterArgs(l)))
 	if err != nil {
 		return nil, 0, fmt.Errorf("create task %s: %w", name, err)
 	}

@@ -297,7 +297,15 @@ func logsCmd(g *globals) *cobra.Command {
 		Long: `Print what the sandbox wrote to stdout and stderr. The agent wrote it, so on
 a terminal every control character but newline and tab (escape sequences,
 carriage returns, backspaces) is shown as \xNN instead of acting on the
-terminal; --raw prints the bytes as written. Piped output is always raw.`,
+terminal; --raw prints the bytes as written. Piped output is always raw.
+
+The log is capped by the profile's logs section (max_size per file, keep
+older files; 10M and 2 by default), so what is shown is the newest output,
+at most (keep+1) x max_size of it: the older files first, oldest first,
+then the current one. --follow goes on across rotations; an agent that
+fills more than a whole file between two reads (0.1 s apart) has the files
+in between skipped. The last file of the sandbox's previous run is kept
+apart as NAME.log.prev in the logs directory and is not printed.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -327,7 +335,7 @@ terminal; --raw prints the bytes as written. Piped output is always raw.`,
 			}
 			out, flush := agentOutput(cmd.OutOrStdout(), raw)
 			defer flush()
-			return enforce.FollowLog(ctx, path, out, follow, stop)
+			return enforce.FollowLog(ctx, path, out, true, follow, stop)
 		},
 	}
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output until the sandbox exits or Ctrl-C")

@@ -62,7 +62,27 @@ func main() {
 }
 
 func run(args []string) int {
-	g := &globals{}
+	root := rootCmd(&globals{})
+	root.SetArgs(args)
+	err := root.Execute()
+	if err == nil {
+		return exitOK
+	}
+	var ee exitCodeError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	fmt.Fprintln(os.Stderr, "clawguard: "+strings.TrimPrefix(err.Error(), "clawguard: "))
+	var ue usageError
+	var pe *profiles.Error
+	if errors.As(err, &ue) || errors.As(err, &pe) || isArgError(err) {
+		return exitUsage
+	}
+	return exitFailure
+}
+
+// rootCmd is the command tree, its global flags bound to g.
+func rootCmd(g *globals) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "clawguard",
 		Short: "Run untrusted AI agents in a hardened containerd sandbox",
@@ -92,24 +112,9 @@ Start with:
 	pf.BoolVar(&g.debug, "debug", false, "log debug detail to stderr")
 
 	root.AddCommand(
-		runCmd(g), stopCmd(g), statusCmd(g), verifyCmd(g), allowlistCmd(g), execCmd(g), logsCmd(g), profileCmd(g), reconcileCmd(g), daemonCmd(g), versionCmd(),
+		runCmd(g), stopCmd(g), statusCmd(g), verifyCmd(g), allowlistCmd(g), execCmd(g), logsCmd(g), profileCmd(g), reconcileCmd(g), daemonCmd(g), versionCmd(), logWriterCmd(),
 	)
-	root.SetArgs(args)
-	err := root.Execute()
-	if err == nil {
-		return exitOK
-	}
-	var ee exitCodeError
-	if errors.As(err, &ee) {
-		return ee.code
-	}
-	fmt.Fprintln(os.Stderr, "clawguard: "+strings.TrimPrefix(err.Error(), "clawguard: "))
-	var ue usageError
-	var pe *profiles.Error
-	if errors.As(err, &ue) || errors.As(err, &pe) || isArgError(err) {
-		return exitUsage
-	}
-	return exitFailure
+	return root
 }
 
 // exitCodeError ends the process with a code and nothing more to print.

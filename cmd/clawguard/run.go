@@ -153,7 +153,9 @@ func runForeground(cmd *cobra.Command, g *globals, p *profiles.Profile, vf *veri
 
 	exited := make(chan struct{})
 	logDone := make(chan error, 1)
-	go func() { logDone <- enforce.FollowLog(context.WithoutCancel(ctx), started.LogPath, out, true, exited) }()
+	go func() {
+		logDone <- enforce.FollowLog(context.WithoutCancel(ctx), started.LogPath, out, false, true, exited)
+	}()
 
 	cleanup := context.WithoutCancel(ctx)
 	select {

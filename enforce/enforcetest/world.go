@@ -58,7 +58,7 @@ func (f *World) Create(_ context.Context, s runtime.Sandbox) error {
 	return nil
 }
 
-func (f *World) Start(_ context.Context, name, _ string) (<-chan containerd.ExitStatus, uint32, error) {
+func (f *World) Start(_ context.Context, name string, _ runtime.Log) (<-chan containerd.ExitStatus, uint32, error) {
 	if err := f.step("start"); err != nil {
 		return nil, 0, err
 	}
