@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,10 +37,22 @@ func TestAFirewallReloadIsUndone(t *testing.T) {
 		return c.OK
 	}
 
+	// A resolver of the host's own on the gateway's port 53 (dnsmasq,
+	// unbound): with the host's redirect to the gate flushed, a query to
+	// the gateway would reach it and carry any name out.
+	hostDNS := net.JoinHostPort(gw.String(), "53")
+	ask := func(name string) probeDNS {
+		t.Helper()
+		var d probeDNS
+		h.netProbe(t, name, &d, "dns", hostDNS, "exfil.example.org", "A", "udp")
+		return d
+	}
+
 	t.Run("control: without the guard a reload opens the sandbox", func(t *testing.T) {
 		sb := h.start(t, profile{Name: "fw-unguarded", Extra: allow, Weaken: "firewall-guard,inner-layer"})
 		defer h.stopSandbox(t, sb)
 		listenOn(t, hostPort)
+		heard := catchUDP(t, hostDNS)
 		if open("fw-unguarded", deniedAddr+":443") || open("fw-unguarded", hostPort) {
 			t.Fatal("open before the reload")
 		}
@@ -48,12 +61,17 @@ func TestAFirewallReloadIsUndone(t *testing.T) {
 		if !open("fw-unguarded", deniedAddr+":443") || !open("fw-unguarded", hostPort) {
 			t.Fatal("after the reload, with no guard, the sandbox is still closed: the attack did not work, so the guard below proves nothing")
 		}
+		ask("fw-unguarded")
+		if heard.Load() == 0 {
+			t.Fatal("after the reload, with no guard, the host's resolver heard no query: the attack did not work")
+		}
 	})
 
 	t.Run("the second layer holds while the host's rules are gone", func(t *testing.T) {
 		sb := h.start(t, profile{Name: "fw-inner", Extra: allow, Weaken: "firewall-guard"})
 		defer h.stopSandbox(t, sb)
 		listenOn(t, hostPort)
+		heard := catchUDP(t, hostDNS)
 		reloadFirewall(t)
 		// Probed over more than one guard period, one probe after another:
 		// with nothing to repair the host, "throughout" is every probe.
@@ -71,6 +89,10 @@ func TestAFirewallReloadIsUndone(t *testing.T) {
 		}
 		if !open("fw-inner", apiAddr+":443") {
 			t.Error("the allowlisted destination is closed by the second layer")
+		}
+		// The gateway's port 53 still leads to the gate, which refuses.
+		if d := ask("fw-inner"); d.Rcode != "NXDOMAIN" || heard.Load() != 0 {
+			t.Errorf("a query to the gateway with the host's redirect gone: %+v, the host's resolver heard %d", d, heard.Load())
 		}
 	})
 
@@ -135,21 +157,45 @@ func listenOn(t *testing.T, addr string) {
 	}()
 }
 
+// catchUDP counts the datagrams that reach addr on the host until the test
+// ends, answering none.
+func catchUDP(t *testing.T, addr string) *atomic.Int64 {
+	t.Helper()
+	pc, err := net.ListenPacket("udp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	var n atomic.Int64
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := pc.ReadFrom(buf); err != nil {
+				return
+			}
+			n.Add(1)
+		}
+	}()
+	return &n
+}
+
 // enforceGuardPoll is the guard's bound where the kernel announces nothing.
 const enforceGuardPoll = time.Second
 
 // reloadFirewall does what a host's firewall reload does to clawguard: it
-// flushes FORWARD and INPUT and inserts a rule that accepts everything from
+// flushes FORWARD, INPUT and nat PREROUTING (a restore of a saved file
+// replaces every table) and inserts a rule that accepts everything from
 // the sandboxes' bridge above whatever comes next. The host's own rules
 // in those chains before the test are put back at cleanup, and the foreign
 // rules removed.
 func reloadFirewall(t *testing.T) {
 	t.Helper()
 	saved := map[string][]string{}
-	for _, chain := range []string{"FORWARD", "INPUT"} {
-		for _, l := range strings.Split(run2("iptables", "-S", chain), "\n") {
+	for _, chain := range []string{"filter FORWARD", "filter INPUT", "nat PREROUTING"} {
+		table, name, _ := strings.Cut(chain, " ")
+		for _, l := range strings.Split(run2("iptables", "-t", table, "-S", name), "\n") {
 			if strings.HasPrefix(l, "-A ") && !strings.Contains(l, "clawguard") {
-				saved[chain] = append(saved[chain], l)
+				saved[table] = append(saved[table], l)
 			}
 		}
 	}
@@ -162,17 +208,18 @@ func reloadFirewall(t *testing.T) {
 			for exec.Command("iptables", append([]string{"-D"}, r...)...).Run() == nil {
 			}
 		}
-		for _, lines := range saved {
+		for table, lines := range saved {
 			for _, l := range lines {
 				// -S prints shell-quoted rules (comments with spaces).
-				if exec.Command("sh", "-c", "iptables -C "+strings.TrimPrefix(l, "-A ")).Run() != nil {
-					_ = exec.Command("sh", "-c", "iptables "+l).Run()
+				if exec.Command("sh", "-c", "iptables -t "+table+" -C "+strings.TrimPrefix(l, "-A ")).Run() != nil {
+					_ = exec.Command("sh", "-c", "iptables -t "+table+" "+l).Run()
 				}
 			}
 		}
 	})
 	mustRun(t, "iptables", "-F", "FORWARD")
 	mustRun(t, "iptables", "-F", "INPUT")
+	mustRun(t, "iptables", "-t", "nat", "-F", "PREROUTING")
 	for _, r := range foreign {
 		mustRun(t, append([]string{"iptables", "-I"}, r...)...)
 	}
@@ -201,4 +248,40 @@ func hooksFirst(t *testing.T) bool {
 func run2(args ...string) string {
 	out, _ := exec.Command(args[0], args[1:]...).CombinedOutput()
 	return string(out)
+}
+
+// TestNothingComesInButReplies: the agent listens on a port it does not
+// publish. Anyone who can route to the sandbox (a process of the host; a
+// neighbour on the LAN while a reload has the host's FORWARD open) could
+// connect and take whatever the agent sends back, a channel no egress rule
+// sees. The control, without the second layer: the host connects. With
+// it, the connection goes unanswered. (Published ports still answer:
+// TestPublishedPortIsReachableFromLoopbackOnly runs with the second layer.)
+func TestNothingComesInButReplies(t *testing.T) {
+	h := env
+	for _, tc := range []struct {
+		name, weaken string
+		reached      bool
+	}{
+		{"control: without the second layer the host connects in", "inner-layer", true},
+		{"the second layer lets nothing in", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sb := h.start(t, profile{Name: "inbound", Weaken: tc.weaken, Args: []string{"/usr/local/bin/cgprobe", "listen", "8080"}})
+			defer h.stopSandbox(t, sb)
+			addr := h.sandboxIP(t, "inbound") + ":8080"
+			var got string
+			var err error
+			// The listener needs a moment to be up; without the second
+			// layer the first answer ends the wait.
+			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+				if got, err = hostConnect(addr); got != "" {
+					break
+				}
+			}
+			if reached := got != ""; reached != tc.reached {
+				t.Errorf("a connection from the host to %s got %q (%v), want reached=%v", addr, got, err, tc.reached)
+			}
+		})
+	}
 }

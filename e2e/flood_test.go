@@ -28,8 +28,10 @@ func TestADNSFloodIsCutInTheFloodersNamespace(t *testing.T) {
 		{"the flood is cut in its own namespace", "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h.start(t, profile{Name: "dnsflood-a", Extra: allow, Weaken: tc.weaken})
-			h.start(t, profile{Name: "dnsflood-b", Extra: allow, Weaken: tc.weaken})
+			a := h.start(t, profile{Name: "dnsflood-a", Extra: allow, Weaken: tc.weaken})
+			b := h.start(t, profile{Name: "dnsflood-b", Extra: allow, Weaken: tc.weaken})
+			defer h.stopSandbox(t, a)
+			defer h.stopSandbox(t, b)
 			done := make(chan probeFlood, 1)
 			go func() {
 				var f probeFlood
@@ -44,11 +46,22 @@ func TestADNSFloodIsCutInTheFloodersNamespace(t *testing.T) {
 			f := <-done
 			t.Logf("flood: %d written, %d past the namespace, %d answered; the other sandbox: %d of 300 answered, p99 %.2f ms",
 				f.Tried, f.Sent, f.Answered, quiet.Count, quiet.P99us/1000)
+			// Over TCP, each connection is a flow of its own: 300 opened
+			// one after another, as fast as they go.
+			var conns dnsRate
+			h.netProbe(t, "dnsflood-a", &conns, "connrate", testGW+":53", "300")
+			t.Logf("TCP: %d of 300 connections to the gate opened", conns.Count)
 			if !tc.limited {
 				if f.Answered <= 2*bound {
 					t.Fatalf("only %d answers without the limit (bound %d): the flood is too weak to prove the limit", f.Answered, bound)
 				}
+				if conns.Count != 300 {
+					t.Fatalf("without the limit only %d of 300 TCP connections opened: the attack does not prove the limit", conns.Count)
+				}
 				return
+			}
+			if conns.Count >= 250 {
+				t.Errorf("%d of 300 TCP connections to the gate opened at once, want the rate (%d/s, bursts of %d) to cut in", conns.Count, 50, 100)
 			}
 			if f.Answered > bound+bound/10 {
 				t.Errorf("the gate answered %d queries of the flood in %d s, over the rate's bound of %d", f.Answered, secs, bound)

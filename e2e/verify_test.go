@@ -427,6 +427,8 @@ func TestNetworkWeakeningsFailTheirCheck(t *testing.T) {
 			mustRun(t, append([]string{"iptables", "-I"}, rule...)...)
 			t.Cleanup(func() { mustRun(t, append([]string{"iptables", "-D"}, rule...)...) })
 			inner(t, name, "-d", testSubnet)
+			// And the peer's, which lets nothing in but replies.
+			mustRun(t, append(inSandboxNS(peer), "iptables", "-I", "INPUT", "-s", testSubnet, "-m", "comment", "--comment", "e2e weakening", "-j", "ACCEPT")...)
 		}, []string{"second-layer", "other-sandboxes"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -40,8 +40,20 @@ func netSandbox(name string, p *profiles.Profile, dnsPort int) netrules.Sandbox 
 		if p.Resources.Connections != nil {
 			sb.MaxConns = int(*p.Resources.Connections)
 		}
+		sb.Published = publishedPorts(p.Publish)
 	}
 	return sb
+}
+
+// publishedPorts are the sandbox's ports of validated publish specs.
+func publishedPorts(specs []string) []uint16 {
+	var out []uint16
+	for _, s := range specs {
+		if p, err := profiles.ParsePublish(s); err == nil {
+			out = append(out, uint16(p.ContainerPort))
+		}
+	}
+	return out
 }
 
 // netSandboxOf is netSandbox for a sandbox known by its state, as adoption
@@ -53,6 +65,7 @@ func netSandboxOf(st *State, dnsPort int) netrules.Sandbox {
 		sb.LogDenied = st.Egress.LogDenied == nil || *st.Egress.LogDenied
 	}
 	sb.IP = st.IP
+	sb.Published = publishedPorts(st.Publish)
 	return sb
 }
 

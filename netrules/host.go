@@ -324,7 +324,7 @@ func (h *Host) inPlace(groups []ruleGroup) (bool, error) {
 		}
 		for _, g := range groups {
 			p := planEnsure(rs, f, g.chains, g.rules)
-			for _, table := range []string{"filter", "nat"} {
+			for _, table := range ruleTables() {
 				if p.input(table) != "" {
 					return false, nil
 				}

@@ -3,15 +3,18 @@
 package netrules
 
 import (
+	"net"
 	"net/netip"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/clawguard/clawguard/netrules/nettest"
 )
@@ -31,7 +34,7 @@ func testHost(t testing.TB) *Host {
 func TestAttachInstallsEverythingAndDetachRemovesIt(t *testing.T) {
 	h := testHost(t)
 	before := nettest.KernelState(t)
-	sb := Sandbox{Name: "nrtest-a", DNSPort: 15353, LogDenied: true, MaxConns: 20}
+	sb := Sandbox{Name: "nrtest-a", DNSPort: 15353, LogDenied: true, MaxConns: 20, Published: []uint16{18789}}
 	t.Cleanup(func() { _ = h.Detach(sb.Name) })
 	static := []NetEntry{{Prefix: netip.MustParsePrefix("198.51.100.0/28"), Proto: ProtoTCP, Port: 443}}
 	att, err := h.Attach(sb, static)
@@ -208,5 +211,59 @@ func BenchmarkAllow(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestLoopbackFillsNoConnectionTable: the second layer's rules turn on
+// connection tracking in the sandbox's namespace, where the host's cap
+// on tracked flows does not reach; an agent spraying datagrams between
+// loopback ports would leave an entry for each, against the kernel's one
+// global maximum. Loopback is not tracked. The control: with the notrack
+// rules removed, the same spray leaves entries.
+func TestLoopbackFillsNoConnectionTable(t *testing.T) {
+	h := testHost(t)
+	sb := Sandbox{Name: "nrtest-lo", DNSPort: 15356, MaxConns: 20}
+	t.Cleanup(func() { _ = h.Detach(sb.Name) })
+	att, err := h.Attach(sb, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spray := func() int {
+		t.Helper()
+		var n int
+		err := InNetNSAt(att.NetNSPath, func() error {
+			for port := 40000; port < 40200; port++ {
+				c, err := net.Dial("udp4", "127.0.0.1:"+strconv.Itoa(port))
+				if err != nil {
+					return err
+				}
+				_, _ = c.Write([]byte("x"))
+				c.Close()
+			}
+			nl, err := netlink.NewHandle(unix.NETLINK_NETFILTER)
+			if err != nil {
+				return err
+			}
+			defer nl.Close()
+			flows, err := nl.ConntrackTableList(netlink.ConntrackTable, unix.AF_INET)
+			n = len(flows)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := spray(); n != 0 {
+		t.Errorf("200 loopback datagrams left %d tracked flows", n)
+	}
+	for _, args := range [][]string{{"-t", "raw", "-D", "OUTPUT", "-o", "lo", "-m", "comment", "--comment", "clawguard", "-j", "CT", "--notrack"},
+		{"-t", "raw", "-D", "PREROUTING", "-i", "lo", "-m", "comment", "--comment", "clawguard", "-j", "CT", "--notrack"}} {
+		if out, err := exec.Command("nsenter", append([]string{"--net=" + att.NetNSPath, "--", "iptables"}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("remove the notrack rule: %v %s", err, out)
+		}
+	}
+	if n := spray(); n == 0 {
+		t.Error("control: without the notrack rules the spray left no tracked flow, so the check above proves nothing")
 	}
 }

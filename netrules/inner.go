@@ -1,7 +1,6 @@
 package netrules
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -13,15 +12,21 @@ import (
 )
 
 // The second layer. The host's chains are shared with every firewall tool
-// of the host: a reload flushes FORWARD and INPUT, and until the guard has
-// put the hooks back (milliseconds, but not zero) nothing of ours filters.
-// So each sandbox's own network namespace holds the same decision again, in
-// its OUTPUT chain, against a mirror of its sets: the host's tools never
-// look there, and the agent, with no capability in that namespace, cannot
-// change it. A packet leaves the sandbox only if both layers let it.
+// of the host: a reload flushes FORWARD and INPUT (or restores a saved
+// file over every table), and until the guard has put the hooks back
+// (milliseconds, but not zero) nothing of ours filters. So each sandbox's
+// own network namespace holds the whole decision again, against a mirror
+// of its sets: the host's tools never look there, and the agent, with no
+// capability in that namespace, cannot change it. A packet leaves the
+// sandbox only if both layers let it, and one comes in only as a reply or
+// from the host to a published port.
 
-// innerChain is the chain of the second layer, in the sandbox's namespace.
-const innerChain = "CG-OUT"
+// Chains of the second layer, in the sandbox's namespace.
+const (
+	innerOut = "CG-OUT" // filter OUTPUT
+	innerIn  = "CG-IN"  // filter INPUT
+	innerDNS = "CG-DNS" // nat OUTPUT: the gateway's port 53 to the gate
+)
 
 // DNSPacketsPerSecond is how many UDP queries a sandbox may send its DNS
 // gate a second, with bursts of twice that: far above what an agent
@@ -29,51 +34,105 @@ const innerChain = "CG-OUT"
 // thousands a flooding one writes.
 const DNSPacketsPerSecond = 1000
 
+// dnsConnsPerSecond is how many TCP connections to its gate a sandbox may
+// open a second (bursts of twice that): resolvers fall back to TCP only
+// for answers too long for UDP.
+const dnsConnsPerSecond = 50
+
 func innerChains() []chainRef {
-	return []chainRef{{v4, "filter", innerChain}, {v6, "filter", innerChain}}
+	return []chainRef{
+		{v4, "filter", innerOut}, {v4, "filter", innerIn}, {v4, "nat", innerDNS},
+		{v6, "filter", innerOut}, {v6, "filter", innerIn},
+	}
 }
 
-// innerRules mirror the sandbox chain from inside: loopback and the DNS
-// gate go on to OUTPUT (they are the host's concern: its INPUT rules and
-// the gate's limits), established flows and the set's destinations are
-// accepted, the rest logged and dropped. IPv6 leaves by no way at all.
-// The connection cap stays outside, where the host's table is.
+// innerRules are the second layer. Out: loopback goes on; the gateway's
+// DNS port is sent to the gate by the namespace's own NAT, so a host reload
+// that takes the host's redirect away sends no query to whatever else
+// listens on the host's port 53; queries are rate-limited and the gate's
+// flows capped; then established flows and the set's destinations are
+// accepted (new flows within the connection cap), the rest logged and
+// dropped. In: replies, and the host's forwarders of published ports.
+// IPv6 comes and goes by no way at all. Loopback is not tracked, so an
+// agent's local traffic fills no connection table.
 func innerRules(sb Sandbox) []rule {
 	own := []string{"-m", "comment", "--comment", comment(sb.Name)}
 	with := func(pre []string, post ...string) []string { return slices.Concat(pre, own, post) }
-	r := func(fam family, spec []string) rule {
-		return rule{fam: fam, table: "filter", chain: innerChain, spec: spec}
+	in := func(table, chain string, fam family, spec []string) rule {
+		return rule{fam: fam, table: table, chain: chain, spec: spec}
 	}
-	gw := sb.Gateway.String() + "/32"
-	udpDNS := []string{"-d", gw, "-p", "udp", "-m", "udp", "--dport", "53"}
-	rules := []rule{
-		r(v4, with([]string{"-o", "lo"}, "-j", "RETURN")),
+	out := func(fam family, spec []string) rule { return in("filter", innerOut, fam, spec) }
+	gw, port := sb.Gateway.String()+"/32", strconv.Itoa(sb.DNSPort)
+	toGate := func(proto string) []string { return []string{"-d", gw, "-p", proto, "-m", proto, "--dport", port} }
+	newFlow := []string{"-m", "conntrack", "--ctstate", "NEW"}
+	reject := []string{"-j", "REJECT", "--reject-with", "icmp-port-unreachable"}
+	connlimit := func(n int) []string {
+		return []string{"-m", "connlimit", "--connlimit-above", strconv.Itoa(n), "--connlimit-mask", "32", "--connlimit-saddr"}
+	}
+	limit := func(perSec int) []string {
+		return []string{"-m", "limit", "--limit", strconv.Itoa(perSec) + "/sec", "--limit-burst", strconv.Itoa(2 * perSec)}
+	}
+	var rules []rule
+	for _, proto := range []string{"udp", "tcp"} {
+		rules = append(rules, in("nat", innerDNS, v4, with([]string{"-d", gw, "-p", proto, "-m", proto, "--dport", "53"},
+			"-j", "DNAT", "--to-destination", sb.Gateway.String()+":"+port)))
+	}
+	rules = append(rules, out(v4, with([]string{"-o", "lo"}, "-j", "RETURN")))
+	if sb.MaxConns > 0 {
+		rules = append(rules, out(v4, with(slices.Concat([]string{"-d", gw}, newFlow, connlimit(sb.MaxConns*dnsFlowsPerConn)), reject...)))
+	}
+	rules = append(rules,
 		// The gate answers every sandbox from one daemon: a flood of
 		// queries is cut here, in the flooder's own namespace, before it
 		// costs the daemon anything. Ahead of the established rule: a
 		// socket's queries are one flow, established after its first
 		// answer.
-		r(v4, with(slices.Concat(udpDNS, []string{"-m", "limit", "--limit", strconv.Itoa(DNSPacketsPerSecond) + "/sec", "--limit-burst", strconv.Itoa(2 * DNSPacketsPerSecond)}), "-j", "RETURN")),
-		r(v4, with(udpDNS, "-j", "DROP")),
-		r(v4, with([]string{"-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"}, "-j", "ACCEPT")),
-		r(v4, with([]string{"-d", gw, "-p", "tcp", "-m", "tcp", "--dport", "53"}, "-j", "RETURN")),
+		out(v4, with(slices.Concat(toGate("udp"), limit(DNSPacketsPerSecond)), "-j", "RETURN")),
+		out(v4, with(toGate("udp"), "-j", "DROP")),
+		out(v4, with(slices.Concat(toGate("tcp"), newFlow, limit(dnsConnsPerSecond)), "-j", "RETURN")),
+		out(v4, with(slices.Concat(toGate("tcp"), newFlow), reject...)),
+		out(v4, with([]string{"-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"}, "-j", "ACCEPT")),
+	)
+	if sb.MaxConns > 0 {
+		rules = append(rules, out(v4, with(slices.Concat(newFlow, connlimit(sb.MaxConns)), reject...)))
 	}
 	rules = append(rules,
-		r(v4, with([]string{"-m", "set", "--match-set", SetName(sb.Name), "dst,dst"}, "-j", "ACCEPT")),
-		r(v4, with([]string{"-m", "set", "--match-set", NetSetName(sb.Name), "dst,dst"}, "-j", "ACCEPT")),
+		out(v4, with([]string{"-m", "set", "--match-set", SetName(sb.Name), "dst,dst"}, "-j", "ACCEPT")),
+		out(v4, with([]string{"-m", "set", "--match-set", NetSetName(sb.Name), "dst,dst"}, "-j", "ACCEPT")),
 	)
 	if sb.LogDenied {
-		rules = append(rules, r(v4, with([]string{"-m", "limit", "--limit", "50/sec", "--limit-burst", "100"},
+		rules = append(rules, out(v4, with(limit(50),
 			"-j", "NFLOG", "--nflog-prefix", setPrefix+ShortID(sb.Name), "--nflog-group", strconv.Itoa(int(sb.LogGroup)))))
 	}
-	hook := func(fam family) rule {
-		return rule{fam: fam, table: "filter", chain: "OUTPUT", spec: []string{"-m", "comment", "--comment", "clawguard", "-j", innerChain}, top: true}
+	rules = append(rules,
+		out(v4, with(nil, "-j", "DROP")),
+		out(v6, with([]string{"-o", "lo"}, "-j", "RETURN")),
+		out(v6, with(nil, "-j", "DROP")),
+	)
+	inRule := func(fam family, spec []string) rule { return in("filter", innerIn, fam, spec) }
+	rules = append(rules,
+		inRule(v4, with([]string{"-i", "lo"}, "-j", "RETURN")),
+		inRule(v4, with([]string{"-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"}, "-j", "RETURN")),
+	)
+	for _, p := range sb.Published {
+		rules = append(rules, inRule(v4, with([]string{"-s", gw, "-p", "tcp", "-m", "tcp", "--dport", strconv.Itoa(int(p))}, "-j", "RETURN")))
+	}
+	rules = append(rules,
+		inRule(v4, with(nil, "-j", "DROP")),
+		inRule(v6, with([]string{"-i", "lo"}, "-j", "RETURN")),
+		inRule(v6, with(nil, "-j", "DROP")),
+	)
+	hook := func(fam family, table, builtin, ours string) rule {
+		return rule{fam: fam, table: table, chain: builtin, spec: []string{"-m", "comment", "--comment", "clawguard", "-j", ours}, top: true}
+	}
+	notrack := func(builtin, dir string) rule {
+		return rule{fam: v4, table: "raw", chain: builtin, spec: []string{dir, "lo", "-m", "comment", "--comment", "clawguard", "-j", "CT", "--notrack"}, top: true}
 	}
 	return append(rules,
-		r(v4, with(nil, "-j", "DROP")),
-		r(v6, with([]string{"-o", "lo"}, "-j", "RETURN")),
-		r(v6, with(nil, "-j", "DROP")),
-		hook(v4), hook(v6),
+		hook(v4, "filter", "OUTPUT", innerOut), hook(v6, "filter", "OUTPUT", innerOut),
+		hook(v4, "filter", "INPUT", innerIn), hook(v6, "filter", "INPUT", innerIn),
+		hook(v4, "nat", "OUTPUT", innerDNS),
+		notrack("OUTPUT", "-o"), notrack("PREROUTING", "-i"),
 	)
 }
 
@@ -121,6 +180,21 @@ func (h *Host) ensureInner(sb Sandbox, nsPath string, static []NetEntry) error {
 	if err := in.sets.addNetEntries(NetSetName(sb.Name), static); err != nil {
 		return fmt.Errorf("second layer: %w", err)
 	}
+	// A sandbox started before its namespace had a mirror (adopted after
+	// an upgrade) keeps the addresses its gate already admitted.
+	have, err := h.sets.listEntries(SetName(sb.Name))
+	if err != nil {
+		return fmt.Errorf("second layer: seed the mirror: %w", err)
+	}
+	var seed []Entry
+	for _, m := range have {
+		if m.Seconds > 0 {
+			seed = append(seed, Entry{Addr: m.Addr, Proto: protoNumber(m.Proto), Port: m.Port, Timeout: m.Timeout})
+		}
+	}
+	if err := in.sets.addEntries(SetName(sb.Name), seed); err != nil {
+		return fmt.Errorf("second layer: seed the mirror: %w", err)
+	}
 	if _, err := in.t.ensure(innerChains(), innerRules(sb)); err != nil {
 		return fmt.Errorf("second layer of %s: %w", sb.Name, err)
 	}
@@ -140,41 +214,41 @@ func (h *Host) InnerMissing(sb Sandbox) ([]string, error) {
 			return nil, fmt.Errorf("second layer of %s: %w", sb.Name, err)
 		}
 		p := planEnsure(rs, f, innerChains(), innerRules(sb))
-		for _, l := range p.add["filter"] {
-			missing = append(missing, f.String()+" "+l)
+		for _, table := range ruleTables() {
+			for _, l := range p.add[table] {
+				missing = append(missing, f.String()+" -t "+table+" "+l)
+			}
 		}
 	}
 	return missing, nil
 }
 
-// allowInner mirrors entries into the sandbox's own set. A namespace that
-// is gone (the sandbox is being detached) is not an error: nothing is left
-// in it to let through.
+// allowInner mirrors entries into the sandbox's own set.
 func (h *Host) allowInner(sandbox string, entries []Entry) error {
 	if h.cfg.NoInnerLayer {
 		return nil
 	}
 	in, err := openInner(NetNSPath(sandbox))
-	if errors.Is(err, unix.ENOENT) {
-		return nil
-	}
 	if err != nil {
-		return err
+		return fmt.Errorf("second layer of %s: %w", sandbox, err)
 	}
 	defer in.Close()
-	return in.sets.addEntries(SetName(sandbox), entries)
+	if err := in.sets.addEntries(SetName(sandbox), entries); err != nil {
+		return fmt.Errorf("second layer of %s: %w", sandbox, err)
+	}
+	return nil
 }
 
 // innerDrops counts the packets the second layer dropped: for their
 // destination, and DNS queries over the rate.
 func innerDrops(sandbox string) (denied, dnsRate uint64, _ error) {
-	packets, err := execRunner{netns: NetNSPath(sandbox)}.packets(v4, "filter", innerChain)
+	packets, err := execRunner{netns: NetNSPath(sandbox)}.packets(v4, "filter", innerOut)
 	if err != nil {
 		return 0, 0, err
 	}
 	for _, p := range packets {
 		switch {
-		case strings.Contains(p.line, "--dport 53 ") && strings.HasSuffix(p.line, "-j DROP"):
+		case strings.Contains(p.line, "-p udp") && strings.HasSuffix(p.line, "-j DROP"):
 			dnsRate += p.packets
 		case strings.HasSuffix(p.line, "-j DROP"):
 			denied += p.packets

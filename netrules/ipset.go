@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -112,6 +113,18 @@ func (s ipsets) addEntries(set string, entries []Entry) error {
 		}
 	}
 	return nil
+}
+
+// protoNumber is the protocol number of a SetMember's Proto.
+func protoNumber(name string) uint8 {
+	switch name {
+	case "tcp":
+		return ProtoTCP
+	case "udp":
+		return ProtoUDP
+	}
+	n, _ := strconv.ParseUint(name, 10, 8)
+	return uint8(n)
 }
 
 // SetMember is an entry as the kernel reports it, with the time left.

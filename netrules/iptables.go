@@ -289,8 +289,12 @@ func (t tables) load(f family) (ruleset, error) {
 	return parseSave(out), nil
 }
 
+// ruleTables are the tables rules of ours live in, in the order they are
+// written.
+func ruleTables() []string { return []string{"raw", "filter", "nat"} }
+
 func (t tables) apply(f family, p *plan) error {
-	for _, table := range []string{"filter", "nat"} {
+	for _, table := range ruleTables() {
 		if in := p.input(table); in != "" {
 			if err := t.r.restore(f, table, in); err != nil {
 				return err
@@ -314,7 +318,7 @@ func (t tables) ensure(chains []chainRef, rules []rule) ([]string, error) {
 		if err := t.apply(f, p); err != nil {
 			return added, err
 		}
-		for _, table := range []string{"filter", "nat"} {
+		for _, table := range ruleTables() {
 			for _, l := range p.add[table] {
 				added = append(added, f.String()+" -t "+table+" "+l)
 			}
