@@ -399,7 +399,7 @@ type gate struct {
 // registers it, so Teardown in this process can stop it first.
 func (s *Supervisor) openGate(ctx context.Context, p *profiles.Profile, port int) (*gate, error) {
 	eg := egress.New(p.Name, p, s.net, s.layout.egressFile(p.Name), func(e audit.Event) { s.audit.Write(p.Name, e) }, s.cfg.Log)
-	proxy, err := dnsproxy.New(dnsproxy.Config{Upstreams: s.cfg.DNSUpstreams, MaxTTL: p.Egress.DNS.MaxTTL.Duration, Log: s.cfg.Log}, eg)
+	proxy, err := dnsproxy.New(dnsproxy.Config{Upstreams: s.cfg.DNSUpstreams, MaxTTL: p.Egress.DNS.MaxTTL.Duration, Log: s.cfg.Log.With("sandbox", p.Name)}, eg)
 	if err != nil {
 		return nil, err
 	}

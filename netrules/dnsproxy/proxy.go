@@ -42,7 +42,7 @@ type Gate interface {
 	Refused(name string, qtype string, reason string)
 }
 
-// Config tunes the proxy.
+// Config tunes the proxy. A zero cap or timeout picks its default.
 type Config struct {
 	Upstreams []string      // host:port, tried in order
 	Timeout   time.Duration // per upstream exchange
@@ -50,15 +50,31 @@ type Config struct {
 	RateLimit float64       // queries per second a sandbox may have forwarded upstream
 	Burst     int
 	Log       *slog.Logger
+
+	// What one sandbox can make the gate take on. RateLimit bounds how
+	// often a sandbox reaches upstream, but neither how much is waiting
+	// there (with a slow upstream every forwarded query is a goroutine
+	// and a socket for seconds) nor the queries the gate answers itself.
+	MaxInFlight   int           // queries being handled, UDP and TCP together
+	QueryRate     float64       // queries a second the gate takes in, UDP and TCP together
+	QueryBurst    int           // how far QueryRate may be exceeded in a burst
+	MaxTCPConns   int           // TCP connections open
+	TCPConnRate   float64       // TCP connections a second the gate accepts
+	MaxTCPQueries int           // answered on one TCP connection before it is closed, so none holds one of the few places for good
+	TCPIdle       time.Duration // for a TCP client to send its next query whole, and to take each answer
 }
 
 // Proxy serves one sandbox.
 type Proxy struct {
-	cfg   Config
-	gate  Gate
-	udp   *dns.Client
-	tcp   *dns.Client
-	limit *bucket
+	cfg    Config
+	gate   Gate
+	udp    *dns.Client
+	tcp    *dns.Client
+	limit  *bucket
+	intake *intake
+	shed   shed
+	// reportEvery is how often at most the gate logs what it shed.
+	reportEvery time.Duration
 }
 
 // New returns a proxy for one sandbox.
@@ -75,16 +91,40 @@ func New(cfg Config, gate Gate) (*Proxy, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight
+	}
+	if cfg.QueryRate <= 0 {
+		cfg.QueryRate = DefaultQueryRate
+	}
+	if cfg.QueryBurst <= 0 {
+		cfg.QueryBurst = int(cfg.QueryRate)
+	}
+	if cfg.MaxTCPConns <= 0 {
+		cfg.MaxTCPConns = DefaultMaxTCPConns
+	}
+	if cfg.TCPConnRate <= 0 {
+		cfg.TCPConnRate = DefaultTCPConnRate
+	}
+	if cfg.MaxTCPQueries <= 0 {
+		cfg.MaxTCPQueries = DefaultMaxTCPQueries
+	}
+	if cfg.TCPIdle <= 0 {
+		cfg.TCPIdle = DefaultTCPIdle
+	}
 	return &Proxy{
-		cfg:   cfg,
-		gate:  gate,
-		udp:   &dns.Client{Net: "udp", Timeout: cfg.Timeout, UDPSize: dns.DefaultMsgSize},
-		tcp:   &dns.Client{Net: "tcp", Timeout: cfg.Timeout},
-		limit: newBucket(cfg.RateLimit, cfg.Burst),
+		cfg:         cfg,
+		gate:        gate,
+		udp:         &dns.Client{Net: "udp", Timeout: cfg.Timeout, UDPSize: dns.DefaultMsgSize},
+		tcp:         &dns.Client{Net: "tcp", Timeout: cfg.Timeout},
+		limit:       newBucket(cfg.RateLimit, cfg.Burst),
+		intake:      &intake{max: int64(cfg.MaxInFlight), rate: newBucket(cfg.QueryRate, cfg.QueryBurst)},
+		reportEvery: reportEvery,
 	}, nil
 }
 
-// ServeDNS answers one query.
+// ServeDNS answers one query. It holds no cap of its own: Serve runs it
+// under the gate's.
 func (p *Proxy) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	resp := p.answer(context.Background(), req)
 	if err := w.WriteMsg(resp); err != nil {
@@ -364,12 +404,72 @@ func listenPair(addr netip.Addr, port int) (net.PacketConn, net.Listener, error)
 	return pc, ln, nil
 }
 
-// Serve answers on pc and ln until ctx ends.
+// Serve answers on pc and ln until ctx ends, taking in at most MaxInFlight
+// queries at once and QueryRate a second.
+//
+// Over either cap a UDP query goes unanswered: over the rate it is left to
+// the kernel, over MaxInFlight it is dropped as it is read (admitReader
+// says why each). An answer (SERVFAIL, REFUSED) would cost a reply and
+// invite the next query at once: a client that waits for its answer before
+// it asks again, as every stub resolver does, would flood exactly as fast
+// as the gate can refuse it. Unanswered, it waits out its timeout (glibc:
+// 5 s) before it retries, which is the only back-off DNS clients have.
+// Either way the query is turned away before miekg/dns would start a
+// goroutine for it, so a flood cannot pile up goroutines either. A TCP
+// query over a cap has its connection closed instead: the client learns at
+// once and pays a new handshake to ask again.
 func (p *Proxy) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) error {
-	servers := []*dns.Server{
-		{PacketConn: pc, Handler: p},
-		{Listener: ln, Handler: p, ReadTimeout: 5 * time.Second},
+	// A UDP packet holds a place from the read loop (admitReader) until
+	// miekg/dns is done with it, which is one of: the handler returns, the
+	// message is rejected by its header (MsgAcceptFunc says so, and
+	// miekg/dns answers or drops it itself), or it does not parse
+	// (MsgInvalidFunc). Each packet takes exactly one of these ways;
+	// TestEveryUDPPacketGivesBackItsPlace holds miekg/dns to it.
+	udp := &dns.Server{
+		PacketConn: pc,
+		Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+			defer p.intake.done()
+			p.ServeDNS(w, r)
+		}),
+		DecorateReader: func(next dns.Reader) dns.Reader { return newAdmitReader(next, p.intake, &p.shed.dropped) },
+		MsgAcceptFunc: func(h dns.Header) dns.MsgAcceptAction {
+			action := dns.DefaultMsgAcceptFunc(h)
+			if action != dns.MsgAccept {
+				p.intake.done()
+			}
+			return action
+		},
+		MsgInvalidFunc: func([]byte, error) { p.intake.done() },
 	}
+	// TCP is bounded by its connections: miekg/dns serves each with one
+	// goroutine, one query after the other, so at most MaxTCPConns
+	// queries and goroutines; they share the intake with UDP.
+	setBacklog(ln, p.cfg.MaxTCPConns)
+	tcp := &dns.Server{
+		Listener: &capListener{Listener: ln, max: int64(p.cfg.MaxTCPConns), timeout: p.cfg.TCPIdle, reset: &p.shed.reset,
+			rate: newBucket(p.cfg.TCPConnRate, max(1, int(p.cfg.TCPConnRate)))},
+		Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+			if !p.intake.take(time.Now()) {
+				p.shed.dropped.Add(1)
+				_ = w.Close()
+				return
+			}
+			defer p.intake.done()
+			p.ServeDNS(w, r)
+		}),
+		// A whole query must arrive within TCPIdle of the connection
+		// opening or of the last answer (miekg/dns sets the deadline
+		// once per message, so trickling bytes does not extend it): a
+		// client that holds connections open and sends nothing, or a
+		// byte at a time, holds them that long and no longer.
+		ReadTimeout:   p.cfg.TCPIdle,
+		IdleTimeout:   func() time.Duration { return p.cfg.TCPIdle },
+		MaxTCPQueries: p.cfg.MaxTCPQueries,
+	}
+	servers := []*dns.Server{udp, tcp}
+	reportCtx, stopReport := context.WithCancel(ctx)
+	reported := make(chan struct{})
+	go func() { p.report(reportCtx, pc); close(reported) }()
 	errc := make(chan error, len(servers))
 	for _, s := range servers {
 		go func() { errc <- s.ActivateAndServe() }()
@@ -382,6 +482,10 @@ func (p *Proxy) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) e
 		running--
 		err = fmt.Errorf("dns proxy: %w", err)
 	}
+	// The last report reads the UDP socket's drops, so it comes before
+	// the socket is closed.
+	stopReport()
+	<-reported
 	// Shutdown alone is not enough: on a server that has not started yet
 	// it does nothing, and the server would then start and answer for a
 	// sandbox that is gone. Closing the sockets ends a server whether it
@@ -410,7 +514,9 @@ func newBucket(rate float64, burst int) *bucket {
 	return &bucket{rate: rate, burst: float64(burst), tokens: float64(burst)}
 }
 
-func (b *bucket) take(now time.Time) bool {
+// reserve takes a token if there is one and returns 0, or returns how long
+// until there is one (never 0).
+func (b *bucket) reserve(now time.Time) time.Duration {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if !b.last.IsZero() {
@@ -418,8 +524,11 @@ func (b *bucket) take(now time.Time) bool {
 	}
 	b.last = now
 	if b.tokens < 1 {
-		return false
+		return max(time.Nanosecond, time.Duration((1-b.tokens)/b.rate*float64(time.Second)))
 	}
 	b.tokens--
-	return true
+	return 0
 }
+
+// take takes a token if there is one.
+func (b *bucket) take(now time.Time) bool { return b.reserve(now) == 0 }

@@ -153,7 +153,7 @@ func (g *gate) Refused(name, qtype, reason string) {
 
 // loopbackPair is a UDP and a TCP socket on one free loopback port: the
 // gate's range needs root, these tests do not.
-func loopbackPair(t *testing.T) (net.PacketConn, net.Listener) {
+func loopbackPair(t testing.TB) (net.PacketConn, net.Listener) {
 	t.Helper()
 	for try := 0; ; try++ {
 		pc, ln, err := listenPair(netip.MustParseAddr("127.0.0.1"), 0)
@@ -169,16 +169,31 @@ func loopbackPair(t *testing.T) (net.PacketConn, net.Listener) {
 // serve starts the proxy on loopback and returns its address.
 func serve(t *testing.T, cfg Config, g Gate) string {
 	t.Helper()
+	_, addr := start(t, cfg, g)
+	return addr
+}
+
+// start starts the proxy on loopback and returns it and its address (the
+// same port for UDP and TCP).
+func start(t testing.TB, cfg Config, g Gate) (*Proxy, string) {
+	t.Helper()
 	p, err := New(cfg, g)
 	if err != nil {
 		t.Fatal(err)
 	}
+	pc, _ := run(t, p)
+	return p, pc.LocalAddr().String()
+}
+
+// run serves p on loopback until the test ends and returns its sockets.
+func run(t testing.TB, p *Proxy) (net.PacketConn, net.Listener) {
+	t.Helper()
 	pc, ln := loopbackPair(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = p.Serve(ctx, pc, ln); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return pc.LocalAddr().String()
+	return pc, ln
 }
 
 func query(t *testing.T, server, name string, qtype uint16) *dns.Msg {
