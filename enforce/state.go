@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -205,3 +206,61 @@ func (l layout) daemonLock() (release func(), err error) {
 
 // LogPathIn is where the log of sandbox name is kept under stateDir.
 func LogPathIn(stateDir, name string) string { return layout{root: stateDir}.logFile(name) }
+
+// CheckStateDir refuses a state directory that someone other than this
+// process's user could change: root writes logs, state and audit lines
+// there, and follows the names in it. A directory, or any directory above
+// it, that another user may write to (and is not sticky) lets that user
+// swap a component for a link to /etc between two of root's writes; so
+// does a link of theirs on the way. Both the path as given and the one it
+// leads to are checked. A directory not there yet is judged by its nearest
+// existing ancestor.
+func CheckStateDir(path string) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return fmt.Errorf("state directory %s: %w", path, err)
+	}
+	real := abs
+	for p := abs; ; p = filepath.Dir(p) {
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			real = filepath.Join(r, strings.TrimPrefix(abs, p))
+			break
+		}
+		if p == "/" {
+			break
+		}
+	}
+	for _, chain := range []string{abs, real} {
+		if err := checkOwnedChain(abs, chain); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkOwnedChain(dir, path string) error {
+	uid := uint32(os.Geteuid())
+	for p := path; ; p = filepath.Dir(p) {
+		fi, err := os.Lstat(p)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+		case err != nil:
+			return fmt.Errorf("state directory %s: %w", dir, err)
+		default:
+			st, ok := fi.Sys().(*syscall.Stat_t)
+			if !ok {
+				return fmt.Errorf("state directory %s: cannot read the owner of %s", dir, p)
+			}
+			mode := fi.Mode()
+			switch {
+			case st.Uid != uid && st.Uid != 0:
+				return fmt.Errorf("state directory %s: %s belongs to uid %d, who could swap what clawguard writes there: use a directory only root owns, such as /var/lib/clawguard", dir, p, st.Uid)
+			case mode&os.ModeSymlink == 0 && mode.Perm()&0o022 != 0 && mode&os.ModeSticky == 0:
+				return fmt.Errorf("state directory %s: %s is writable by group or others (%s): chmod go-w %s, or use /var/lib/clawguard", dir, p, mode.Perm(), p)
+			}
+		}
+		if p == "/" {
+			return nil
+		}
+	}
+}

@@ -69,13 +69,21 @@ type Flood struct {
 func dnsFlood(server string, d time.Duration, workers int) (Flood, error) {
 	var tried, sent, answered atomic.Uint64
 	var wg sync.WaitGroup
-	deadline := time.Now().Add(d)
-	start := time.Now()
-	for w := range workers {
-		conn, err := net.Dial("udp", server)
+	conns := make([]net.Conn, workers)
+	for w := range conns {
+		c, err := net.Dial("udp", server)
 		if err != nil {
+			for _, c := range conns[:w] {
+				c.Close()
+			}
 			return Flood{}, fmt.Errorf("dial %s: %w", server, err)
 		}
+		conns[w] = c
+	}
+	deadline := time.Now().Add(d)
+	start := time.Now()
+	for w, conn := range conns {
+		defer conn.Close()
 		wg.Add(2)
 		go func() {
 			defer wg.Done()

@@ -749,6 +749,14 @@ func memberRules(p *profiles.Profile, id uint32, unprivileged int) error {
 			Problem: "a member may not import image archives: an archive names its own images, and every sandbox on this host would then get them under those names",
 			Fix:     "ask root to import it (sudo clawguard run with this profile once), or use an image from a registry"})
 	}
+	// The logs are on root's disk, the one every sandbox and the daemon
+	// share: a member gets the default share and no more.
+	if p.Logs.MaxSize.Bytes > profiles.DefaultLogMaxSize || p.Logs.Keep != nil && *p.Logs.Keep > profiles.DefaultLogKeep {
+		fields = append(fields, profiles.FieldError{Field: "logs",
+			Problem: fmt.Sprintf("a member's sandbox keeps at most the default log (max_size %dM, keep %d): its files are on the disk the daemon and every other sandbox write to",
+				profiles.DefaultLogMaxSize>>20, profiles.DefaultLogKeep),
+			Fix: "remove logs: or lower it to the default"})
+	}
 	for i, spec := range p.Publish {
 		if pub, err := profiles.ParsePublish(spec); err == nil && pub.HostPort < unprivileged {
 			fields = append(fields, profiles.FieldError{Field: fmt.Sprintf("publish[%d]", i),

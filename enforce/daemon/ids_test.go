@@ -108,6 +108,9 @@ func TestMemberRules(t *testing.T) {
 		{"another uid with a privileged group", func(p *profiles.Profile) { p.User = "1000:6" }, []string{"user"}, ""},
 		{"root", func(p *profiles.Profile) { p.User = "0:0" }, []string{"user"}, ""},
 		{"an image archive", func(p *profiles.Profile) { p.ImageArchive = "img.tar" }, []string{"image_archive"}, ""},
+		{"a log larger than the default", func(p *profiles.Profile) { p.Logs.MaxSize.Bytes = 1 << 30 }, []string{"logs"}, ""},
+		{"more old logs than the default", func(p *profiles.Profile) { keep := 10; p.Logs.Keep = &keep }, []string{"logs"}, ""},
+		{"a smaller log is fine", func(p *profiles.Profile) { p.Logs.MaxSize.Bytes = 1 << 20 }, nil, "200003:200003"},
 		{"a privileged host port", func(p *profiles.Profile) { p.Publish = []string{"127.0.0.1:8080:80", "127.0.0.1:80:80"} }, []string{"publish[1]"}, ""},
 	}
 	for _, tt := range tests {

@@ -172,7 +172,9 @@ func (p *Proxy) answer(ctx context.Context, req *dns.Msg) *dns.Msg {
 		p.gate.Refused(q.Name, qtype, "rate limit")
 		return m.SetRcode(req, dns.RcodeRefused)
 	}
-	up, err := p.exchange(ctx, q)
+	// One spelling of the name goes upstream: its letter case would
+	// otherwise carry a bit a letter to the zone's servers.
+	up, err := p.exchange(ctx, dns.Question{Name: dns.CanonicalName(q.Name), Qtype: q.Qtype, Qclass: q.Qclass})
 	if err != nil {
 		p.cfg.Log.Warn("dns: upstream failed", "name", q.Name, "error", err)
 		return m.SetRcode(req, dns.RcodeServerFailure)

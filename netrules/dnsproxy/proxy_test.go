@@ -20,6 +20,7 @@ type upstream struct {
 	addr string
 	mu   sync.Mutex
 	seen []string
+	raw  []string // the names as asked, case and all
 	zone map[string][]dns.RR
 }
 
@@ -48,6 +49,7 @@ func (u *upstream) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	q := r.Question[0]
 	u.mu.Lock()
 	u.seen = append(u.seen, dns.TypeToString[q.Qtype]+" "+dns.CanonicalName(q.Name))
+	u.raw = append(u.raw, q.Name)
 	u.mu.Unlock()
 	m := new(dns.Msg).SetReply(r)
 	// Answer like a recursive resolver: follow CNAMEs inside the zone.
@@ -238,6 +240,25 @@ func TestAllowedNameIsForwardedAndItsAddressesAdmitted(t *testing.T) {
 	}
 	if admitted, ttls, _ := g.seen(); len(admitted) != 2 || ttls[0] != 300*time.Second {
 		t.Fatalf("admitted %v ttls %v", admitted, ttls)
+	}
+}
+
+// TestUpstreamIsAskedInLowerCase: the letter case of a name is 2^n
+// spellings of one name, each a message to the zone's servers (0x20
+// encoding). The upstream gets one spelling; the agent still gets its own
+// question back, answered.
+func TestUpstreamIsAskedInLowerCase(t *testing.T) {
+	up := startUpstream(t, zone...)
+	g := &gate{allow: []string{"api.example.com"}}
+	srv := serve(t, Config{Upstreams: []string{up.addr}}, g)
+	r := query(t, srv, "ApI.eXaMpLe.CoM", dns.TypeA)
+	if r.Rcode != dns.RcodeSuccess || len(answerAddrs(r)) != 2 || r.Question[0].Name != "ApI.eXaMpLe.CoM." {
+		t.Fatalf("answer %v", r)
+	}
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	if !slices.Equal(up.raw, []string{"api.example.com."}) {
+		t.Fatalf("the upstream was asked %v", up.raw)
 	}
 }
 
