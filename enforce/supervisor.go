@@ -284,6 +284,7 @@ func (s *Supervisor) StartPrepared(ctx context.Context, pr *Prepared, progress r
 	if err := s.layout.write(st); err != nil {
 		return nil, err
 	}
+	s.reapLogs(p.Name, filepath.Dir(sb.LogPath))
 	if err := logfile.StartOver(sb.LogPath); err != nil {
 		return nil, err
 	}
@@ -722,5 +723,32 @@ func (s *sources) Close() {
 	}
 	if s.archive != nil {
 		s.archive.Close()
+	}
+}
+
+// LogBudget is what the logs of sandboxes that no longer run may take
+// together: each running one is bounded by its own cap, but names are free
+// to make up, and every stopped sandbox leaves its last log behind.
+const LogBudget = 1 << 30
+
+// reapLogs removes the logs of stopped sandboxes, least recently written
+// first, while they take more than LogBudget. Failing that is reported, not
+// fatal: the new sandbox's own log is bounded either way.
+func (s *Supervisor) reapLogs(starting, dir string) {
+	names, err := s.layout.names()
+	if err != nil {
+		s.cfg.Log.Warn("old logs not reaped", "error", err)
+		return
+	}
+	known := map[string]bool{starting: true}
+	for _, n := range names {
+		known[n] = true
+	}
+	reaped, err := logfile.Reap(dir, LogBudget, func(name string) bool { return known[name] })
+	if len(reaped) > 0 {
+		s.cfg.Log.Info("removed the logs of stopped sandboxes to stay within the log budget", "sandboxes", reaped, "budget_bytes", LogBudget)
+	}
+	if err != nil {
+		s.cfg.Log.Warn("old logs not reaped", "error", err)
 	}
 }
