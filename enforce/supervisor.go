@@ -163,11 +163,28 @@ func (s *Supervisor) Validate(p *profiles.Profile) error {
 	}
 	// The sandboxes' own subnet is this host's business: a cidr entry over
 	// it would open the sandboxes to each other and the gateway's ports.
+	// So are its own addresses: the host's INPUT rules keep the sandboxes
+	// from its services, and while a firewall reload has them flushed, a
+	// range that covers the host would be all that decides.
 	var fields []profiles.FieldError
+	own := hostAddrs(s.net.Gateway())
 	for i, a := range p.Egress.Allow {
-		if pfx, err := netip.ParsePrefix(a.CIDR); err == nil && pfx.Overlaps(s.net.Subnet()) {
-			fields = append(fields, profiles.FieldError{Field: fmt.Sprintf("egress.allow[%d].cidr", i),
+		pfx, err := netip.ParsePrefix(a.CIDR)
+		if err != nil {
+			continue
+		}
+		field := fmt.Sprintf("egress.allow[%d].cidr", i)
+		if pfx.Overlaps(s.net.Subnet()) {
+			fields = append(fields, profiles.FieldError{Field: field,
 				Problem: fmt.Sprintf("%s overlaps the sandboxes' subnet %s", a.CIDR, s.net.Subnet()), Fix: "allow a range outside it"})
+		}
+		for _, addr := range own {
+			if pfx.Contains(addr) {
+				fields = append(fields, profiles.FieldError{Field: field,
+					Problem: fmt.Sprintf("%s covers %s, an address of this host", a.CIDR, addr),
+					Fix:     "allow the addresses you need around it (smaller ranges that leave it out)"})
+				break
+			}
 		}
 	}
 	if len(fields) > 0 {

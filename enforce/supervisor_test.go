@@ -236,11 +236,29 @@ func TestACIDROverTheSandboxSubnetIsRefused(t *testing.T) {
 	p.Egress.Allow = append(p.Egress.Allow, profiles.AllowEntry{CIDR: "10.89.0.0/16", Ports: []int{22}})
 	err := s.Validate(p)
 	var pe *profiles.Error
-	if !errors.As(err, &pe) || len(pe.Fields) != 1 || !strings.Contains(pe.Fields[0].Problem, "subnet") {
+	if !errors.As(err, &pe) || len(pe.Fields) == 0 || !strings.Contains(pe.Fields[0].Problem, "subnet") {
 		t.Fatalf("got %v", err)
 	}
 	p.Egress.Allow[len(p.Egress.Allow)-1].CIDR = "198.51.100.0/24" // control
 	if err := s.Validate(p); err != nil {
 		t.Fatalf("control: %v", err)
+	}
+}
+
+// TestACIDROverAnAddressOfTheHostIsRefused: the host's INPUT rules keep
+// sandboxes from its services; while a reload has them flushed, a range
+// covering the host would be all that decides.
+func TestACIDROverAnAddressOfTheHostIsRefused(t *testing.T) {
+	w := enforcetest.NewWorld("")
+	s := New(Config{StateDir: t.TempDir(), DNSUpstreams: []string{"127.0.0.1:9"}}, w, w)
+	own := hostAddrs(w.Gateway())
+	if len(own) == 0 {
+		t.Fatal("this host has no IPv4 address but loopback: nothing to test against")
+	}
+	p := enforcetest.Profile(t, "cidr")
+	p.Egress.Allow = append(p.Egress.Allow, profiles.AllowEntry{CIDR: netip.PrefixFrom(own[0], 32).String(), Ports: []int{22}})
+	var pe *profiles.Error
+	if err := s.Validate(p); !errors.As(err, &pe) || !strings.Contains(pe.Error(), "an address of this host") {
+		t.Fatalf("a /32 of the host's %s: %v", own[0], err)
 	}
 }

@@ -90,6 +90,13 @@ func (h *Host) ensureBase() error {
 	if err := ensureBridge(h.cfg.Bridge, netip.PrefixFrom(h.Gateway(), h.cfg.Subnet.Bits())); err != nil {
 		return err
 	}
+	// A packet from a sandbox to the gateway with a loose source route
+	// would be sent on by the host to wherever the route says, past the
+	// sandbox's rules, which judged it by its first destination: the
+	// kernel follows source routes only where every level allows it.
+	if err := sysctl("/proc/sys/net/ipv4/conf/"+h.cfg.Bridge+"/accept_source_route", "0"); err != nil {
+		return err
+	}
 	_, err := h.t.ensure(baseChains(), append(baseRules(h.cfg.Bridge, h.cfg.Subnet), hookRules()...))
 	return err
 }

@@ -5,6 +5,7 @@ package netrules
 import (
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -108,6 +109,28 @@ func TestAttachInstallsEverythingAndDetachRemovesIt(t *testing.T) {
 	inner, _ := exec.Command("nsenter", "--net="+att.NetNSPath, "--", "iptables-save").Output()
 	if !strings.Contains(string(inner), "-A OUTPUT -m comment --comment clawguard -j CG-OUT") {
 		t.Errorf("the sandbox's OUTPUT does not start with the second layer:\n%s", inner)
+	}
+	// A rule of someone else's on top of our chain is reported, and the
+	// sysctls that would let a source route or forwarding past the rules
+	// are off.
+	foreign := []string{"--net=" + att.NetNSPath, "--", "iptables", "-I", innerOut, "-p", "udp", "-j", "ACCEPT"}
+	if out, err := exec.Command("nsenter", foreign...).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	if missing, _ := h.InnerMissing(sb); len(missing) != 1 || !strings.Contains(missing[0], "not ours in CG-OUT") {
+		t.Errorf("a foreign ACCEPT in CG-OUT: reported %q", missing)
+	}
+	foreign[3] = "-D"
+	if out, err := exec.Command("nsenter", foreign...).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	for f, want := range map[string]string{"ip_forward": "0", "conf/all/accept_source_route": "0"} {
+		if out, _ := exec.Command("nsenter", "--net="+att.NetNSPath, "--", "cat", "/proc/sys/net/ipv4/"+f).Output(); strings.TrimSpace(string(out)) != want {
+			t.Errorf("in the sandbox, %s = %q, want %s", f, out, want)
+		}
+	}
+	if b, _ := os.ReadFile("/proc/sys/net/ipv4/conf/cgtest0/accept_source_route"); strings.TrimSpace(string(b)) != "0" {
+		t.Errorf("the bridge accepts source routes: %q", b)
 	}
 	veth, err := netlink.LinkByName(VethName(sb.Name))
 	if err != nil || veth.Attrs().Protinfo == nil && !portIsolated(t, VethName(sb.Name)) {

@@ -201,8 +201,9 @@ func (h *Host) ensureInner(sb Sandbox, nsPath string, static []NetEntry) error {
 	return nil
 }
 
-// InnerMissing lists what of the sandbox's second layer is not as wanted,
-// as the restore lines that would put it back: none when it is in place.
+// InnerMissing lists what of the sandbox's second layer is not as wanted:
+// the restore lines that would put it back, and any rule in its chains
+// that is not ours. None when it is in place.
 func (h *Host) InnerMissing(sb Sandbox) ([]string, error) {
 	sb.Gateway = h.Gateway()
 	sb.LogGroup = LogGroup(h.cfg.Subnet, sb.IP)
@@ -217,6 +218,18 @@ func (h *Host) InnerMissing(sb Sandbox) ([]string, error) {
 		for _, table := range ruleTables() {
 			for _, l := range p.add[table] {
 				missing = append(missing, f.String()+" -t "+table+" "+l)
+			}
+		}
+		// Our chains are wholly ours: a rule of anyone else's in one (an
+		// ACCEPT on top of CG-OUT) decides before ours do.
+		for _, c := range innerChains() {
+			if c.fam != f {
+				continue
+			}
+			for _, l := range rs[c.table][c.chain] {
+				if !ownedBy(l, comment(sb.Name)) {
+					missing = append(missing, fmt.Sprintf("%s -t %s: a rule not ours in %s: %s", f, c.table, c.chain, l))
+				}
 			}
 		}
 	}

@@ -112,7 +112,7 @@ func ensureVeth(sandbox, bridge, nsPath string, addr netip.Prefix, gw netip.Addr
 		return fmt.Errorf("bring %s up: %w", host, err)
 	}
 
-	if err := disableIPv6(ns); err != nil {
+	if err := lockDownNS(ns); err != nil {
 		return fmt.Errorf("netns %s: %w", nsPath, err)
 	}
 	eth0, err := nsHandle.LinkByName("eth0")
@@ -144,13 +144,28 @@ func deleteVeth(sandbox string) error {
 	return nil
 }
 
-// disableIPv6 turns IPv6 off for every interface of the namespace, so the
-// sandbox has no IPv6 address, not even link-local.
-func disableIPv6(ns netns.NsHandle) error {
+// lockDownNS turns IPv6 off for every interface of the namespace, so the
+// sandbox has no IPv6 address, not even link-local, and its IPv4 forwards
+// nothing and follows no source route.
+func lockDownNS(ns netns.NsHandle) error {
 	return InNetNS(ns, func() error {
 		for _, f := range []string{"/proc/sys/net/ipv6/conf/all/disable_ipv6", "/proc/sys/net/ipv6/conf/default/disable_ipv6"} {
 			if err := os.WriteFile(f, []byte("1"), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("disable IPv6 (%s): %w", f, err)
+			}
+		}
+		// A new namespace inherits the host's IPv4 settings, forwarding
+		// (which clawguard turns on for the host) among them. The sandbox
+		// routes for nobody and honours no source route.
+		for f, v := range map[string]string{
+			"/proc/sys/net/ipv4/ip_forward":                       "0",
+			"/proc/sys/net/ipv4/conf/all/accept_source_route":     "0",
+			"/proc/sys/net/ipv4/conf/default/accept_source_route": "0",
+			"/proc/sys/net/ipv4/conf/all/route_localnet":          "0",
+			"/proc/sys/net/ipv4/conf/all/accept_local":            "0",
+		} {
+			if err := os.WriteFile(f, []byte(v), 0o644); err != nil {
+				return fmt.Errorf("set %s=%s: %w", f, v, err)
 			}
 		}
 		return nil
