@@ -1,0 +1,184 @@
+package namegate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Decider judges one connection: the server name the agent asked for and
+// the address it was going to. reason says why not, for the audit log and
+// status.
+type Decider interface {
+	Decide(now time.Time, serverName string, dst netip.AddrPort) (ok bool, reason string)
+	// Refused reports a connection turned away, with what was seen of it.
+	Refused(serverName string, dst netip.AddrPort, reason string)
+}
+
+// Config is one gate.
+type Config struct {
+	// OriginalDst is where the agent's connection was going before it was
+	// redirected to the gate (SO_ORIGINAL_DST on the accepted socket).
+	OriginalDst func(c net.Conn) (netip.AddrPort, error)
+	// Dial connects to the original destination on the agent's behalf, so
+	// that what leaves is subject to the sandbox's own rules.
+	Dial func(ctx context.Context, dst netip.AddrPort) (net.Conn, error)
+	// HelloTimeout bounds the wait for a whole ClientHello.
+	HelloTimeout time.Duration
+	Log          *slog.Logger
+}
+
+// Gate accepts the redirected connections of one sandbox.
+type Gate struct {
+	cfg Config
+	d   Decider
+	wg  sync.WaitGroup
+}
+
+// New returns a gate; zero fields of cfg get safe defaults.
+func New(cfg Config, d Decider) (*Gate, error) {
+	if cfg.OriginalDst == nil || cfg.Dial == nil {
+		return nil, errors.New("namegate: OriginalDst and Dial are required")
+	}
+	if cfg.HelloTimeout <= 0 {
+		cfg.HelloTimeout = 10 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Gate{cfg: cfg, d: d}, nil
+}
+
+// Serve accepts on ln until ctx ends or ln fails, and waits for every
+// connection it accepted to end before it returns.
+func (g *Gate) Serve(ctx context.Context, ln net.Listener) error {
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	defer g.wg.Wait()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("namegate: accept: %w", err)
+		}
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			g.handle(ctx, c)
+		}()
+	}
+}
+
+// handle judges one connection and, if it passes, splices it to its
+// original destination with the ClientHello replayed.
+func (g *Gate) handle(ctx context.Context, c net.Conn) {
+	defer c.Close()
+	dst, err := g.cfg.OriginalDst(c)
+	if err != nil {
+		g.refuse(c, "", netip.AddrPort{}, fmt.Sprintf("original destination unknown: %v", err))
+		return
+	}
+	h, err := ReadHello(c, g.cfg.HelloTimeout)
+	if err != nil {
+		g.refuse(c, h.ServerName, dst, err.Error())
+		return
+	}
+	if ok, why := g.d.Decide(time.Now(), h.ServerName, dst); !ok {
+		g.refuse(c, h.ServerName, dst, why)
+		return
+	}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	up, err := g.cfg.Dial(dctx, dst)
+	cancel()
+	if err != nil {
+		g.cfg.Log.Debug("namegate: dial", "server_name", h.ServerName, "destination", dst, "error", err)
+		reset(c)
+		return
+	}
+	defer up.Close()
+	if _, err := up.Write(h.Raw); err != nil {
+		reset(c)
+		return
+	}
+	splice(c, up)
+}
+
+// refuse reports and resets: an RST tells the agent at once, where a plain
+// close would look like a server that hung up.
+func (g *Gate) refuse(c net.Conn, name string, dst netip.AddrPort, reason string) {
+	g.d.Refused(name, dst, reason)
+	reset(c)
+}
+
+func reset(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+}
+
+// splice copies both ways until both are done. Each direction's end is
+// passed on as a half-close, so a client that shuts its writing side
+// still gets the rest of the answer. io.Copy between two TCP connections
+// uses splice(2): the bytes never enter this process.
+func splice(a, b net.Conn) {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	pipe := func(dst, src net.Conn) {
+		defer wg.Done()
+		_, err := io.Copy(dst, src)
+		if tc, ok := dst.(interface{ CloseWrite() error }); ok && err == nil {
+			_ = tc.CloseWrite()
+			return
+		}
+		// An error one way (a reset) ends both.
+		a.Close()
+		b.Close()
+	}
+	go pipe(a, b)
+	go pipe(b, a)
+	wg.Wait()
+}
+
+// OriginalDst reads where a redirected connection was going: the
+// conntrack entry of the namespace the socket lives in (SO_ORIGINAL_DST).
+func OriginalDst(c net.Conn) (netip.AddrPort, error) {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return netip.AddrPort{}, errors.New("not a TCP connection")
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	var dst netip.AddrPort
+	var serr error
+	err = raw.Control(func(fd uintptr) {
+		// A sockaddr_in, read through the one getsockopt wrapper of the
+		// right size (20 bytes).
+		m, err := unix.GetsockoptIPv6Mreq(int(fd), unix.SOL_IP, unix.SO_ORIGINAL_DST)
+		if err != nil {
+			serr = fmt.Errorf("SO_ORIGINAL_DST: %w", err)
+			return
+		}
+		b := m.Multiaddr
+		dst = netip.AddrPortFrom(netip.AddrFrom4([4]byte{b[4], b[5], b[6], b[7]}), uint16(b[2])<<8|uint16(b[3]))
+	})
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	return dst, serr
+}

@@ -1,0 +1,275 @@
+package namegate
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// cdn is a TLS server that answers any server name with the name it was
+// asked for: one address serving every site, as a shared CDN does.
+func cdn(t *testing.T) netip.AddrPort {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "cdn"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"*"}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				tc := c.(*tls.Conn)
+				if tc.Handshake() != nil {
+					return
+				}
+				_, _ = io.WriteString(c, "served "+tc.ConnectionState().ServerName)
+			}()
+		}
+	}()
+	return netip.MustParseAddrPort(ln.Addr().String())
+}
+
+// book allows one name at one address, as a sandbox's DNS gate would have
+// recorded it, and keeps what it refused.
+type book struct {
+	name string
+	addr netip.Addr
+
+	mu      sync.Mutex
+	refused []string
+}
+
+func (b *book) Decide(_ time.Time, name string, dst netip.AddrPort) (bool, string) {
+	switch {
+	case name != b.name:
+		return false, "not allowlisted"
+	case dst.Addr() != b.addr:
+		return false, "resolved elsewhere"
+	}
+	return true, ""
+}
+
+func (b *book) Refused(name string, _ netip.AddrPort, reason string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refused = append(b.refused, name+": "+reason)
+}
+
+func (b *book) reasons() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Join(b.refused, "; ")
+}
+
+// startGate runs a gate whose every connection was going to dst.
+func startGate(t *testing.T, dst netip.AddrPort, d Decider, timeout time.Duration) string {
+	t.Helper()
+	g, err := New(Config{
+		OriginalDst: func(net.Conn) (netip.AddrPort, error) { return dst, nil },
+		Dial: func(ctx context.Context, to netip.AddrPort) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "tcp", to.String())
+		},
+		HelloTimeout: timeout,
+	}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return ln.Addr().String()
+}
+
+// through makes a TLS connection through the gate with serverName and
+// returns what the server said, or the error.
+func through(gate, serverName string, dial func(string) (net.Conn, error)) (string, error) {
+	raw, err := dial(gate)
+	if err != nil {
+		return "", err
+	}
+	defer raw.Close()
+	_ = raw.SetDeadline(time.Now().Add(5 * time.Second))
+	c := tls.Client(raw, &tls.Config{ServerName: serverName, InsecureSkipVerify: true})
+	if err := c.Handshake(); err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(c)
+	return string(b), err
+}
+
+func plainDial(addr string) (net.Conn, error) { return net.Dial("tcp", addr) }
+
+// trickle writes one byte per segment: a ClientHello spread as thin as a
+// client can spread it.
+type trickle struct{ net.Conn }
+
+func (t trickle) Write(p []byte) (int, error) {
+	for i := range p {
+		if _, err := t.Conn.Write(p[i : i+1]); err != nil {
+			return i, err
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+	return len(p), nil
+}
+
+func trickleDial(addr string) (net.Conn, error) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	_ = c.(*net.TCPConn).SetNoDelay(true)
+	return trickle{c}, nil
+}
+
+// TestTheGatePassesOnlyTheAllowlistedNameToItsAddress: one address serves
+// every name. The control: straight to the server, another name on the
+// allowlisted name's address is served (domain fronting works). Through
+// the gate, only the allowlisted name is; another name, no name and the
+// right name at an address it was not resolved to are reset.
+func TestTheGatePassesOnlyTheAllowlistedNameToItsAddress(t *testing.T) {
+	srv := cdn(t)
+	if got, err := through(srv.String(), "attacker.example", plainDial); err != nil || got != "served attacker.example" {
+		t.Fatalf("control: the server does not serve any name on its address: %q %v", got, err)
+	}
+	b := &book{name: "api.example.com", addr: srv.Addr()}
+	gate := startGate(t, srv, b, 2*time.Second)
+	for _, tc := range []struct {
+		name, serverName string
+		dial             func(string) (net.Conn, error)
+		served           bool
+	}{
+		{"the allowlisted name", "api.example.com", plainDial, true},
+		{"the allowlisted name, any case", "API.Example.COM", plainDial, true},
+		{"the allowlisted name, one byte per segment", "api.example.com", trickleDial, true},
+		{"another name on the same address", "attacker.example", plainDial, false},
+		{"no name at all", "", plainDial, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := through(gate, tc.serverName, tc.dial)
+			if tc.served && (err != nil || got != "served "+tc.serverName) {
+				t.Fatalf("got %q, %v; want it served", got, err)
+			}
+			if !tc.served && err == nil {
+				t.Fatalf("got %q; want the connection refused", got)
+			}
+		})
+	}
+	if r := b.reasons(); !strings.Contains(r, "attacker.example: not allowlisted") || !strings.Contains(r, ErrNoName.Error()) {
+		t.Errorf("refusals reported: %s", r)
+	}
+
+	elsewhere := &book{name: "api.example.com", addr: netip.MustParseAddr("198.51.100.7")}
+	if got, err := through(startGate(t, srv, elsewhere, time.Second), "api.example.com", plainDial); err == nil {
+		t.Errorf("a name used at an address it was not resolved to was served: %q", got)
+	}
+}
+
+func TestReadHello(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		send   func(c net.Conn)
+		want   error
+		server string
+	}{
+		{"a ClientHello with post-quantum key shares", func(c net.Conn) {
+			_ = tls.Client(c, &tls.Config{ServerName: "api.example.com.", InsecureSkipVerify: true}).Handshake()
+		}, nil, "api.example.com"},
+		{"plain HTTP", func(c net.Conn) { _, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: api.example.com\r\n\r\n") }, ErrNotTLS, ""},
+		{"a ClientHello that never ends", func(c net.Conn) { _, _ = c.Write([]byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01}) }, ErrTimeout, ""},
+		{"a handshake record larger than the gate reads", func(c net.Conn) {
+			rec := append([]byte{0x16, 0x03, 0x01, 0x40, 0x00, 0x01, 0x01, 0x01, 0x01}, make([]byte, 1<<14)...)
+			_, _ = c.Write(append(rec, rec...))
+		}, ErrTooLarge, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				c, err := net.Dial("tcp", ln.Addr().String())
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				tc.send(c)
+				time.Sleep(time.Second)
+			}()
+			c, err := ln.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			h, err := ReadHello(c, 300*time.Millisecond)
+			if !errors.Is(err, tc.want) || h.ServerName != tc.server {
+				t.Fatalf("ReadHello: %q, %v; want %q, %v", h.ServerName, err, tc.server, tc.want)
+			}
+			if tc.want == nil && len(h.Raw) < 1200 {
+				t.Errorf("a ClientHello of %d bytes: want the post-quantum size (over 1200)", len(h.Raw))
+			}
+		})
+	}
+}
+
+// FuzzReadHello: whatever a client sends, the gate returns a name only
+// for a ClientHello it could read, in canonical form, and never panics.
+func FuzzReadHello(f *testing.F) {
+	f.Add([]byte("GET / HTTP/1.1\r\n\r\n"))
+	f.Add([]byte{0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0x00, 0x00, 0x01, 0x00})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		a, b := net.Pipe()
+		defer a.Close()
+		go func() {
+			_, _ = b.Write(data)
+			b.Close()
+		}()
+		h, err := ReadHello(a, time.Second)
+		if err == nil && (h.ServerName == "" || h.ServerName != strings.ToLower(h.ServerName) || strings.HasSuffix(h.ServerName, ".")) {
+			t.Fatalf("accepted name %q", h.ServerName)
+		}
+		if len(h.Raw) > MaxHello {
+			t.Fatalf("read %d bytes", len(h.Raw))
+		}
+	})
+}

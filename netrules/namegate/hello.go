@@ -1,0 +1,117 @@
+// Package namegate decides a sandbox's TLS connections by the server name
+// in their ClientHello, and then gets out of the way: it never terminates
+// TLS, it replays the ClientHello it read to the original destination and
+// splices the two connections.
+//
+// This file reads the ClientHello. The parsing is crypto/tls's own: a
+// server handshake is started on a connection that records what it reads
+// and swallows what it would write, and is ended from GetConfigForClient,
+// the first moment the ClientHello is known. So a ClientHello spread over
+// many records or segments, or grown large with post-quantum key shares,
+// is read exactly as a TLS server would read it.
+package namegate
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Why a ClientHello could not be judged by its name.
+var (
+	ErrNoName   = errors.New("no server name in the ClientHello")
+	ErrECH      = errors.New("encrypted ClientHello: the real server name is hidden")
+	ErrNotTLS   = errors.New("not a TLS ClientHello")
+	ErrTooLarge = errors.New("ClientHello larger than the gate reads")
+	ErrTimeout  = errors.New("no whole ClientHello in time")
+	errGotHello = errors.New("namegate: ClientHello read")
+)
+
+// extensionECH is the encrypted_client_hello extension's number.
+const extensionECH = 0xfe0d
+
+// MaxHello is the most the gate reads before it has a whole ClientHello:
+// a ClientHello with post-quantum key shares is about 1.7 KB, and a TLS
+// record at most 16 KB; more is not a client that wants to be judged.
+const MaxHello = 16 << 10
+
+// Hello is what the gate learned: the server name, canonical (lower case,
+// no trailing dot), and every byte it read, to be replayed upstream.
+type Hello struct {
+	ServerName string
+	Raw        []byte
+}
+
+// ReadHello reads a ClientHello from c within timeout. On success Raw holds
+// every byte read from c, the ClientHello and anything the client sent
+// right after it; nothing has been written to c.
+func ReadHello(c net.Conn, timeout time.Duration) (Hello, error) {
+	rec := &recorder{Conn: c, max: MaxHello}
+	if err := c.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		return Hello{}, fmt.Errorf("read deadline: %w", err)
+	}
+	defer c.SetReadDeadline(time.Time{}) //nolint:errcheck // best effort: the splice sets its own
+
+	var h Hello
+	var judged error
+	srv := tls.Server(rec, &tls.Config{
+		GetConfigForClient: func(chi *tls.ClientHelloInfo) (*tls.Config, error) {
+			switch {
+			case slices.Contains(chi.Extensions, extensionECH):
+				judged = ErrECH
+			case chi.ServerName == "":
+				judged = ErrNoName
+			default:
+				h.ServerName = strings.TrimSuffix(strings.ToLower(chi.ServerName), ".")
+			}
+			return nil, errGotHello
+		},
+	})
+	err := srv.Handshake()
+	h.Raw = rec.read
+	switch {
+	case errors.Is(err, errGotHello) && judged != nil:
+		return h, judged
+	case errors.Is(err, errGotHello):
+		return h, nil
+	case rec.over:
+		return h, ErrTooLarge
+	case isTimeout(err):
+		return h, ErrTimeout
+	}
+	return h, fmt.Errorf("%w: %v", ErrNotTLS, err)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// recorder keeps what is read, up to max bytes, and writes nothing: the
+// handshake's alerts are not for the client, which gets its answer from
+// the real server or a reset.
+type recorder struct {
+	net.Conn
+	read []byte
+	max  int
+	over bool
+}
+
+func (r *recorder) Read(p []byte) (int, error) {
+	if len(r.read) >= r.max {
+		r.over = true
+		return 0, ErrTooLarge
+	}
+	if room := r.max - len(r.read); len(p) > room {
+		p = p[:room]
+	}
+	n, err := r.Conn.Read(p)
+	r.read = append(r.read, p[:n]...)
+	return n, err
+}
+
+func (r *recorder) Write(p []byte) (int, error) { return len(p), nil }
