@@ -29,11 +29,26 @@ type Event struct {
 // directory. Each event is one write on an O_APPEND file, so lines from
 // several clawguard processes do not interleave. Past maxBytes the file is
 // rotated to audit.jsonl.1 (one generation kept).
+//
+// Lifecycle events (a start, a stop, an adoption, a repaired firewall) go
+// to lifecycle.jsonl as well. What an agent can cause at will is sampled
+// per sandbox, but many sandboxes sampled still fill audit.jsonl as fast as
+// they like, and its rotation would push out every sandbox's history with
+// their noise; lifecycle.jsonl holds nothing an agent can repeat at will.
 type Log struct {
 	mu       sync.Mutex
 	path     string
 	log      *slog.Logger
 	maxBytes int64
+}
+
+// noise are the kinds of event an agent causes at will.
+func noise(kind string) bool {
+	switch kind {
+	case "denied_packet", "refused_query", "dropped_answer":
+		return true
+	}
+	return false
 }
 
 const maxBytes = 10 << 20
@@ -51,7 +66,15 @@ func (a *Log) Write(sandbox string, e Event) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if err := os.MkdirAll(filepath.Dir(a.path), 0o700); err != nil {
+	a.append(a.path, b)
+	if !noise(e.Kind) {
+		a.append(LifecyclePath(filepath.Dir(a.path)), b)
+	}
+}
+
+// append writes one line to path, rotating it first when it is full.
+func (a *Log) append(path string, line []byte) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		a.log.Warn("audit log", "error", err)
 		return
 	}
@@ -59,24 +82,27 @@ func (a *Log) Write(sandbox string, e Event) {
 	if limit <= 0 {
 		limit = maxBytes
 	}
-	if fi, err := os.Stat(a.path); err == nil && fi.Size() >= limit {
-		if err := os.Rename(a.path, a.path+".1"); err != nil {
+	if fi, err := os.Stat(path); err == nil && fi.Size() >= limit {
+		if err := os.Rename(path, path+".1"); err != nil {
 			a.log.Warn("audit log rotation", "error", err)
 		}
 	}
-	f, err := os.OpenFile(a.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		a.log.Warn("audit log", "error", err)
 		return
 	}
 	defer f.Close()
-	if _, err := f.Write(append(b, '\n')); err != nil {
+	if _, err := f.Write(append(line, '\n')); err != nil {
 		a.log.Warn("audit log", "error", err)
 	}
 }
 
 // Path is where the audit log of stateDir is.
 func Path(stateDir string) string { return filepath.Join(stateDir, "audit.jsonl") }
+
+// LifecyclePath is where stateDir's lifecycle events are kept apart.
+func LifecyclePath(stateDir string) string { return filepath.Join(stateDir, "lifecycle.jsonl") }
 
 // New returns the audit log of stateDir.
 func New(stateDir string, log *slog.Logger) *Log { return &Log{path: Path(stateDir), log: log} }

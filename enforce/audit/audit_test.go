@@ -3,9 +3,11 @@ package audit
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -36,5 +38,30 @@ func TestAuditLogWritesJSONLinesAndRotates(t *testing.T) {
 	}
 	if fi, _ := os.Stat(filepath.Join(dir, "audit.jsonl")); fi.Size() > 300+200 {
 		t.Fatalf("audit.jsonl grew to %d bytes past its limit", fi.Size())
+	}
+}
+
+// TestNoiseNeverPushesOutLifecycleEvents: sandboxes sampled one by one
+// still flood the audit log together, and its rotation drops the oldest
+// lines, a start among them (the control). The lifecycle file keeps it.
+func TestNoiseNeverPushesOutLifecycleEvents(t *testing.T) {
+	dir := t.TempDir()
+	a := &Log{path: Path(dir), log: slog.New(slog.DiscardHandler), maxBytes: 4096}
+	a.Write("quiet", Event{Kind: "started", Reason: "pid 42"})
+	for i := range 2000 {
+		a.Write(fmt.Sprintf("noisy-%d", i%100), Event{Kind: "refused_query", Name: "x.example.com", QueryType: "A"})
+	}
+	has := func(path string) bool {
+		b, _ := os.ReadFile(path)
+		return strings.Contains(string(b), `"sandbox":"quiet"`)
+	}
+	if has(Path(dir)) || has(Path(dir)+".1") {
+		t.Fatal("control: the start is still in the audit log after the flood, so the flood proves nothing")
+	}
+	if !has(LifecyclePath(dir)) {
+		t.Fatal("the start is gone from the lifecycle file too")
+	}
+	if b, _ := os.ReadFile(LifecyclePath(dir)); strings.Contains(string(b), "refused_query") {
+		t.Fatal("noise in the lifecycle file")
 	}
 }
