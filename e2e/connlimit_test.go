@@ -76,3 +76,55 @@ type held struct {
 	Failed     int
 	FirstError string
 }
+
+// TestChurnedConnectionsCannotFillTheConnectionTable: the cap on
+// connections counts open flows only. A closed one stays in the host's
+// table for two minutes (TIME_WAIT), so an agent that opens and closes
+// connections as fast as it can fills the table all the same: under the
+// default cap of 512, the control (a rate of 5,000 a second) leaves all
+// 2,000 flows tracked. At the default rate (100 a second, bursts of 200) the
+// same churn opens no more than the rate lets through, the rest fail at
+// once, and what the host tracks is bounded by the rate: at most about
+// 12,000 flows however long the churn goes on.
+func TestChurnedConnectionsCannotFillTheConnectionTable(t *testing.T) {
+	h := env
+	target := fmt.Sprintf("%s:%d", apiAddr, discardPort)
+	egress := "egress:\n  allow:\n    - {cidr: " + apiAddr + "/32, ports: [" + fmt.Sprint(discardPort) + "]}\n"
+	const churn = 2000
+	type rate struct {
+		Count, Errors int
+		Seconds       float64
+	}
+	for _, tc := range []struct {
+		name, rate string
+		limited    bool
+	}{
+		{"control: a rate too high to bind leaves thousands tracked", "5000", false},
+		{"the default rate bounds what is tracked", "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := ""
+			if tc.rate != "" {
+				res = "resources: {new_connections_per_second: " + tc.rate + "}\n"
+			}
+			sb := h.start(t, profile{Name: "conns-churn", Extra: res + egress})
+			defer h.stopSandbox(t, sb)
+			ip := h.sandboxIP(t, "conns-churn")
+			var r rate
+			h.netProbe(t, "conns-churn", &r, "connrate", target, fmt.Sprint(churn))
+			tracked := flowsOf(t, ip)
+			t.Logf("%d of %d connections opened in %.1f s; %d flows of the sandbox tracked by the host", r.Count, churn, r.Seconds, tracked)
+			if !tc.limited {
+				if tracked <= 2*512 {
+					t.Fatalf("only %d flows tracked after %d churned connections: the attack does not fill the table, so the rate proves nothing", tracked, churn)
+				}
+				return
+			}
+			// 200 at once, then 100 a second.
+			bound := 200 + int(100*r.Seconds) + 50
+			if tracked > bound || r.Count > bound || r.Errors == 0 {
+				t.Errorf("over %.1f s: %d opened, %d refused, %d flows tracked; want at most %d", r.Seconds, r.Count, r.Errors, tracked, bound)
+			}
+		})
+	}
+}

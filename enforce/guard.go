@@ -40,6 +40,9 @@ func netSandbox(name string, p *profiles.Profile, dnsPort int) netrules.Sandbox 
 		if p.Resources.Connections != nil {
 			sb.MaxConns = int(*p.Resources.Connections)
 		}
+		if p.Resources.NewConnectionsPerSecond != nil {
+			sb.NewConns = int(*p.Resources.NewConnectionsPerSecond)
+		}
 		sb.Published = publishedPorts(p.Publish)
 	}
 	return sb

@@ -35,7 +35,7 @@ func testHost(t testing.TB) *Host {
 func TestAttachInstallsEverythingAndDetachRemovesIt(t *testing.T) {
 	h := testHost(t)
 	before := nettest.KernelState(t)
-	sb := Sandbox{Name: "nrtest-a", DNSPort: 15353, LogDenied: true, MaxConns: 20, Published: []uint16{18789}}
+	sb := Sandbox{Name: "nrtest-a", DNSPort: 15353, LogDenied: true, MaxConns: 20, NewConns: 100, Published: []uint16{18789}}
 	t.Cleanup(func() { _ = h.Detach(sb.Name) })
 	static := []NetEntry{{Prefix: netip.MustParsePrefix("198.51.100.0/28"), Proto: ProtoTCP, Port: 443}}
 	att, err := h.Attach(sb, static)

@@ -26,6 +26,7 @@ const (
 	innerOut = "CG-OUT" // filter OUTPUT
 	innerIn  = "CG-IN"  // filter INPUT
 	innerDNS = "CG-DNS" // nat OUTPUT: the gateway's port 53 to the gate
+	innerNew = "CG-NEW" // filter: the rate of new flows
 )
 
 // DNSPacketsPerSecond is how many UDP queries a sandbox may send its DNS
@@ -41,7 +42,7 @@ const dnsConnsPerSecond = 50
 
 func innerChains() []chainRef {
 	return []chainRef{
-		{v4, "filter", innerOut}, {v4, "filter", innerIn}, {v4, "nat", innerDNS},
+		{v4, "filter", innerOut}, {v4, "filter", innerIn}, {v4, "filter", innerNew}, {v4, "nat", innerDNS},
 		{v6, "filter", innerOut}, {v6, "filter", innerIn},
 	}
 }
@@ -70,7 +71,8 @@ func innerRules(sb Sandbox) []rule {
 		return []string{"-m", "connlimit", "--connlimit-above", strconv.Itoa(n), "--connlimit-mask", "32", "--connlimit-saddr"}
 	}
 	limit := func(perSec int) []string {
-		return []string{"-m", "limit", "--limit", strconv.Itoa(perSec) + "/sec", "--limit-burst", strconv.Itoa(2 * perSec)}
+		// The kernel takes bursts of at most 10000.
+		return []string{"-m", "limit", "--limit", strconv.Itoa(perSec) + "/sec", "--limit-burst", strconv.Itoa(min(2*perSec, 10000))}
 	}
 	var rules []rule
 	for _, proto := range []string{"udp", "tcp"} {
@@ -95,6 +97,16 @@ func innerRules(sb Sandbox) []rule {
 	)
 	if sb.MaxConns > 0 {
 		rules = append(rules, out(v4, with(slices.Concat(newFlow, connlimit(sb.MaxConns)), reject...)))
+	}
+	if sb.NewConns > 0 {
+		// The cap above counts open flows only; one closed stays tracked
+		// (TIME_WAIT) for two minutes, here and on the host, so the rate
+		// of new ones is what bounds the tables.
+		rules = append(rules,
+			out(v4, with(newFlow, "-j", innerNew)),
+			in("filter", innerNew, v4, with(limit(sb.NewConns), "-j", "RETURN")),
+			in("filter", innerNew, v4, with(nil, reject...)),
+		)
 	}
 	rules = append(rules,
 		out(v4, with([]string{"-m", "set", "--match-set", SetName(sb.Name), "dst,dst"}, "-j", "ACCEPT")),

@@ -128,6 +128,7 @@ type Sandbox struct {
 	LogDenied bool   // NFLOG before drop
 	LogGroup  uint16 // the sandbox's own NFLOG group (one reader per group)
 	MaxConns  int    // new flows are refused while this many are tracked (0: no cap)
+	NewConns  int    // new flows a second, bursts of twice that (0: no cap)
 	// Published are the sandbox's TCP ports the host forwards to: the
 	// only new connections its second layer lets in.
 	Published []uint16

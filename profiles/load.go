@@ -148,6 +148,12 @@ func Parse(data []byte, source, dir string) (*Profile, error) {
 // machine).
 const DefaultConnections = 512
 
+// DefaultNewConnectionsPerSecond is how many new flows a sandbox may open a
+// second, with bursts of twice that: an agent's HTTP clients keep their
+// connections alive, and at this rate churning ones leave at most about
+// 12,000 closed flows tracked for their two minutes.
+const DefaultNewConnectionsPerSecond = 100
+
 // Default log cap: 10 MiB per file and two older files, 30 MiB a sandbox at
 // most, enough for an agent's start-up and recent errors.
 const (
@@ -180,6 +186,10 @@ func (p *Profile) applyDefaults() {
 	if p.Resources.Pids == nil {
 		pids := int64(100)
 		p.Resources.Pids = &pids
+	}
+	if p.Resources.NewConnectionsPerSecond == nil {
+		rate := int64(DefaultNewConnectionsPerSecond)
+		p.Resources.NewConnectionsPerSecond = &rate
 	}
 	if p.Resources.Connections == nil {
 		conns := int64(DefaultConnections)
@@ -232,7 +242,7 @@ var (
 // so an unknown key can be answered with the ones that are allowed.
 var sections = map[string]string{
 	"Profile":    "name, image, image_archive, args, env, user, read_only_rootfs, capabilities, seccomp, resources, tmpfs, mounts, secrets, egress, publish, stop_timeout, logs",
-	"Resources":  "memory, cpus, pids",
+	"Resources":  "memory, cpus, pids, connections, new_connections_per_second",
 	"Tmpfs":      "path, size, options",
 	"Mount":      "source, target, read_only",
 	"Secrets":    "dir",

@@ -48,6 +48,11 @@ type Resources struct {
 	// Connections caps the flows the sandbox may have tracked at once
 	// (conntrack): one agent must not fill the host's table.
 	Connections *int64 `yaml:"connections" json:"connections"`
+	// NewConnectionsPerSecond caps how fast it may open them: a closed
+	// flow no longer counts towards Connections, but the host still
+	// tracks it (TIME_WAIT, two minutes), so churning connections would
+	// fill the host's table all the same.
+	NewConnectionsPerSecond *int64 `yaml:"new_connections_per_second" json:"new_connections_per_second"`
 }
 
 // Tmpfs is a size-limited in-memory mount. noexec, nosuid and nodev are

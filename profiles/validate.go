@@ -255,6 +255,9 @@ func (v validator) resources() {
 	if r.Connections == nil || *r.Connections < 16 || *r.Connections > 65536 {
 		c.add("resources.connections", "must be from 16 to 65536 (there is no unlimited)", fmt.Sprintf("set e.g. connections: %d", DefaultConnections))
 	}
+	if r.NewConnectionsPerSecond == nil || *r.NewConnectionsPerSecond < 1 || *r.NewConnectionsPerSecond > 10000 {
+		c.add("resources.new_connections_per_second", "must be from 1 to 10000 (there is no unlimited)", fmt.Sprintf("set e.g. new_connections_per_second: %d", DefaultNewConnectionsPerSecond))
+	}
 }
 
 func (v validator) logs() {
