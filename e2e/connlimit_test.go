@@ -125,6 +125,15 @@ func TestChurnedConnectionsCannotFillTheConnectionTable(t *testing.T) {
 			if tracked > bound || r.Count > bound || r.Errors == 0 {
 				t.Errorf("over %.1f s: %d opened, %d refused, %d flows tracked; want at most %d", r.Seconds, r.Count, r.Errors, tracked, bound)
 			}
+			var st []struct {
+				Packets struct {
+					Refused uint64 `json:"rate_refused_connections"`
+				} `json:"packets"`
+			}
+			out, stderr, code := h.cg("status", "--json", "conns-churn")
+			if code != 0 || json.Unmarshal([]byte(out), &st) != nil || len(st) != 1 || st[0].Packets.Refused == 0 {
+				t.Errorf("status does not count the connections refused over the rate: exit %d %s%s", code, out, stderr)
+			}
 		})
 	}
 }

@@ -247,7 +247,10 @@ func TestDeniedDestinations(t *testing.T) {
 // changes on every query (1 s TTL), each followed at once by a connect.
 func TestResolveThenConnectNeverRaces(t *testing.T) {
 	h := env
-	sb := h.start(t, profile{Name: "egress-race", Extra: egressProfile})
+	// 1,000 connections in about 2 s: far over the default rate of new
+	// ones, which TestChurnedConnectionsCannotFillTheConnectionTable
+	// proves; this test is of the race between answer and set.
+	sb := h.start(t, profile{Name: "egress-race", Extra: egressProfile + "resources: {new_connections_per_second: 2000}\n"})
 	var r probeRaced
 	h.netProbe(t, sb.name, &r, "race", "race.example.test", "443", "1000")
 	t.Logf("race: %+v", r)

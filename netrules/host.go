@@ -376,6 +376,9 @@ type Counters struct {
 	Denied   uint64 `json:"denied_packets"`
 	// DNSRateDropped are queries to the gate over the sandbox's rate.
 	DNSRateDropped uint64 `json:"dns_rate_dropped_packets"`
+	// NewFlowsRefused are connections refused over the sandbox's rate of
+	// new ones (resources.new_connections_per_second).
+	NewFlowsRefused uint64 `json:"rate_refused_connections"`
 }
 
 // Counters reads the sandbox chain's packet counters. What the second
@@ -396,12 +399,12 @@ func (h *Host) Counters(sandbox string) (Counters, error) {
 		}
 	}
 	if !h.cfg.NoInnerLayer {
-		denied, dnsRate, err := innerDrops(sandbox)
+		denied, dnsRate, flowRate, err := innerDrops(sandbox)
 		if err != nil {
 			return c, fmt.Errorf("counters of the second layer of %s: %w", sandbox, err)
 		}
 		c.Denied += denied
-		c.DNSRateDropped = dnsRate
+		c.DNSRateDropped, c.NewFlowsRefused = dnsRate, flowRate
 	}
 	return c, nil
 }

@@ -265,19 +265,21 @@ func (h *Host) allowInner(sandbox string, entries []Entry) error {
 }
 
 // innerDrops counts the packets the second layer dropped: for their
-// destination, and DNS queries over the rate.
-func innerDrops(sandbox string) (denied, dnsRate uint64, _ error) {
-	packets, err := execRunner{netns: NetNSPath(sandbox)}.packets(v4, "filter", innerOut)
+// destination, DNS queries over the rate, and new flows over theirs.
+func innerDrops(sandbox string) (denied, dnsRate, flowRate uint64, _ error) {
+	packets, err := execRunner{netns: NetNSPath(sandbox)}.packets(v4, "filter", innerOut, innerNew)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	for _, p := range packets {
 		switch {
+		case p.chain == innerNew && strings.Contains(p.line, "-j REJECT"):
+			flowRate += p.packets
 		case strings.Contains(p.line, "-p udp") && strings.HasSuffix(p.line, "-j DROP"):
 			dnsRate += p.packets
 		case strings.HasSuffix(p.line, "-j DROP"):
 			denied += p.packets
 		}
 	}
-	return denied, dnsRate, nil
+	return denied, dnsRate, flowRate, nil
 }

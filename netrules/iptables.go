@@ -23,13 +23,13 @@ import (
 type runner interface {
 	save(f family) (string, error)
 	restore(f family, table, input string) error
-	packets(f family, table, chain string) ([]counted, error)
+	packets(f family, table string, chains ...string) ([]counted, error)
 }
 
-// counted is a saved rule line with its packet counter.
+// counted is a saved rule line with its chain and packet counter.
 type counted struct {
-	line    string
-	packets uint64
+	chain, line string
+	packets     uint64
 }
 
 // execRunner runs the iptables-save/-restore binaries of the host (nft or
@@ -67,24 +67,27 @@ func (r execRunner) saveCmd(f family, args ...string) (string, error) {
 	return out.String(), nil
 }
 
-// packets reads one chain's rules with their packet counters.
-func (r execRunner) packets(f family, table, chain string) ([]counted, error) {
+// packets reads the rules of chains, in one save, with their packet
+// counters.
+func (r execRunner) packets(f family, table string, chains ...string) ([]counted, error) {
 	out, err := r.saveCmd(f, "-c", "-t", table)
 	if err != nil {
 		return nil, err
 	}
 	var res []counted
-	prefix := "-A " + chain + " "
 	for _, l := range strings.Split(out, "\n") {
 		// "[packets:bytes] -A CHAIN rule"
 		cnt, rest, ok := strings.Cut(l, "] ")
-		if !ok || !strings.HasPrefix(cnt, "[") || !strings.HasPrefix(rest, prefix) {
+		if !ok || !strings.HasPrefix(cnt, "[") {
 			continue
 		}
-		var c counted
-		fmt.Sscanf(cnt[1:], "%d:", &c.packets)
-		c.line = strings.TrimPrefix(rest, prefix)
-		res = append(res, c)
+		for _, chain := range chains {
+			if line, ok := strings.CutPrefix(rest, "-A "+chain+" "); ok {
+				c := counted{chain: chain, line: line}
+				fmt.Sscanf(cnt[1:], "%d:", &c.packets)
+				res = append(res, c)
+			}
+		}
 	}
 	return res, nil
 }

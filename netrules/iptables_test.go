@@ -78,7 +78,7 @@ func (f *fakeRunner) restore(_ family, _ string, in string) error {
 	f.restored = append(f.restored, in)
 	return nil
 }
-func (f *fakeRunner) packets(family, string, string) ([]counted, error) { return nil, nil }
+func (f *fakeRunner) packets(family, string, ...string) ([]counted, error) { return nil, nil }
 
 // A reload flushed FORWARD and put a foreign ACCEPT there: ensure says which
 // rules it put back. On rules already in place it says nothing and writes
