@@ -2,6 +2,7 @@ package namegate
 
 import (
 	"context"
+	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -214,6 +215,10 @@ func TestReadHello(t *testing.T) {
 		{"a ClientHello with post-quantum key shares", func(c net.Conn) {
 			_ = tls.Client(c, &tls.Config{ServerName: "api.example.com.", InsecureSkipVerify: true}).Handshake()
 		}, nil, "api.example.com"},
+		{"an encrypted ClientHello", func(c net.Conn) {
+			_ = tls.Client(c, &tls.Config{ServerName: "api.example.com", InsecureSkipVerify: true, MinVersion: tls.VersionTLS13,
+				EncryptedClientHelloConfigList: echConfigList(t)}).Handshake()
+		}, ErrECH, ""},
 		{"plain HTTP", func(c net.Conn) { _, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: api.example.com\r\n\r\n") }, ErrNotTLS, ""},
 		{"a ClientHello that never ends", func(c net.Conn) { _, _ = c.Write([]byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01}) }, ErrTimeout, ""},
 		{"a handshake record larger than the gate reads", func(c net.Conn) {
@@ -250,6 +255,31 @@ func TestReadHello(t *testing.T) {
 			}
 		})
 	}
+}
+
+// echConfigList is an ECHConfigList (draft-ietf-tls-esni) with one X25519
+// key: enough for a client to send an encrypted ClientHello, whose outer
+// server name is "public.example" and whose real one is hidden.
+func echConfigList(t *testing.T) []byte {
+	t.Helper()
+	key, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u16 := func(v int) []byte { return []byte{byte(v >> 8), byte(v)} }
+	pub := key.PublicKey().Bytes()
+	var body []byte
+	body = append(body, 7)              // config_id
+	body = append(body, u16(0x0020)...) // DHKEM(X25519, HKDF-SHA256)
+	body = append(append(body, u16(len(pub))...), pub...)
+	body = append(body, u16(4)...)      // one cipher suite:
+	body = append(body, u16(0x0001)...) // HKDF-SHA256
+	body = append(body, u16(0x0001)...) // AES-128-GCM
+	body = append(body, 0)              // maximum_name_length
+	name := []byte("public.example")
+	body = append(append(append(body, byte(len(name))), name...), u16(0)...) // public_name, no extensions
+	config := append(append(u16(0xfe0d), u16(len(body))...), body...)
+	return append(u16(len(config)), config...)
 }
 
 // FuzzReadHello: whatever a client sends, the gate returns a name only
