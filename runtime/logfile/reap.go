@@ -10,11 +10,12 @@ import (
 	"time"
 )
 
-// Reap keeps the logs in dir within budget bytes: a running sandbox's log
-// is bounded by its own cap, but every sandbox that ever ran leaves its
-// files behind, and names are free to make up. The logs of sandboxes
-// keep reports as gone (stopped) are removed whole, least recently written
-// first, until what is left fits. It returns the names whose logs went.
+// Reap keeps the logs in dir of sandboxes that no longer run within
+// budget bytes together: a running sandbox's log is bounded by its own cap,
+// but every sandbox that ever ran leaves its files behind, and names are
+// free to make up. The logs of sandboxes keep reports as gone (stopped) are
+// removed whole, least recently written first, until the rest fits. It
+// returns the names whose logs went.
 func Reap(dir string, budget int64, keep func(name string) bool) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
@@ -54,9 +55,11 @@ func Reap(dir string, budget int64, keep func(name string) bool) ([]string, erro
 	}
 	var gone []*group
 	for _, g := range groups {
-		if !keep(g.name) {
-			gone = append(gone, g)
+		if keep(g.name) {
+			total -= g.size // bounded by its own cap, and not ours to remove
+			continue
 		}
+		gone = append(gone, g)
 	}
 	slices.SortFunc(gone, func(a, b *group) int { return a.last.Compare(b.last) })
 	var reaped []string
