@@ -40,14 +40,10 @@ func startHeldUpstream(t testing.TB, delay time.Duration) *heldUpstream {
 	t.Helper()
 	u := &heldUpstream{delay: delay, release: make(chan struct{})}
 	u.free = sync.OnceFunc(func() { close(u.release) })
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.addr = pc.LocalAddr().String()
-	srv := &dns.Server{PacketConn: pc, Handler: u}
-	go srv.ActivateAndServe() //nolint:errcheck
-	t.Cleanup(func() { u.free(); _ = srv.Shutdown() })
+	u.addr = serveUDP(t, u)
+	// Registered after the server's: runs first, so held handlers return
+	// before Shutdown waits for them.
+	t.Cleanup(u.free)
 	return u
 }
 

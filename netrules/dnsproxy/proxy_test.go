@@ -34,15 +34,22 @@ func startUpstream(t *testing.T, records ...string) *upstream {
 		}
 		u.zone[dns.CanonicalName(rr.Header().Name)] = append(u.zone[dns.CanonicalName(rr.Header().Name)], rr)
 	}
+	u.addr = serveUDP(t, u)
+	return u
+}
+
+// serveUDP serves DNS with h on a loopback UDP port until the test ends,
+// and returns its address.
+func serveUDP(t testing.TB, h dns.Handler) string {
+	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	u.addr = pc.LocalAddr().String()
-	srv := &dns.Server{PacketConn: pc, Handler: u}
+	srv := &dns.Server{PacketConn: pc, Handler: h}
 	go srv.ActivateAndServe() //nolint:errcheck
 	t.Cleanup(func() { _ = srv.Shutdown() })
-	return u
+	return pc.LocalAddr().String()
 }
 
 func (u *upstream) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
