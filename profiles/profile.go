@@ -23,6 +23,7 @@ type Profile struct {
 	Resources      Resources         `yaml:"resources" json:"resources"`
 	Tmpfs          []Tmpfs           `yaml:"tmpfs" json:"tmpfs"`
 	Mounts         []Mount           `yaml:"mounts" json:"mounts,omitempty"`
+	Volumes        []Volume          `yaml:"volumes" json:"volumes,omitempty"`
 	Secrets        Secrets           `yaml:"secrets" json:"secrets"`
 	Egress         Egress            `yaml:"egress" json:"egress"`
 	Publish        []string          `yaml:"publish" json:"publish,omitempty"`
@@ -107,6 +108,23 @@ type Mount struct {
 // Writable reports whether the mount is read-write. Mounts are read-only
 // unless they say otherwise.
 func (m Mount) Writable() bool { return m.ReadOnly != nil && !*m.ReadOnly }
+
+// Volume is writable storage of a fixed size that clawguard keeps for the
+// sandbox name, across runs: a filesystem of its own, so an agent that
+// fills it fills only it. A writable bind mount shares the host's disk
+// with everything else on it.
+type Volume struct {
+	Name   string `yaml:"name" json:"name"`
+	Target string `yaml:"target" json:"target"`
+	Size   Size   `yaml:"size" json:"size"`
+}
+
+// Volume sizes a profile may ask for: below 16M the filesystem's own
+// structures take most of it; a terabyte is no cap on any disk this runs on.
+const (
+	MinVolumeSize = 16 << 20
+	MaxVolumeSize = 1 << 40
+)
 
 // Secrets names the directory whose files are copied into the sandbox.
 type Secrets struct {

@@ -190,6 +190,14 @@ func TestInvalidProfilesNameTheirField(t *testing.T) {
 		{"more than ten old logs", "name: a\nimage: busybox\nlogs: {keep: 11}\n", "logs.keep"},
 		{"negative old logs", "name: a\nimage: busybox\nlogs: {keep: -1}\n", "logs.keep"},
 		{"unknown logs key", "name: a\nimage: busybox\nlogs: {max_files: 3}\n", "max_files"},
+		{"volume without a size", "name: a\nimage: busybox\nvolumes: [{name: work, target: /workspace}]\n", "volumes[0].size"},
+		{"volume below 16M", "name: a\nimage: busybox\nvolumes: [{name: work, target: /workspace, size: 8m}]\n", "volumes[0].size"},
+		{"volume above 1T", "name: a\nimage: busybox\nvolumes: [{name: work, target: /workspace, size: 2T}]\n", "volumes[0].size"},
+		{"volume with a path for a name", "name: a\nimage: busybox\nvolumes: [{name: ../x, target: /workspace, size: 1G}]\n", "volumes[0].name"},
+		{"volume name twice", "name: a\nimage: busybox\nvolumes: [{name: w, target: /a, size: 1G}, {name: w, target: /b, size: 1G}]\n", "volumes[1].name"},
+		{"volume over a mount", "name: a\nimage: busybox\nmounts: [{source: ./workspace, target: /w}]\nvolumes: [{name: w, target: /w, size: 1G}]\n", "volumes[0].target"},
+		{"volume over /proc", "name: a\nimage: busybox\nvolumes: [{name: w, target: /proc/w, size: 1G}]\n", "volumes[0].target"},
+		{"volume with a source", "name: a\nimage: busybox\nvolumes: [{name: w, source: ./workspace, target: /w, size: 1G}]\n", "source"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

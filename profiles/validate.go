@@ -336,6 +336,25 @@ func (v validator) filesystems() {
 		}
 		f.Close()
 	}
+	names := map[string]string{}
+	for i, vol := range p.Volumes {
+		field := fmt.Sprintf("volumes[%d]", i)
+		v.target(field+".target", vol.Target, seen)
+		switch prev, dup := names[vol.Name]; {
+		case !reName.MatchString(vol.Name):
+			c.add(field+".name", fmt.Sprintf("%q is not a valid volume name", vol.Name), "use lower-case letters, digits, '.', '_' and '-' (at most 63), e.g. workspace")
+		case dup:
+			c.add(field+".name", fmt.Sprintf("%s is also the name of %s", vol.Name, prev), "give each volume its own name")
+		default:
+			names[vol.Name] = field
+		}
+		switch {
+		case vol.Size.Bytes == 0:
+			c.add(field+".size", "is missing or zero", "set the most the agent may write there, e.g. size: 2G")
+		case vol.Size.Bytes < MinVolumeSize || vol.Size.Bytes > MaxVolumeSize:
+			c.add(field+".size", fmt.Sprintf("%s is out of range", vol.Size), fmt.Sprintf("from %s to %s", FormatSize(MinVolumeSize), FormatSize(MaxVolumeSize)))
+		}
+	}
 }
 
 func (v validator) secrets() {
