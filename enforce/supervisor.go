@@ -34,6 +34,7 @@ import (
 	"github.com/clawguard/clawguard/profiles"
 	"github.com/clawguard/clawguard/runtime"
 	"github.com/clawguard/clawguard/runtime/logfile"
+	"github.com/clawguard/clawguard/runtime/volume"
 	"github.com/clawguard/clawguard/seccomp"
 	"github.com/clawguard/clawguard/verify"
 
@@ -127,6 +128,7 @@ type Supervisor struct {
 	rt      Containers
 	net     Network
 	layout  layout
+	vols    volume.Store
 	// firewallRestores counts the guard's repairs (GuardFirewall); the
 	// last report's time and the repairs since are the guard's too.
 	firewallRestores  atomic.Uint64
@@ -143,7 +145,8 @@ func New(cfg Config, rt Containers, net Network) *Supervisor {
 	if cfg.Step == nil {
 		cfg.Step = func(string, time.Duration, error) {}
 	}
-	return &Supervisor{cfg: cfg, rt: rt, net: net, layout: layout{root: cfg.StateDir}, gates: map[string]func(){},
+	l := layout{root: cfg.StateDir}
+	return &Supervisor{cfg: cfg, rt: rt, net: net, layout: l, vols: volume.New(l.volumes()), gates: map[string]func(){},
 		audit: audit.New(cfg.StateDir, cfg.Log)}
 }
 
@@ -368,6 +371,11 @@ func (s *Supervisor) StartPrepared(ctx context.Context, pr *Prepared, progress r
 			return nil, err
 		}
 	}
+	if len(p.Volumes) > 0 {
+		if err := step("volumes", func() error { return s.stageVolumes(ctx, p, pr.Owner, sb.UID, sb.GID) }); err != nil {
+			return nil, err
+		}
+	}
 	if src.secrets != nil && len(src.secrets.Names) > 0 {
 		if err := step("secrets", func() error {
 			return stageSecrets(src.secrets, s.layout.secretsDir(p.Name), sb.UID, sb.GID)
@@ -545,6 +553,9 @@ func (s *Supervisor) sandboxSpec(p *profiles.Profile) (_ runtime.Sandbox, src *s
 		}
 		sb.Binds = append(sb.Binds, runtime.Bind{Source: filepath.Join(s.layout.mountsDir(p.Name), strconv.Itoa(len(src.mounts)-1)), Target: m.Target, ReadOnly: !m.Writable()})
 	}
+	for _, v := range p.Volumes {
+		sb.Binds = append(sb.Binds, runtime.Bind{Source: s.layout.volumeMount(p.Name, v.Name), Target: v.Target})
+	}
 	if p.Secrets.Dir != "" {
 		// Kept open: the copy reads the very files judged here.
 		d, err := profiles.OpenSecrets(p.Dir, p.Secrets.Dir, pol)
@@ -671,6 +682,11 @@ func (s *Supervisor) Teardown(ctx context.Context, name string) error {
 		errs = append(errs, err)
 	}
 	if err := unstageMounts(s.layout.mountsDir(name)); err != nil {
+		errs = append(errs, err)
+	}
+	// A volume still mounted stops the removal of the state directory
+	// below, which would otherwise delete what the volume holds.
+	if err := unstageVolumes(s.layout.volumeMounts(name)); err != nil {
 		errs = append(errs, err)
 	}
 	if err := s.net.Detach(name); err != nil {

@@ -112,7 +112,7 @@ Start with:
 	pf.BoolVar(&g.debug, "debug", false, "log debug detail to stderr")
 
 	root.AddCommand(
-		runCmd(g), stopCmd(g), statusCmd(g), verifyCmd(g), allowlistCmd(g), execCmd(g), logsCmd(g), profileCmd(g), reconcileCmd(g), daemonCmd(g), versionCmd(), logWriterCmd(),
+		runCmd(g), stopCmd(g), statusCmd(g), verifyCmd(g), allowlistCmd(g), execCmd(g), logsCmd(g), profileCmd(g), reconcileCmd(g), volumeCmd(g), daemonCmd(g), versionCmd(), logWriterCmd(),
 	)
 	return root
 }

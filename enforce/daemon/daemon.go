@@ -29,6 +29,7 @@ import (
 	"github.com/clawguard/clawguard/enforce/api"
 	"github.com/clawguard/clawguard/netrules/dnsproxy"
 	"github.com/clawguard/clawguard/profiles"
+	"github.com/clawguard/clawguard/runtime/volume"
 	"github.com/clawguard/clawguard/runtime"
 )
 
@@ -518,6 +519,8 @@ func (d *Daemon) handler() http.Handler {
 	mux.HandleFunc("POST /v1/sandboxes", d.handleRun)
 	mux.HandleFunc("DELETE /v1/sandboxes/{name}", named(d.handleStop))
 	mux.HandleFunc("POST /v1/sandboxes/{name}/verify", named(d.handleVerify))
+	mux.HandleFunc("GET /v1/volumes", d.handleVolumes)
+	mux.HandleFunc("DELETE /v1/volumes/{name}", named(d.handleRemoveVolumes))
 	mux.HandleFunc("POST /v1/reconcile", rootOnly(d.handleReconcile))
 	mux.HandleFunc("GET /v1/health", d.handleHealth)
 	return d.guard(mux)
@@ -779,6 +782,45 @@ func unprivilegedPortStart() int {
 	return 1024
 }
 
+// handleVolumes lists the volumes: all of them for root, a member's own
+// for a member.
+func (d *Daemon) handleVolumes(w http.ResponseWriter, r *http.Request) {
+	c, ok := callerOf(r)
+	if !ok {
+		writeErr(w, http.StatusForbidden, errors.New("no caller credentials"))
+		return
+	}
+	list, err := d.sup.Volumes(c.uid)
+	if err != nil {
+		writeErr(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+// handleRemoveVolumes removes a stopped sandbox's volumes (?volume=NAME,
+// repeated; all of them without). A member removes only its own.
+func (d *Daemon) handleRemoveVolumes(w http.ResponseWriter, r *http.Request, name string) {
+	c, ok := callerOf(r)
+	if !ok {
+		writeErr(w, http.StatusForbidden, errors.New("no caller credentials"))
+		return
+	}
+	vols := r.URL.Query()["volume"]
+	for _, v := range vols {
+		if err := profiles.ValidName(v); err != nil {
+			writeErr(w, http.StatusBadRequest, err)
+			return
+		}
+	}
+	removed, err := d.sup.RemoveVolumes(r.Context(), name, vols, c.uid)
+	if err != nil {
+		writeErr(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, removed)
+}
+
 func (d *Daemon) handleStop(w http.ResponseWriter, r *http.Request, name string) {
 	if c, ok := callerOf(r); !ok || !c.root() {
 		owner, err := d.sup.Owner(name)
@@ -876,8 +918,10 @@ func statusOf(err error) int {
 		return http.StatusUnprocessableEntity
 	case errors.Is(err, runtime.ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, enforce.ErrExists):
+	case errors.Is(err, enforce.ErrExists), errors.Is(err, volume.ErrInUse):
 		return http.StatusConflict
+	case errors.Is(err, volume.ErrNotOwner):
+		return http.StatusForbidden
 	}
 	return http.StatusInternalServerError
 }

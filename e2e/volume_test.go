@@ -1,0 +1,168 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// floodDisk writes up to 64 MiB into dir from inside the sandbox and says
+// what the writer saw.
+func floodDisk(t *testing.T, h *harness, name, dir string) (out string, code int) {
+	t.Helper()
+	stdout, stderr, code := h.exec(t, name, "sh", "-c", "dd if=/dev/zero of="+dir+"/fill bs=1M count=64 2>&1")
+	return stdout + stderr, code
+}
+
+// allocated is what a file takes on the host's disk.
+func allocated(t *testing.T, path string) int64 {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Blocks * 512
+}
+
+type volumeJSON struct {
+	Sandbox   string `json:"sandbox"`
+	Name      string `json:"name"`
+	SizeBytes int64  `json:"size_bytes"`
+	UsedBytes int64  `json:"used_bytes"`
+	InUse     bool   `json:"in_use"`
+	Image     string `json:"image"`
+}
+
+func (h *harness) volumes(t *testing.T) map[string]volumeJSON {
+	t.Helper()
+	out, stderr, code := h.cg("volume", "ls", "--json")
+	if code != 0 {
+		t.Fatalf("volume ls: exit %d: %s", code, stderr)
+	}
+	var list []volumeJSON
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		t.Fatalf("volume ls --json: %v\n%s", err, out)
+	}
+	m := map[string]volumeJSON{}
+	for _, v := range list {
+		m[v.Sandbox+"/"+v.Name] = v
+	}
+	return m
+}
+
+// TestAnAgentFillingItsVolumeFillsOnlyIt: an agent writing without end
+// into a writable bind mount takes the host's disk (the control); into a
+// volume it stops at the volume's size with ENOSPC, the host's disk does
+// not move, and the neighbour, the sandbox itself and clawguard go on. The
+// volume then outlives the sandbox and is removed only when asked, and
+// never while in use.
+func TestAnAgentFillingItsVolumeFillsOnlyIt(t *testing.T) {
+	h := env
+	const size = 32 << 20
+
+	t.Run("control: a writable bind mount takes all of it from the host", func(t *testing.T) {
+		sb := h.start(t, profile{Name: "vol-control"})
+		out, code := floodDisk(t, h, "vol-control", "/workspace")
+		if code != 0 {
+			t.Fatalf("the flood into the workspace failed (exit %d): %s", code, out)
+		}
+		if got := allocated(t, filepath.Join(sb.dir, "workspace", "fill")); got < 64<<20 {
+			t.Fatalf("control: the host holds %d bytes of a 64 MiB flood: the agent did not flood, so the volume run would prove nothing", got)
+		}
+		h.stopSandbox(t, sb)
+	})
+
+	nb := h.start(t, profile{Name: "vol-neighbour", Extra: "volumes: [{name: data, target: /data, size: 16M}]\n"})
+	sb := h.start(t, profile{Name: "vol-flood", Extra: "volumes: [{name: data, target: /data, size: 32M}]\n"})
+	vols := h.volumes(t)
+	v, ok := vols["vol-flood/data"]
+	if !ok || !v.InUse || v.SizeBytes != size {
+		t.Fatalf("volume ls: %+v", vols)
+	}
+	before := allocated(t, v.Image)
+	if before < size {
+		t.Fatalf("the image holds %d bytes on the host, want all %d reserved at creation", before, size)
+	}
+
+	out, code := floodDisk(t, h, "vol-flood", "/data")
+	if code == 0 || !strings.Contains(out, "No space left on device") {
+		t.Fatalf("the flood into a %d-byte volume: exit %d, %q; want No space left on device", size, code, out)
+	}
+	if after := allocated(t, v.Image); after != before {
+		t.Fatalf("the image took %d bytes of the host's disk after the flood, %d before", after, before)
+	}
+	wrote, _, _ := h.exec(t, "vol-flood", "sh", "-c", "wc -c < /data/fill")
+	if n, err := strconv.Atoi(strings.TrimSpace(wrote)); err != nil || n >= size || n < size/2 {
+		t.Fatalf("the agent wrote %q bytes into a %d-byte volume", wrote, size)
+	}
+	t.Logf("a 64 MiB flood into a %d-byte volume: %s bytes written, then %q; the image holds %d bytes on the host before and after", size, strings.TrimSpace(wrote), lastLine(out), before)
+	if v := h.volumes(t)["vol-flood/data"]; v.UsedBytes < size/2 {
+		t.Fatalf("volume ls says %d bytes used after the flood", v.UsedBytes)
+	}
+	// The agent's other writes, the neighbour's volume and clawguard go on.
+	if _, stderr, code := h.exec(t, "vol-flood", "sh", "-c", "echo ok > /tmp/still"); code != 0 {
+		t.Fatalf("the flooder cannot write /tmp: %s", stderr)
+	}
+	if _, stderr, code := h.exec(t, "vol-neighbour", "sh", "-c", "dd if=/dev/zero of=/data/x bs=1M count=4 2>&1"); code != 0 {
+		t.Fatalf("the neighbour cannot write its own volume: %s", stderr)
+	}
+	if st := h.status(t, "vol-flood"); st == nil || st.State != "running" {
+		t.Fatalf("the flooder is not running: %+v", st)
+	}
+
+	// Refused while in use; kept across a stop and a new run.
+	if _, stderr, code := h.cg("volume", "rm", "vol-flood"); code == 0 || !strings.Contains(stderr, "stop it first") {
+		t.Fatalf("volume rm of a running sandbox's volume: exit %d: %s", code, stderr)
+	}
+	h.stopSandbox(t, sb)
+	h.assertNothingOf(t, "vol-flood")
+	if dev := loopOf(t, v.Image); dev != "" {
+		t.Fatalf("%s still holds the image after the stop", dev)
+	}
+	if v := h.volumes(t)["vol-flood/data"]; v.InUse || v.UsedBytes < size/2 {
+		t.Fatalf("after the stop: %+v", v)
+	}
+	sb = h.start(t, profile{Name: "vol-flood", Extra: "volumes: [{name: data, target: /data, size: 32M}]\n"})
+	if again, _, _ := h.exec(t, "vol-flood", "sh", "-c", "wc -c < /data/fill"); again != wrote {
+		t.Fatalf("after a new run the volume holds %q bytes, %q before", again, wrote)
+	}
+	h.stopSandbox(t, sb)
+
+	if _, stderr, code := h.cg("volume", "rm", "vol-flood", "nope"); code == 0 || !strings.Contains(stderr, "no volume nope") {
+		t.Fatalf("volume rm of a volume that does not exist: exit %d: %s", code, stderr)
+	}
+	if _, ok := h.volumes(t)["vol-flood/data"]; !ok {
+		t.Fatal("a refused volume rm removed the volume anyway")
+	}
+	if out, stderr, code := h.cg("volume", "rm", "vol-flood"); code != 0 || !strings.Contains(out, "removed volume data of sandbox vol-flood") {
+		t.Fatalf("volume rm: exit %d: %s%s", code, out, stderr)
+	}
+	if _, err := os.Stat(v.Image); !os.IsNotExist(err) {
+		t.Fatalf("the image is still there: %v", err)
+	}
+	h.stopSandbox(t, nb)
+	if _, stderr, code := h.cg("volume", "rm", "vol-neighbour"); code != 0 {
+		t.Fatalf("volume rm vol-neighbour: %s", stderr)
+	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+// loopOf is the loop device whose backing file is img, or "".
+func loopOf(t *testing.T, img string) string {
+	t.Helper()
+	files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	for _, f := range files {
+		if b, err := os.ReadFile(f); err == nil && strings.TrimSpace(string(b)) == img {
+			return f
+		}
+	}
+	return ""
+}
