@@ -29,8 +29,8 @@ import (
 	"github.com/clawguard/clawguard/enforce/api"
 	"github.com/clawguard/clawguard/netrules/dnsproxy"
 	"github.com/clawguard/clawguard/profiles"
-	"github.com/clawguard/clawguard/runtime/volume"
 	"github.com/clawguard/clawguard/runtime"
+	"github.com/clawguard/clawguard/runtime/volume"
 )
 
 // Config is what the daemon needs beyond its supervisor.
