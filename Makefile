@@ -13,7 +13,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # systemd-container and mmdebstrap: the service test boots a Debian 12 with
 # systemd as PID 1 and installs clawguard into it.
 DEB_PKGS := containerd runc iptables ipset libseccomp-dev iproute2 busybox-static gcc systemd iputils-ping python3 git \
-	systemd-container mmdebstrap kmod
+	systemd-container mmdebstrap kmod e2fsprogs
 
 .PHONY: all deps build test unit e2e demo bench lint install uninstall clean openclaw-image traces fuzz
 

@@ -328,6 +328,9 @@ type profile struct {
 	Weaken string
 	// RunArgs are extra flags of `clawguard run`.
 	RunArgs []string
+	// WorkspaceVolume, a size, makes /workspace a volume of that size
+	// instead of a bind mount of the project's workspace directory.
+	WorkspaceVolume string
 }
 
 // project lays out a user's project folder for a profile: a workspace the
@@ -368,18 +371,23 @@ func (h *harness) project(t testing.TB, p profile) (dir, file string) {
 	if seccomp == "" {
 		seccomp = "default"
 	}
+	workspace := "  - {source: ./workspace, target: /workspace, read_only: false}"
+	if p.WorkspaceVolume != "" {
+		workspace = ""
+		p.Extra += "volumes: [{name: workspace, target: /workspace, size: " + p.WorkspaceVolume + "}]\n"
+	}
 	y := fmt.Sprintf(`name: %s
 image: %s
 image_archive: %s
 args: %s
 seccomp: %s
 mounts:
-  - {source: ./workspace, target: /workspace, read_only: false}
+%s
   - {source: ./config, target: /home/node/.openclaw, read_only: true}
 %s
 secrets: {dir: ./secrets}
 stop_timeout: 3s
-%s`, p.Name, img.ref, img.archive, args, seccomp, p.Mounts, p.Extra)
+%s`, p.Name, img.ref, img.archive, args, seccomp, workspace, p.Mounts, p.Extra)
 	file = filepath.Join(dir, "profile.yaml")
 	if err := os.WriteFile(file, []byte(y), 0o644); err != nil {
 		t.Fatal(err)

@@ -146,7 +146,7 @@ func TestServiceUnderSystemd(t *testing.T) {
 		// And every control of the profile is proven by verify, through the
 		// daemon, as the service runs it.
 		v := m.verify(t)
-		if bad := append(v.with(verify.Fail), v.with(verify.Warn)...); len(bad) > 0 {
+		if bad := append(v.with(verify.Fail), v.warnings()...); len(bad) > 0 {
 			t.Fatalf("verify under systemd: %v\n%s", bad, v.explain())
 		}
 		if started := m.journal(t, "MESSAGE", "sandbox started"); len(started) != 1 || started[0]["SANDBOX"] != svcSandbox {

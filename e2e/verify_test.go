@@ -58,6 +58,18 @@ func (v verification) with(status verify.Status) []string {
 	return ids
 }
 
+// warnings are the WARN results but disk's, which a profile with a writable
+// host directory earns by its own choice (the directory has no size cap).
+func (v verification) warnings() []string {
+	var ids []string
+	for _, id := range v.with(verify.Warn) {
+		if id != "disk" {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
 func (v verification) explain() string {
 	var b strings.Builder
 	for _, r := range v.Results {
@@ -87,7 +99,7 @@ func TestVerifyPassesOnEveryTestImage(t *testing.T) {
 			if code != 0 || !v.Passed || len(v.with(verify.Fail)) > 0 {
 				t.Fatalf("verify exited %d, failing %v:\n%s", code, v.with(verify.Fail), v.explain())
 			}
-			if warn := v.with(verify.Warn); len(warn) > 0 {
+			if warn := v.warnings(); len(warn) > 0 {
 				t.Errorf("warnings where every check has something to test: %v\n%s", warn, v.explain())
 			}
 			for _, r := range v.Results {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/clawguard/clawguard/verify"
 )
 
 // floodDisk writes up to 64 MiB into dir from inside the sandbox and says
@@ -77,9 +79,10 @@ func TestAnAgentFillingItsVolumeFillsOnlyIt(t *testing.T) {
 	})
 
 	nb := h.start(t, profile{Name: "vol-neighbour", Extra: "volumes: [{name: data, target: /data, size: 16M}]\n"})
-	sb := h.start(t, profile{Name: "vol-flood", Extra: "volumes: [{name: data, target: /data, size: 32M}]\n"})
+	flooder := profile{Name: "vol-flood", WorkspaceVolume: "32M"}
+	sb := h.start(t, flooder)
 	vols := h.volumes(t)
-	v, ok := vols["vol-flood/data"]
+	v, ok := vols["vol-flood/workspace"]
 	if !ok || !v.InUse || v.SizeBytes != size {
 		t.Fatalf("volume ls: %+v", vols)
 	}
@@ -88,19 +91,19 @@ func TestAnAgentFillingItsVolumeFillsOnlyIt(t *testing.T) {
 		t.Fatalf("the image holds %d bytes on the host, want all %d reserved at creation", before, size)
 	}
 
-	out, code := floodDisk(t, h, "vol-flood", "/data")
+	out, code := floodDisk(t, h, "vol-flood", "/workspace")
 	if code == 0 || !strings.Contains(out, "No space left on device") {
 		t.Fatalf("the flood into a %d-byte volume: exit %d, %q; want No space left on device", size, code, out)
 	}
 	if after := allocated(t, v.Image); after != before {
 		t.Fatalf("the image took %d bytes of the host's disk after the flood, %d before", after, before)
 	}
-	wrote, _, _ := h.exec(t, "vol-flood", "sh", "-c", "wc -c < /data/fill")
+	wrote, _, _ := h.exec(t, "vol-flood", "sh", "-c", "wc -c < /workspace/fill")
 	if n, err := strconv.Atoi(strings.TrimSpace(wrote)); err != nil || n >= size || n < size/2 {
 		t.Fatalf("the agent wrote %q bytes into a %d-byte volume", wrote, size)
 	}
 	t.Logf("a 64 MiB flood into a %d-byte volume: %s bytes written, then %q; the image holds %d bytes on the host before and after", size, strings.TrimSpace(wrote), lastLine(out), before)
-	if v := h.volumes(t)["vol-flood/data"]; v.UsedBytes < size/2 {
+	if v := h.volumes(t)["vol-flood/workspace"]; v.UsedBytes < size/2 {
 		t.Fatalf("volume ls says %d bytes used after the flood", v.UsedBytes)
 	}
 	// The agent's other writes, the neighbour's volume and clawguard go on.
@@ -114,6 +117,15 @@ func TestAnAgentFillingItsVolumeFillsOnlyIt(t *testing.T) {
 		t.Fatalf("the flooder is not running: %+v", st)
 	}
 
+	// verify proves the cap from inside, and says the control's workspace
+	// has none.
+	if v, code := h.verifySandbox(t, "vol-flood"); code != 0 || result(v, "disk").Status != verify.Pass {
+		t.Fatalf("verify of the volume's sandbox: exit %d, disk %+v\n%s", code, result(v, "disk"), v.explain())
+	}
+	if v, _ := h.verifySandbox(t, "vol-neighbour"); result(v, "disk").Status != verify.Warn || !strings.Contains(result(v, "disk").Seen, "/workspace can fill the host's disk") {
+		t.Fatalf("verify of a sandbox with a writable host directory: disk %+v", result(v, "disk"))
+	}
+
 	// Refused while in use; kept across a stop and a new run.
 	if _, stderr, code := h.cg("volume", "rm", "vol-flood"); code == 0 || !strings.Contains(stderr, "stop it first") {
 		t.Fatalf("volume rm of a running sandbox's volume: exit %d: %s", code, stderr)
@@ -123,11 +135,11 @@ func TestAnAgentFillingItsVolumeFillsOnlyIt(t *testing.T) {
 	if dev := loopOf(t, v.Image); dev != "" {
 		t.Fatalf("%s still holds the image after the stop", dev)
 	}
-	if v := h.volumes(t)["vol-flood/data"]; v.InUse || v.UsedBytes < size/2 {
+	if v := h.volumes(t)["vol-flood/workspace"]; v.InUse || v.UsedBytes < size/2 {
 		t.Fatalf("after the stop: %+v", v)
 	}
-	sb = h.start(t, profile{Name: "vol-flood", Extra: "volumes: [{name: data, target: /data, size: 32M}]\n"})
-	if again, _, _ := h.exec(t, "vol-flood", "sh", "-c", "wc -c < /data/fill"); again != wrote {
+	sb = h.start(t, flooder)
+	if again, _, _ := h.exec(t, "vol-flood", "sh", "-c", "wc -c < /workspace/fill"); again != wrote {
 		t.Fatalf("after a new run the volume holds %q bytes, %q before", again, wrote)
 	}
 	h.stopSandbox(t, sb)
@@ -135,10 +147,10 @@ func TestAnAgentFillingItsVolumeFillsOnlyIt(t *testing.T) {
 	if _, stderr, code := h.cg("volume", "rm", "vol-flood", "nope"); code == 0 || !strings.Contains(stderr, "no volume nope") {
 		t.Fatalf("volume rm of a volume that does not exist: exit %d: %s", code, stderr)
 	}
-	if _, ok := h.volumes(t)["vol-flood/data"]; !ok {
+	if _, ok := h.volumes(t)["vol-flood/workspace"]; !ok {
 		t.Fatal("a refused volume rm removed the volume anyway")
 	}
-	if out, stderr, code := h.cg("volume", "rm", "vol-flood"); code != 0 || !strings.Contains(out, "removed volume data of sandbox vol-flood") {
+	if out, stderr, code := h.cg("volume", "rm", "vol-flood"); code != 0 || !strings.Contains(out, "removed volume workspace of sandbox vol-flood") {
 		t.Fatalf("volume rm: exit %d: %s%s", code, out, stderr)
 	}
 	if _, err := os.Stat(v.Image); !os.IsNotExist(err) {
@@ -148,6 +160,15 @@ func TestAnAgentFillingItsVolumeFillsOnlyIt(t *testing.T) {
 	if _, stderr, code := h.cg("volume", "rm", "vol-neighbour"); code != 0 {
 		t.Fatalf("volume rm vol-neighbour: %s", stderr)
 	}
+}
+
+func result(v verification, id string) verify.Result {
+	for _, r := range v.Results {
+		if r.ID == id {
+			return r
+		}
+	}
+	return verify.Result{}
 }
 
 func lastLine(s string) string {

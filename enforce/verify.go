@@ -129,6 +129,10 @@ func expectFor(p *profiles.Profile, st *State) (verify.Expect, error) {
 			e.Writable = append(e.Writable, m.Target)
 		}
 	}
+	for _, v := range p.Volumes {
+		e.Writable = append(e.Writable, v.Target)
+		e.Volumes = append(e.Volumes, verify.Volume{Path: v.Target, SizeBytes: v.Size.Bytes})
+	}
 	for _, t := range p.Tmpfs {
 		e.Tmpfs = append(e.Tmpfs, verify.Tmpfs{Path: t.Path, SizeBytes: t.Size.Bytes})
 	}
@@ -183,6 +187,9 @@ func (s *Supervisor) planFor(p *profiles.Profile, policy *allowlist.Policy, st *
 		if m.Writable() {
 			plan.Writable = append(plan.Writable, m.Target)
 		}
+	}
+	for _, v := range p.Volumes {
+		plan.Writable = append(plan.Writable, v.Target)
 	}
 	var upstreams []string
 	for _, u := range s.cfg.DNSUpstreams {

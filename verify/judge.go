@@ -33,7 +33,8 @@ type Expect struct {
 	UID, GID     uint32
 	Capabilities []string // CAP_* names the profile grants; normally none
 	ReadOnlyRoot bool
-	Writable     []string // writable mount targets
+	Writable     []string // writable mount targets, volumes among them
+	Volumes      []Volume
 	Tmpfs        []Tmpfs
 	Secrets      []string // file names under /run/secrets
 	MemoryBytes  int64
@@ -47,6 +48,12 @@ type Expect struct {
 	// AgentConfig the agent's configuration files as the probe reads them.
 	Agent       string
 	AgentConfig AgentConfig
+}
+
+// Volume is a size-capped volume the profile asks for.
+type Volume struct {
+	Path      string
+	SizeBytes int64
 }
 
 // Tmpfs is a tmpfs mount the profile asks for.
@@ -148,6 +155,7 @@ func Checks() []Check {
 		{ID: "syscalls", Risks: "T12", Title: "dangerous syscalls refused", Proves: "each dangerous call the profile denies answers with the profile's errno, made for real from inside", judge: checkSyscalls},
 		{ID: "rootfs", Risks: "T2", Title: "root filesystem read-only", Proves: "/ is mounted ro and a write to it fails", judge: checkRootfs},
 		{ID: "workspace", Risks: "-", Title: "writable mounts writable", Proves: "each mount the profile makes writable accepts a new file", judge: checkWorkspace},
+		{ID: "disk", Risks: "T11", Title: "writable mounts size-capped", Proves: "each volume is a filesystem of its own no larger than the profile's size, so filling it fills nothing else; a writable host directory is reported as uncapped (WARN)", judge: checkDisk},
 		{ID: "tmpfs", Risks: "T2, T11, T12", Title: "tmpfs mounts noexec, size-limited", Proves: "each profile tmpfs is a tmpfs with noexec, nosuid, nodev and the profile's size", judge: checkTmpfs},
 		{ID: "run-shm", Risks: "T2, T12", Title: "/run and /dev/shm noexec", Proves: "the runtime's own tmpfs mounts cannot hold executables", judge: checkRunShm},
 		{ID: "exec-writable", Risks: "T2, T12", Title: "nothing executes from a writable path", Proves: "a copy of the probe written to every writable mount fails to execute", judge: checkExecWritable},
@@ -289,6 +297,52 @@ func checkWorkspace(e Expect, r Report, _ Host) (Status, string, string) {
 	}
 	return Pass, want, "wrote a file in " + strings.Join(good, ", ")
 }
+
+func checkDisk(e Expect, r Report, _ Host) (Status, string, string) {
+	if len(e.Writable) == 0 {
+		return Pass, "no writable mounts", "none asked for"
+	}
+	size := map[string]int64{}
+	for _, v := range e.Volumes {
+		size[v.Path] = v.SizeBytes
+	}
+	var want, seen, bad, uncapped []string
+	for _, p := range e.Writable {
+		d, ok := r.Disks[p]
+		capBytes, isVolume := size[p]
+		if !isVolume {
+			uncapped = append(uncapped, p)
+			want = append(want, p+": a host directory (no cap asked for)")
+			if ok && d.Err == "" {
+				seen = append(seen, fmt.Sprintf("%s: on a filesystem of %s with %s free, shared with the host", p, mib(d.TotalBytes), mib(d.FreeBytes)))
+			}
+			continue
+		}
+		want = append(want, fmt.Sprintf("%s: a filesystem of its own of at most %s", p, mib(capBytes)))
+		switch {
+		case !ok || d.Err != "":
+			bad = append(bad, p+": "+errOrMissing(d.Err, ok))
+		// The filesystem's own structures take a part of it, never
+		// half.
+		case d.TotalBytes > capBytes || d.TotalBytes < capBytes/2:
+			bad = append(bad, fmt.Sprintf("%s: on a filesystem of %s, not its own volume of %s", p, mib(d.TotalBytes), mib(capBytes)))
+		default:
+			seen = append(seen, fmt.Sprintf("%s: %s usable, %s free", p, mib(d.TotalBytes), mib(d.FreeBytes)))
+		}
+	}
+	w := strings.Join(want, "; ")
+	switch {
+	case len(bad) > 0:
+		return Fail, w, strings.Join(bad, "; ")
+	case len(uncapped) > 0:
+		seen = append(seen, fmt.Sprintf("%s can fill the host's disk: make each a volume (volumes: [{name: workspace, target: %s, size: 2G}])", strings.Join(uncapped, ", "), uncapped[0]))
+		return Warn, w, strings.Join(seen, "; ")
+	}
+	return Pass, w, strings.Join(seen, "; ")
+}
+
+// mib writes a byte count in MiB, one decimal.
+func mib(b int64) string { return strconv.FormatFloat(float64(b)/(1<<20), 'f', 1, 64) + " MiB" }
 
 func checkTmpfs(e Expect, r Report, _ Host) (Status, string, string) {
 	if len(e.Tmpfs) == 0 {

@@ -25,7 +25,7 @@ const goodApprovals = `{
 // good returns observations of a sandbox where every control holds.
 func good() (Expect, Report, Host) {
 	e := Expect{
-		UID: 1000, GID: 1000, ReadOnlyRoot: true, Writable: []string{"/workspace"},
+		UID: 1000, GID: 1000, ReadOnlyRoot: true, Writable: []string{"/workspace"}, Volumes: []Volume{{Path: "/workspace", SizeBytes: 32 << 20}},
 		Tmpfs: []Tmpfs{{Path: "/tmp", SizeBytes: 100 << 20}}, Secrets: []string{"api-key"},
 		MemoryBytes: 1 << 30, CPUs: 1, Pids: 100, Publish: []string{"127.0.0.1:18789:18789"},
 		Syscall: func(call string) (string, bool) {
@@ -73,6 +73,7 @@ func good() (Expect, Report, Host) {
 		DeniedLookup: Lookup{Err: "no such host"},
 		DirectDNS:    map[string]string{"198.51.100.53:53": "timeout"},
 		Files:        map[string]File{"/etc/openclaw/openclaw.json": {Content: goodConfig}, "/etc/openclaw/exec-approvals.json": {Content: goodApprovals}},
+		Disks:        map[string]Disk{"/workspace": {TotalBytes: 24 << 20, FreeBytes: 20 << 20}},
 	}
 	for _, p := range MaskedPaths {
 		r.Mounts = append(r.Mounts, Mount{Target: p, FSType: "tmpfs", Options: []string{"ro"}})
@@ -112,6 +113,24 @@ func TestAHealthySandboxPassesEveryCheck(t *testing.T) {
 	}
 }
 
+// A writable host directory is the profile's own choice: reported as
+// uncapped, with the fix, not failed.
+func TestAnUncappedWritableMountIsAWarningThatNamesTheFix(t *testing.T) {
+	e, r, h := good()
+	e.Volumes = nil
+	r.Disks["/workspace"] = Disk{TotalBytes: 250 << 30, FreeBytes: 80 << 30}
+	for _, res := range Judge(e, r, h) {
+		if res.ID != "disk" {
+			continue
+		}
+		if res.Status != Warn || !strings.Contains(res.Seen, "volumes: [{name: workspace, target: /workspace, size: 2G}]") || !strings.Contains(res.Seen, "81920.0 MiB free") {
+			t.Fatalf("disk: %s, seen %q", res.Status, res.Seen)
+		}
+		return
+	}
+	t.Fatal("no disk check")
+}
+
 func TestEachWeakeningFailsItsOwnCheck(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -132,6 +151,10 @@ func TestEachWeakeningFailsItsOwnCheck(t *testing.T) {
 			r.WriteRoot = "EACCES"
 		}, []string{"rootfs"}},
 		{"profile asks for a writable rootfs", func(e *Expect, _ *Report, _ *Host) { e.ReadOnlyRoot = false }, []string{"rootfs"}},
+		{"a volume on the host's filesystem", func(_ *Expect, r *Report, _ *Host) {
+			r.Disks["/workspace"] = Disk{TotalBytes: 250 << 30, FreeBytes: 80 << 30}
+		}, []string{"disk"}},
+		{"a volume's filesystem unread", func(_ *Expect, r *Report, _ *Host) { r.Disks = nil }, []string{"disk"}},
 		{"workspace read-only", func(_ *Expect, r *Report, _ *Host) { r.Writes["/workspace"] = "EROFS" }, []string{"workspace"}},
 		{"/tmp exec", func(_ *Expect, r *Report, _ *Host) {
 			r.Mounts[2].Options = []string{"rw", "nosuid", "nodev"}

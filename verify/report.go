@@ -74,6 +74,17 @@ type Report struct {
 	DeniedLookup   Lookup            `json:"denied_lookup"`
 	DirectDNS      map[string]string `json:"direct_dns"` // resolver -> error ("" = it answered)
 	Files          map[string]File   `json:"files"`
+	// Disks is the filesystem each writable mount target is on, as
+	// statfs sees it from inside.
+	Disks map[string]Disk `json:"disks,omitempty"`
+}
+
+// Disk is the size of the filesystem under a path, or why it could not be
+// read.
+type Disk struct {
+	TotalBytes int64  `json:"total_bytes"`
+	FreeBytes  int64  `json:"free_bytes"`
+	Err        string `json:"error,omitempty"`
 }
 
 // Identity is who the probe runs as and what it may do.

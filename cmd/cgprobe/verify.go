@@ -46,6 +46,15 @@ func runVerify(plan verify.Plan) verify.Report {
 			r.Missing = append(r.Missing, p)
 		}
 	}
+	r.Disks = map[string]verify.Disk{}
+	for _, p := range plan.Writable {
+		var fs unix.Statfs_t
+		if err := unix.Statfs(p, &fs); err != nil {
+			r.Disks[p] = verify.Disk{Err: errString(err)}
+			continue
+		}
+		r.Disks[p] = verify.Disk{TotalBytes: int64(fs.Blocks) * fs.Bsize, FreeBytes: int64(fs.Bavail) * fs.Bsize}
+	}
 	for _, dir := range writeCandidates(r.Mounts, plan.Writable) {
 		err := tryWrite(dir)
 		r.Writes[dir] = err
