@@ -132,37 +132,51 @@ func TestVerifyTableAndExitStatus(t *testing.T) {
 // checks of that control. The unweakened sandboxes of
 // TestVerifyPassesOnEveryTestImage are the control case.
 func TestEachWeakenedControlFailsItsCheck(t *testing.T) {
+	// A directory of the host's disk the sandbox user may write to.
+	hostDir := t.TempDir()
+	for _, d := range []string{filepath.Dir(hostDir), hostDir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chown(hostDir, 1000, 1000); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		weaken string
 		fails  []string
+		// volume makes the workspace a volume of that size.
+		volume string
 	}{
-		{"cap", []string{"capabilities"}},
+		{weaken: "cap", fails: []string{"capabilities"}},
 		// Root without capabilities is just another user: it neither owns
 		// the workspace nor may read the agent's secrets.
-		{"root", []string{"user", "workspace", "secrets"}},
-		{"netraw", []string{"capabilities", "raw-sockets"}},
-		{"cpu", []string{"cpu"}},
-		{"shmexec", []string{"run-shm", "exec-writable"}},
-		{"nnp", []string{"no-new-privs"}},
+		{weaken: "root", fails: []string{"user", "workspace", "secrets"}},
+		{weaken: "netraw", fails: []string{"capabilities", "raw-sockets"}},
+		{weaken: "cpu", fails: []string{"cpu"}},
+		{weaken: "shmexec", fails: []string{"run-shm", "exec-writable"}},
+		{weaken: "nnp", fails: []string{"no-new-privs"}},
 		// Without seccomp, memfd_create works and a binary runs from it.
-		{"seccomp", []string{"seccomp", "syscalls", "memfd-exec"}},
-		{"rootfs", []string{"rootfs"}},
-		{"tmpexec", []string{"tmpfs", "exec-writable"}},
-		{"procsys", []string{"proc-sys", "masked-paths"}},
+		{weaken: "seccomp", fails: []string{"seccomp", "syscalls", "memfd-exec"}},
+		{weaken: "rootfs", fails: []string{"rootfs"}},
+		{weaken: "tmpexec", fails: []string{"tmpfs", "exec-writable"}},
+		{weaken: "procsys", fails: []string{"proc-sys", "masked-paths"}},
 		// /proc/kcore exists only on kernels built with it; timer_list always.
-		{"timerlist", []string{"masked-paths"}},
-		{"pids", []string{"pids"}},
-		{"memory", []string{"memory"}},
-		{"hostpid", []string{"namespaces"}},
-		{"socket=" + env.address, []string{"runtime-sockets"}},
+		{weaken: "timerlist", fails: []string{"masked-paths"}},
+		{weaken: "pids", fails: []string{"pids"}},
+		{weaken: "memory", fails: []string{"memory"}},
+		{weaken: "hostpid", fails: []string{"namespaces"}},
+		{weaken: "socket=" + env.address, fails: []string{"runtime-sockets"}},
 		// The host's layer alone still holds on a quiet host: only the
 		// check of the sandbox's namespace can tell.
-		{"inner-layer", []string{"second-layer"}},
+		{weaken: "inner-layer", fails: []string{"second-layer"}},
+		// The workspace on the host's disk instead of its volume.
+		{weaken: "volume=" + hostDir, fails: []string{"disk"}, volume: "32M"},
 	} {
 		id, _, _ := strings.Cut(tc.weaken, "=")
 		t.Run(id, func(t *testing.T) {
 			name := "weak-" + id
-			env.start(t, profile{Name: name, Weaken: tc.weaken})
+			env.start(t, profile{Name: name, Weaken: tc.weaken, WorkspaceVolume: tc.volume})
 			v, code := env.verifySandbox(t, name)
 			if got := v.with(verify.Fail); code != 1 || !slices.Equal(got, tc.fails) {
 				t.Fatalf("weakened %s: exit %d, failing %v, want %v\n%s", tc.weaken, code, got, tc.fails, v.explain())

@@ -87,6 +87,15 @@ var weakenings = map[string]func(s *oci.Spec, arg string){
 	"hostpid": func(s *oci.Spec, _ string) {
 		s.Linux.Namespaces = slices.DeleteFunc(s.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.PIDNamespace })
 	},
+	// volume=DIR binds the host directory DIR where /workspace, a
+	// volume, was mounted: the agent writes on the host's disk again.
+	"volume": func(s *oci.Spec, arg string) {
+		for i, m := range s.Mounts {
+			if m.Destination == "/workspace" {
+				s.Mounts[i].Source = arg
+			}
+		}
+	},
 	// socket=PATH mounts a runtime socket where the agent can find it.
 	"socket": func(s *oci.Spec, arg string) {
 		s.Mounts = append(s.Mounts, specs.Mount{Destination: "/run/containerd/containerd.sock", Type: "bind", Source: arg, Options: []string{"bind", "ro"}})
