@@ -32,6 +32,13 @@ type VolumeStatus struct {
 // stageVolumes makes each of p's volumes that does not exist yet and mounts
 // them all under the sandbox's state directory, where runc binds them from.
 func (s *Supervisor) stageVolumes(ctx context.Context, p *profiles.Profile, owner, uid, gid uint32) error {
+	// Under the host lock: two starts of one member must not both find
+	// room in the budget for what only one fits.
+	unlock, err := s.layout.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if owner != 0 {
 		if err := s.withinBudget(p, owner); err != nil {
 			return err

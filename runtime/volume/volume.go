@@ -68,17 +68,21 @@ func (s Store) meta(sandbox, name string) string {
 }
 
 // Ensure makes sure the sandbox's volume name exists with size bytes and
-// may be used by owner (0, root, may use any). A new one is preallocated,
-// formatted ext4 and its root directory owned by uid:gid. It reports
-// whether it created the volume.
+// belongs to owner. A new one is preallocated, formatted ext4 and its root
+// directory owned by uid:gid. It reports whether it created the volume.
+//
+// Root is held to the owner too: a member could otherwise prepare a volume
+// under a name root runs (the built-in "openclaw", say) and have its files
+// read by root's agent, a prompt injection planted in advance.
 func (s Store) Ensure(ctx context.Context, sandbox, name string, size int64, owner, uid, gid uint32) (created bool, err error) {
 	size = roundUp(size)
 	info, err := s.Get(sandbox, name)
 	fresh := false
 	switch {
 	case err == nil:
-		if owner != 0 && info.Owner != owner {
-			return false, fmt.Errorf("volume %s of sandbox %s: %w (uid %d): run under another --name", name, sandbox, ErrNotOwner, info.Owner)
+		if info.Owner != owner {
+			return false, fmt.Errorf("volume %s of sandbox %s: %w (uid %d): run under another --name, or remove it first (`clawguard volume rm %s %s`, root or its owner)",
+				name, sandbox, ErrNotOwner, info.Owner, sandbox, name)
 		}
 		if info.SizeBytes != size {
 			return false, fmt.Errorf("volume %s of sandbox %s is %s, the profile asks for %s: set size: %s, or remove the volume (and what is in it) with `clawguard volume rm %s %s`",

@@ -101,8 +101,13 @@ func TestAVolumeHoldsItsSizeAndNoMore(t *testing.T) {
 	if _, err := s.Ensure(ctx, "sb", "work", 2*size, 1000, 1000, 1000); err == nil {
 		t.Fatal("Ensure with another size succeeded")
 	}
-	if created, err := s.Ensure(ctx, "sb", "work", size, 0, 1000, 1000); err != nil || created {
-		t.Fatalf("root's Ensure of an existing volume = %v, %v", created, err)
+	// Not root either: what another user left in a volume is not for
+	// root's agent to read.
+	if _, err := s.Ensure(ctx, "sb", "work", size, 0, 1000, 1000); !errors.Is(err, ErrNotOwner) {
+		t.Fatalf("root's Ensure of a member's volume: %v, want ErrNotOwner", err)
+	}
+	if created, err := s.Ensure(ctx, "sb", "work", size, 1000, 1000, 1000); err != nil || created {
+		t.Fatalf("the owner's Ensure of its volume = %v, %v", created, err)
 	}
 	// Kept across a remount (with another sandbox user).
 	if err := s.Mount("sb", "work", mnt, 1001, 1001); err != nil {
