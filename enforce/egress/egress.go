@@ -71,6 +71,7 @@ type Book struct {
 	unlogged    int
 	drops       []DroppedAnswer
 	denied      []DeniedPacket
+	tlsRefusals []TLSRefusal
 	dirty       chan struct{}
 }
 
@@ -126,6 +127,8 @@ type Snapshot struct {
 	Refused   []Refusal               `json:"refused_queries"`
 	Dropped   []DroppedAnswer         `json:"dropped_answers"`
 	Denied    []DeniedPacket          `json:"denied_packets"`
+	// TLSRefused are the last connections the name gate turned away.
+	TLSRefused []TLSRefusal `json:"tls_refused,omitempty"`
 }
 
 // New returns the book of sandbox name under profile p; it writes the set
@@ -457,7 +460,7 @@ func (e *Book) publish(dnsPort int) {
 	e.mu.Lock()
 	snap := Snapshot{Updated: now, DNSPort: dnsPort, Bindings: e.cache.Snapshot(now), Wildcards: e.wildcards.Use(now),
 		Refused: append([]Refusal(nil), e.refusals...), Dropped: append([]DroppedAnswer(nil), e.drops...),
-		Denied: append([]DeniedPacket(nil), e.denied...)}
+		Denied: append([]DeniedPacket(nil), e.denied...), TLSRefused: append([]TLSRefusal(nil), e.tlsRefusals...)}
 	e.mu.Unlock()
 	b, err := json.MarshalIndent(snap, "", "  ")
 	if err != nil {

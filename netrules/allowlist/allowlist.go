@@ -325,6 +325,17 @@ func (c *Cache) Snapshot(now time.Time) []Binding {
 	return out
 }
 
+// Bound returns the binding of name to addr, expired or not (GC has not run
+// yet), and whether there is one.
+func (c *Cache) Bound(name string, addr netip.Addr) (Binding, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if b, ok := c.bindings[Canonical(name)][addr]; ok {
+		return *b, true
+	}
+	return Binding{}, false
+}
+
 // NameFor returns the name that most recently mapped to addr, if any: drops
 // are reported with it.
 func (c *Cache) NameFor(addr netip.Addr) (string, bool) {

@@ -1,0 +1,79 @@
+package egress
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clawguard/clawguard/enforce/audit"
+)
+
+// The name gate's decision, from the book's records alone: the CDN case
+// (one address, many names), an address learned for another name, an
+// expired binding, a port the name is not allowed on, and wildcards.
+func TestATLSNamePassesOnlyAtAnAddressThisSandboxResolvedItTo(t *testing.T) {
+	now := time.Unix(10000, 0)
+	e := testEgress(t, &recordingNet{}, &now)
+	cdn := netip.MustParseAddr("198.51.100.10")   // api.example.com and a.cdn.example.com both
+	other := netip.MustParseAddr("198.51.100.20") // a.cdn.example.com only
+	admit := func(name string, ttl time.Duration, addrs ...netip.Addr) {
+		t.Helper()
+		if _, err := e.Admit(context.Background(), name, addrs, ttl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admit("api.example.com.", 60*time.Second, cdn)
+	admit("a.cdn.example.com.", 60*time.Second, other)
+	d := e.TLSNames()
+	at := func(a netip.Addr, port uint16) netip.AddrPort { return netip.AddrPortFrom(a, port) }
+	tests := []struct {
+		name, sni string
+		dst       netip.AddrPort
+		after     time.Duration
+		ok        bool
+		reason    string
+	}{
+		{"the name at the address it resolved to", "api.example.com", at(cdn, 443), 0, true, ""},
+		{"letter case and a trailing dot are the same name", "API.Example.COM.", at(cdn, 443), 0, true, ""},
+		{"a v4-mapped v6 destination is the same address", "api.example.com", netip.AddrPortFrom(netip.AddrFrom16(cdn.As16()), 443), 0, true, ""},
+		{"another site on the same CDN address", "attacker.example", at(cdn, 443), 0, false, "not allowlisted"},
+		{"an allowlisted name at an address learned for another", "a.cdn.example.com", at(cdn, 443), 0, false, "learned for api.example.com"},
+		{"an allowlisted name at an address nobody resolved", "api.example.com", at(netip.MustParseAddr("198.51.100.99"), 443), 0, false, "not resolved"},
+		{"the right address on a port the name does not have", "api.example.com", at(cdn, 8443), 0, false, "port 8443"},
+		{"a wildcard's name at its own address", "a.cdn.example.com", at(other, 443), 0, true, ""},
+		{"no server name", "", at(cdn, 443), 0, false, "no server name"},
+		{"within TTL plus grace", "api.example.com", at(cdn, 443), 69 * time.Second, true, ""},
+		{"past TTL plus grace", "api.example.com", at(cdn, 443), 71 * time.Second, false, "expired"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ok, why := d.Decide(now.Add(tt.after), tt.sni, tt.dst)
+			if ok != tt.ok || !strings.Contains(why, tt.reason) {
+				t.Fatalf("Decide(%q, %s) = %v, %q; want %v, %q", tt.sni, tt.dst, ok, why, tt.ok, tt.reason)
+			}
+		})
+	}
+}
+
+func TestARefusedTLSConnectionIsCountedKeptAndAudited(t *testing.T) {
+	now := time.Unix(10000, 0)
+	e := testEgress(t, &recordingNet{}, &now)
+	var kinds []string
+	e.audit = func(ev audit.Event) { kinds = append(kinds, ev.Kind) }
+	d := e.TLSNames()
+	dst := netip.MustParseAddrPort("198.51.100.10:443")
+	for range 3 {
+		d.Refused("attacker.example", dst, "server name attacker.example is not allowlisted")
+	}
+	if _, refused := d.Counts(); refused != 3 {
+		t.Fatalf("refused = %d, want 3", refused)
+	}
+	e.mu.Lock()
+	kept := len(e.tlsRefusals)
+	e.mu.Unlock()
+	if kept != 3 || len(kinds) != 3 || kinds[0] != "tls_refused" {
+		t.Fatalf("kept %d refusals, audit %v", kept, kinds)
+	}
+}
