@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/clawguard/clawguard/verify"
 )
@@ -86,6 +87,15 @@ func TestAnAgentFillingItsVolumeFillsOnlyIt(t *testing.T) {
 	if !ok || !v.InUse || v.SizeBytes != size {
 		t.Fatalf("volume ls: %+v", vols)
 	}
+	// Mounted in the sandbox only: no host mount namespace (nor any copy
+	// of it a user makes with unshare) holds the filesystem.
+	dev := loopOf(t, v.Image)
+	if dev == "" {
+		t.Fatal("the running sandbox's volume is attached to no loop device")
+	}
+	if m := hostMountsOf(t, dev); len(m) != 0 {
+		t.Fatalf("the volume is mounted on the host: %v", m)
+	}
 	before := allocated(t, v.Image)
 	if before < size {
 		t.Fatalf("the image holds %d bytes on the host, want all %d reserved at creation", before, size)
@@ -132,8 +142,13 @@ func TestAnAgentFillingItsVolumeFillsOnlyIt(t *testing.T) {
 	}
 	h.stopSandbox(t, sb)
 	h.assertNothingOf(t, "vol-flood")
-	if dev := loopOf(t, v.Image); dev != "" {
-		t.Fatalf("%s still holds the image after the stop", dev)
+	// The volume was never mounted on the host, only in the sandbox's own
+	// namespace: its loop device clears itself with that namespace.
+	for i := 0; loopOf(t, v.Image) != ""; i++ {
+		if i == 100 {
+			t.Fatalf("%s still holds the image 2 s after the stop", loopOf(t, v.Image))
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if v := h.volumes(t)["vol-flood/workspace"]; v.InUse || v.UsedBytes < size/2 {
 		t.Fatalf("after the stop: %+v", v)
@@ -182,8 +197,25 @@ func loopOf(t *testing.T, img string) string {
 	files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
 	for _, f := range files {
 		if b, err := os.ReadFile(f); err == nil && strings.TrimSpace(string(b)) == img {
-			return f
+			return "/dev/" + filepath.Base(filepath.Dir(filepath.Dir(f)))
 		}
 	}
 	return ""
+}
+
+// hostMountsOf lists the host's mount points of device dev.
+func hostMountsOf(t *testing.T, dev string) []string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		_, post, ok := strings.Cut(line, " - ")
+		if f := strings.Fields(post); ok && len(f) > 1 && f[1] == dev {
+			out = append(out, strings.Fields(line)[4])
+		}
+	}
+	return out
 }

@@ -103,9 +103,9 @@ func keep(store SocketStore, name string, ln net.Listener) error {
 	return store.Keep(name, f)
 }
 
-func closeAll(lns []net.Listener) {
-	for _, ln := range lns {
-		ln.Close()
+func closeAll[C io.Closer](cs []C) {
+	for _, c := range cs {
+		c.Close()
 	}
 }
 

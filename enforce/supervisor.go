@@ -372,9 +372,16 @@ func (s *Supervisor) StartPrepared(ctx context.Context, pr *Prepared, progress r
 		}
 	}
 	if len(p.Volumes) > 0 {
-		if err := step("volumes", func() error { return s.stageVolumes(ctx, p, pr.Owner, sb.UID, sb.GID) }); err != nil {
+		var devs []*os.File
+		if err := step("volumes", func() (err error) {
+			sb.Volumes, devs, err = s.attachVolumes(ctx, p, pr.Owner, sb.UID, sb.GID)
+			return err
+		}); err != nil {
 			return nil, err
 		}
+		// Held until the task has mounted them, after which each clears
+		// itself when the sandbox's mount is gone.
+		defer closeAll(devs)
 	}
 	if src.secrets != nil && len(src.secrets.Names) > 0 {
 		if err := step("secrets", func() error {
@@ -553,9 +560,6 @@ func (s *Supervisor) sandboxSpec(p *profiles.Profile) (_ runtime.Sandbox, src *s
 		}
 		sb.Binds = append(sb.Binds, runtime.Bind{Source: filepath.Join(s.layout.mountsDir(p.Name), strconv.Itoa(len(src.mounts)-1)), Target: m.Target, ReadOnly: !m.Writable()})
 	}
-	for _, v := range p.Volumes {
-		sb.Binds = append(sb.Binds, runtime.Bind{Source: s.layout.volumeMount(p.Name, v.Name), Target: v.Target})
-	}
 	if p.Secrets.Dir != "" {
 		// Kept open: the copy reads the very files judged here.
 		d, err := profiles.OpenSecrets(p.Dir, p.Secrets.Dir, pol)
@@ -682,11 +686,6 @@ func (s *Supervisor) Teardown(ctx context.Context, name string) error {
 		errs = append(errs, err)
 	}
 	if err := unstageMounts(s.layout.mountsDir(name)); err != nil {
-		errs = append(errs, err)
-	}
-	// A volume still mounted stops the removal of the state directory
-	// below, which would otherwise delete what the volume holds.
-	if err := unstageVolumes(s.layout.volumeMounts(name)); err != nil {
 		errs = append(errs, err)
 	}
 	if err := s.net.Detach(name); err != nil {

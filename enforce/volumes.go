@@ -2,11 +2,10 @@ package enforce
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
+	"strconv"
 
 	"github.com/clawguard/clawguard/profiles"
 	"github.com/clawguard/clawguard/runtime"
@@ -23,49 +22,63 @@ const MemberVolumeBudget = 8 << 30
 type VolumeStatus struct {
 	volume.Info
 	UsedBytes int64 `json:"used_bytes"`
-	// InUse says that a sandbox of that name exists and has it mounted.
+	// InUse says that the volume's image is attached: its sandbox runs,
+	// or a process still holds the last run's mounts.
 	InUse bool `json:"in_use"`
 	// Err says why the usage could not be read.
 	Err string `json:"error,omitempty"`
 }
 
-// stageVolumes makes each of p's volumes that does not exist yet and mounts
-// them all under the sandbox's state directory, where runc binds them from.
-func (s *Supervisor) stageVolumes(ctx context.Context, p *profiles.Profile, owner, uid, gid uint32) error {
+// attachVolumes makes each of p's volumes that does not exist yet and
+// attaches them all, for the runtime to mount inside the sandbox. The
+// devices are returned open: close them once the task has mounted them (or
+// the start failed).
+func (s *Supervisor) attachVolumes(ctx context.Context, p *profiles.Profile, owner, uid, gid uint32) (mounts []runtime.Volume, devs []*os.File, err error) {
 	// Under the host lock: two starts of one member must not both find
 	// room in the budget for what only one fits.
 	unlock, err := s.layout.lock()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	defer unlock()
 	if owner != 0 {
 		if err := s.withinBudget(p, owner); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
-	for _, v := range p.Volumes {
-		created, err := s.vols.Ensure(ctx, p.Name, v.Name, v.Size.Bytes, owner, uid, gid)
+	wants := make([]volume.Want, len(p.Volumes))
+	for i, v := range p.Volumes {
+		wants[i] = volume.Want{Name: v.Name, Size: v.Size.Bytes}
+	}
+	created, err := s.vols.Ensure(ctx, p.Name, wants, owner, uid, gid)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, n := range created {
+		s.cfg.Log.Info("volume created", "sandbox", p.Name, "volume", n)
+	}
+	defer func() {
 		if err != nil {
-			return err
+			closeAll(devs)
+			devs, mounts = nil, nil
 		}
-		if created {
-			s.cfg.Log.Info("volume created", "sandbox", p.Name, "volume", v.Name, "size", v.Size.String())
+	}()
+	for _, v := range p.Volumes {
+		dev, err := s.vols.Attach(ctx, p.Name, v.Name, uid, gid)
+		if err != nil {
+			return mounts, devs, err
 		}
-		if err := s.vols.Mount(p.Name, v.Name, s.layout.volumeMount(p.Name, v.Name), uid, gid); err != nil {
-			return err
-		}
+		devs = append(devs, dev)
+		mounts = append(mounts, runtime.Volume{Device: dev.Name(), Target: v.Target})
 	}
-	return nil
+	return mounts, devs, nil
 }
 
 // withinBudget checks that the volumes owner has, with those p would add,
 // fit MemberVolumeBudget.
 func (s *Supervisor) withinBudget(p *profiles.Profile, owner uint32) error {
-	all, err := s.vols.List()
-	if err != nil {
-		return fmt.Errorf("list volumes: %w", err)
-	}
+	// A record that cannot be read is nobody's to count.
+	all, _ := s.vols.List()
 	var total int64
 	have := map[string]bool{}
 	for _, v := range all {
@@ -88,75 +101,60 @@ func (s *Supervisor) withinBudget(p *profiles.Profile, owner uint32) error {
 	return nil
 }
 
-// unstageVolumes unmounts every volume of the sandbox and removes their
-// mount points. The images stay: a volume outlives its sandbox.
-func unstageVolumes(dir string) error {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("read %s: %w", dir, err)
-	}
-	var errs []error
-	for _, e := range entries {
-		errs = append(errs, volume.Unmount(filepath.Join(dir, e.Name())))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	return nil
-}
-
 // Volumes lists every volume with what it holds. owner limits the list to
 // one user's (a socket-group member's); root passes 0 and sees them all.
+// Records that cannot be read are shown as such.
 func (s *Supervisor) Volumes(owner uint32) ([]VolumeStatus, error) {
-	all, err := s.vols.List()
-	if err != nil {
-		return nil, fmt.Errorf("list volumes: %w", err)
-	}
+	all, listErr := s.vols.List()
 	out := []VolumeStatus{}
 	for _, v := range all {
 		if owner != 0 && v.Owner != owner {
 			continue
 		}
 		vs := VolumeStatus{Info: v}
-		mnt := s.layout.volumeMount(v.Sandbox, v.Name)
-		if _, err := os.Stat(mnt); err == nil {
-			vs.InUse = true
-		} else {
-			mnt = ""
-		}
-		if vs.UsedBytes, err = volume.Usage(v, mnt); err != nil {
+		dev, err := volume.InUse(v)
+		vs.InUse = dev != "" && err == nil
+		if vs.UsedBytes, err = volume.Usage(v, s.insideVolume(v)); err != nil {
 			vs.Err = err.Error()
 		}
 		out = append(out, vs)
 	}
+	if listErr != nil && owner == 0 {
+		out = append(out, VolumeStatus{Err: listErr.Error()})
+	}
 	return out, nil
+}
+
+// insideVolume is a path into the volume as its running sandbox mounted
+// it, or "" when it has none: the superblock on the host is brought up to
+// date only when the filesystem is unmounted.
+func (s *Supervisor) insideVolume(v volume.Info) string {
+	st, err := s.layout.read(v.Sandbox)
+	if err != nil || st.Pid == 0 || st.Spec == nil {
+		return ""
+	}
+	for _, pv := range st.Spec.Volumes {
+		if pv.Name == v.Name {
+			return "/proc/" + strconv.FormatUint(uint64(st.Pid), 10) + "/root" + pv.Target
+		}
+	}
+	return ""
 }
 
 // RemoveVolumes deletes the sandbox's volumes of the given names (all of
 // them when names is empty) and what they hold. A sandbox that exists keeps
-// its volumes: stop it first. A member (owner != 0) removes only its own.
+// its volumes: stop it first. A member (owner != 0) sees only its own: to
+// it another's volume does not exist.
 func (s *Supervisor) RemoveVolumes(ctx context.Context, sandbox string, names []string, owner uint32) ([]string, error) {
 	unlock, err := s.layout.lock()
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	if s.Exists(ctx, sandbox) {
-		return nil, fmt.Errorf("sandbox %s exists and uses its volumes: stop it first (`clawguard stop %s`): %w", sandbox, sandbox, volume.ErrInUse)
-	}
-	all, err := s.vols.List()
-	if err != nil {
-		return nil, fmt.Errorf("list volumes: %w", err)
-	}
+	all, _ := s.vols.List()
 	var todo []volume.Info
 	for _, v := range all {
-		if v.Sandbox == sandbox && (len(names) == 0 || slices.Contains(names, v.Name)) {
+		if v.Sandbox == sandbox && (owner == 0 || v.Owner == owner) && (len(names) == 0 || slices.Contains(names, v.Name)) {
 			todo = append(todo, v)
 		}
 	}
@@ -166,12 +164,10 @@ func (s *Supervisor) RemoveVolumes(ctx context.Context, sandbox string, names []
 		}
 	}
 	if len(todo) == 0 {
-		return nil, fmt.Errorf("sandbox %s has no volumes: %w", sandbox, runtime.ErrNotFound)
+		return nil, fmt.Errorf("sandbox %s has no volumes (see `clawguard volume ls`): %w", sandbox, runtime.ErrNotFound)
 	}
-	for _, v := range todo {
-		if owner != 0 && v.Owner != owner {
-			return nil, fmt.Errorf("volume %s of sandbox %s: %w (uid %d)", v.Name, sandbox, volume.ErrNotOwner, v.Owner)
-		}
+	if s.Exists(ctx, sandbox) {
+		return nil, fmt.Errorf("sandbox %s exists and uses its volumes: stop it first (`clawguard stop %s`): %w", sandbox, sandbox, volume.ErrInUse)
 	}
 	var removed []string
 	for _, v := range todo {

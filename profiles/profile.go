@@ -121,9 +121,12 @@ type Volume struct {
 
 // Volume sizes a profile may ask for: below 16M the filesystem's own
 // structures take most of it; a terabyte is no cap on any disk this runs on.
+// Each volume is a loop device and a filesystem made under the host's lock,
+// so a profile may ask for MaxVolumes of them.
 const (
 	MinVolumeSize = 16 << 20
 	MaxVolumeSize = 1 << 40
+	MaxVolumes    = 16
 )
 
 // Secrets names the directory whose files are copied into the sandbox.

@@ -197,6 +197,7 @@ func TestInvalidProfilesNameTheirField(t *testing.T) {
 		{"volume name twice", "name: a\nimage: busybox\nvolumes: [{name: w, target: /a, size: 1G}, {name: w, target: /b, size: 1G}]\n", "volumes[1].name"},
 		{"volume over a mount", "name: a\nimage: busybox\nmounts: [{source: ./workspace, target: /w}]\nvolumes: [{name: w, target: /w, size: 1G}]\n", "volumes[0].target"},
 		{"volume over /proc", "name: a\nimage: busybox\nvolumes: [{name: w, target: /proc/w, size: 1G}]\n", "volumes[0].target"},
+		{"seventeen volumes", "name: a\nimage: busybox\nvolumes: [" + strings.Repeat("{name: v, target: /v, size: 16M}, ", 16) + "{name: w, target: /w, size: 16M}]\n", "volumes"},
 		{"volume with a source", "name: a\nimage: busybox\nvolumes: [{name: w, source: ./workspace, target: /w, size: 1G}]\n", "source"},
 	}
 	for _, tt := range tests {

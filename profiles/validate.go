@@ -336,6 +336,9 @@ func (v validator) filesystems() {
 		}
 		f.Close()
 	}
+	if len(p.Volumes) > MaxVolumes {
+		c.add("volumes", fmt.Sprintf("%d volumes", len(p.Volumes)), fmt.Sprintf("at most %d: give one volume subdirectories instead", MaxVolumes))
+	}
 	names := map[string]string{}
 	for i, vol := range p.Volumes {
 		field := fmt.Sprintf("volumes[%d]", i)

@@ -27,6 +27,7 @@ type Sandbox struct {
 	Pids         int64
 	Tmpfs        []Tmpfs
 	Binds        []Bind
+	Volumes      []Volume
 	NetNSPath    string // an existing network namespace to join; empty: a fresh one
 	LogPath      string // stdout and stderr of the task, absolute
 	// Extra options are applied last. Nothing in clawguard sets them but
@@ -47,6 +48,13 @@ type Bind struct {
 	Source, Target string
 	ReadOnly       bool
 	NoExec         bool
+}
+
+// Volume is an ext4 filesystem on a block device (a loop device the
+// caller attached), mounted by runc inside the sandbox's own mount
+// namespace: writable, noexec, nosuid, nodev.
+type Volume struct {
+	Device, Target string
 }
 
 // Sizes of the tmpfs mounts that replace containerd's defaults: /run is only
@@ -80,6 +88,9 @@ func SpecOpts(img oci.Image, s Sandbox) []oci.SpecOpts {
 	}
 	for _, b := range s.Binds {
 		opts = append(opts, WithBind(b))
+	}
+	for _, v := range s.Volumes {
+		opts = append(opts, WithVolume(v))
 	}
 	opts = append(opts,
 		WithResources(s.MemoryBytes, s.CPUs, s.Pids),
@@ -178,6 +189,15 @@ func WithBind(b Bind) oci.SpecOpts {
 			opts = append(opts, "ro")
 		}
 		replaceMount(s, specs.Mount{Destination: b.Target, Type: "bind", Source: b.Source, Options: opts})
+		return nil
+	}
+}
+
+// WithVolume mounts a volume's device. Never on the host: the mount
+// exists only in the sandbox's namespace and ends with it.
+func WithVolume(v Volume) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		replaceMount(s, specs.Mount{Destination: v.Target, Type: "ext4", Source: v.Device, Options: []string{"rw", "nosuid", "nodev", "noexec"}})
 		return nil
 	}
 }

@@ -76,6 +76,20 @@ func TestTmpfsDefaultsToStickyWorldWritable(t *testing.T) {
 	}
 }
 
+func TestAVolumeIsItsDeviceMountedWritableNoexec(t *testing.T) {
+	s := defaultSpec(t, WithVolume(Volume{Device: "/dev/loop7", Target: "/workspace"}))
+	for _, m := range s.Mounts {
+		if m.Destination != "/workspace" {
+			continue
+		}
+		if m.Type != "ext4" || m.Source != "/dev/loop7" || !slices.Equal(m.Options, []string{"rw", "nosuid", "nodev", "noexec"}) {
+			t.Fatalf("volume mount: %+v", m)
+		}
+		return
+	}
+	t.Fatal("no mount at /workspace")
+}
+
 func TestBindOptions(t *testing.T) {
 	tests := []struct {
 		name     string

@@ -92,7 +92,7 @@ var weakenings = map[string]func(s *oci.Spec, arg string){
 	"volume": func(s *oci.Spec, arg string) {
 		for i, m := range s.Mounts {
 			if m.Destination == "/workspace" {
-				s.Mounts[i].Source = arg
+				s.Mounts[i] = specs.Mount{Destination: m.Destination, Type: "bind", Source: arg, Options: []string{"rbind", "rw", "nosuid", "nodev", "noexec"}}
 			}
 		}
 	},

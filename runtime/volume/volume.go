@@ -43,6 +43,10 @@ type Info struct {
 	Name      string    `json:"name"`
 	SizeBytes int64     `json:"size_bytes"`
 	Owner     uint32    `json:"owner_uid"`
+	// UID and GID own the filesystem's root directory: the sandbox user
+	// it was last attached for.
+	UID       uint32    `json:"uid"`
+	GID       uint32    `json:"gid"`
 	CreatedAt time.Time `json:"created_at"`
 	// Image is the file that holds the filesystem.
 	Image string `json:"image"`
@@ -67,71 +71,109 @@ func (s Store) meta(sandbox, name string) string {
 	return filepath.Join(s.dir, sandbox, name+".json")
 }
 
-// Ensure makes sure the sandbox's volume name exists with size bytes and
-// belongs to owner. A new one is preallocated, formatted ext4 and its root
-// directory owned by uid:gid. It reports whether it created the volume.
+// Want is one volume a sandbox asks for.
+type Want struct {
+	Name string
+	Size int64
+}
+
+// Ensure makes sure each volume the sandbox asks for exists with its size
+// and belongs to owner, and reports the ones it made. Every volume is
+// checked before any is made: the existing ones must be owner's and of the
+// size asked for, the new ones must fit the host's disk together. A new one
+// is preallocated, formatted ext4 and its root directory owned by uid:gid.
+// If making one fails, the ones made before it are removed again: a refused
+// start leaves nothing reserved.
 //
 // Root is held to the owner too: a member could otherwise prepare a volume
 // under a name root runs (the built-in "openclaw", say) and have its files
 // read by root's agent, a prompt injection planted in advance.
-func (s Store) Ensure(ctx context.Context, sandbox, name string, size int64, owner, uid, gid uint32) (created bool, err error) {
-	size = roundUp(size)
-	info, err := s.Get(sandbox, name)
-	fresh := false
-	switch {
-	case err == nil:
-		if info.Owner != owner {
-			return false, fmt.Errorf("volume %s of sandbox %s: %w (uid %d): run under another --name, or remove it first (`clawguard volume rm %s %s`, root or its owner)",
-				name, sandbox, ErrNotOwner, info.Owner, sandbox, name)
+func (s Store) Ensure(ctx context.Context, sandbox string, wants []Want, owner, uid, gid uint32) (created []string, err error) {
+	var fresh []Want
+	var need int64
+	for _, w := range wants {
+		size := roundUp(w.Size)
+		info, err := s.Get(sandbox, w.Name)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			fresh, need = append(fresh, Want{w.Name, size}), need+size
+			continue
+		case err != nil:
+			return nil, err
+		case info.Owner != owner:
+			return nil, fmt.Errorf("volume %s of sandbox %s: %w (uid %d): run under another --name, or remove it first (`clawguard volume rm %s %s`, root or its owner)",
+				w.Name, sandbox, ErrNotOwner, info.Owner, sandbox, w.Name)
+		case info.SizeBytes != size:
+			return nil, fmt.Errorf("volume %s of sandbox %s is %s, the profile asks for %s: set size: %s, or remove the volume (and what is in it) with `clawguard volume rm %s %s`",
+				w.Name, sandbox, formatSize(info.SizeBytes), formatSize(size), formatSize(info.SizeBytes), sandbox, w.Name)
 		}
-		if info.SizeBytes != size {
-			return false, fmt.Errorf("volume %s of sandbox %s is %s, the profile asks for %s: set size: %s, or remove the volume (and what is in it) with `clawguard volume rm %s %s`",
-				name, sandbox, formatSize(info.SizeBytes), formatSize(size), formatSize(info.SizeBytes), sandbox, name)
+		if _, err := os.Stat(info.Image); errors.Is(err, os.ErrNotExist) {
+			// The record is written first: a crash before the image
+			// was renamed into place left a claim and no data.
+			fresh, need = append(fresh, Want{w.Name, size}), need+size
+		} else if err != nil {
+			return nil, fmt.Errorf("volume %s of sandbox %s: %w", w.Name, sandbox, err)
 		}
-		if _, err := os.Stat(info.Image); err == nil {
-			return false, nil
-		} else if !errors.Is(err, os.ErrNotExist) {
-			return false, fmt.Errorf("volume %s of sandbox %s: %w", name, sandbox, err)
-		}
-		// The record is written first: a crash before the image was
-		// renamed into place left a claim and no data.
-	case errors.Is(err, os.ErrNotExist):
-		info = Info{Sandbox: sandbox, Name: name, SizeBytes: size, Owner: owner, CreatedAt: time.Now().UTC(), Image: s.image(sandbox, name)}
-		if err := os.MkdirAll(filepath.Join(s.dir, sandbox), 0o700); err != nil {
-			return false, fmt.Errorf("create volume directory: %w", err)
-		}
-		b, _ := json.MarshalIndent(info, "", "  ")
-		if err := renameio.WriteFile(s.meta(sandbox, name), append(b, '\n'), 0o600); err != nil {
-			return false, fmt.Errorf("record volume %s of sandbox %s: %w", name, sandbox, err)
-		}
-		fresh = true
-	default:
-		return false, err
 	}
-	if err := makeImage(ctx, info.Image, size, uid, gid); err != nil {
-		if fresh {
-			_ = os.Remove(s.meta(sandbox, name))
-			_ = os.Remove(filepath.Join(s.dir, sandbox))
-		}
-		return false, fmt.Errorf("create volume %s of sandbox %s (%s): %w", name, sandbox, formatSize(size), err)
+	if len(fresh) == 0 {
+		return nil, nil
 	}
-	return true, nil
+	if err := os.MkdirAll(filepath.Join(s.dir, sandbox), 0o700); err != nil {
+		return nil, fmt.Errorf("create volume directory: %w", err)
+	}
+	for _, w := range fresh {
+		_ = os.Remove(s.image(sandbox, w.Name) + ".new") // a crash's leftover, not to be counted
+	}
+	if err := roomFor(filepath.Join(s.dir, sandbox), need); err != nil {
+		return nil, fmt.Errorf("volumes of sandbox %s (%s new): %w", sandbox, formatSize(need), err)
+	}
+	defer func() {
+		if err != nil {
+			for _, n := range created {
+				_ = s.Remove(sandbox, n)
+			}
+			created = nil
+		}
+	}()
+	for _, w := range fresh {
+		info := Info{Sandbox: sandbox, Name: w.Name, SizeBytes: w.Size, Owner: owner, UID: uid, GID: gid, CreatedAt: time.Now().UTC(), Image: s.image(sandbox, w.Name)}
+		if err := s.record(info); err != nil {
+			return created, err
+		}
+		created = append(created, w.Name)
+		if err := makeImage(ctx, info.Image, w.Size, uid, gid); err != nil {
+			return created, fmt.Errorf("create volume %s of sandbox %s (%s): %w", w.Name, sandbox, formatSize(w.Size), err)
+		}
+	}
+	return created, nil
+}
+
+func (s Store) record(info Info) error {
+	b, _ := json.MarshalIndent(info, "", "  ")
+	if err := renameio.WriteFile(s.meta(info.Sandbox, info.Name), append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("record volume %s of sandbox %s: %w", info.Name, info.Sandbox, err)
+	}
+	return nil
+}
+
+// roomFor checks that need bytes leave the filesystem of dir its reserve.
+func roomFor(dir string, need int64) error {
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil {
+		return err
+	}
+	avail, total := int64(fs.Bavail)*fs.Bsize, int64(fs.Blocks)*fs.Bsize
+	if avail-need < total/Reserve {
+		return fmt.Errorf("the state directory's filesystem has %s free of %s; volumes must leave %s free: ask for less or free space",
+			formatSize(avail), formatSize(total), formatSize(total/Reserve))
+	}
+	return nil
 }
 
 // makeImage writes a preallocated ext4 image at path, through a temporary
 // name so that a failure leaves nothing that looks like a volume.
 func makeImage(ctx context.Context, path string, size int64, uid, gid uint32) (retErr error) {
-	var fs unix.Statfs_t
-	if err := unix.Statfs(filepath.Dir(path), &fs); err != nil {
-		return err
-	}
-	avail, total := int64(fs.Bavail)*fs.Bsize, int64(fs.Blocks)*fs.Bsize
-	if avail-size < total/Reserve {
-		return fmt.Errorf("the state directory's filesystem has %s free of %s; a volume must leave %s free: choose a smaller size or free space",
-			formatSize(avail), formatSize(total), formatSize(total/Reserve))
-	}
 	tmp := path + ".new"
-	_ = os.Remove(tmp)
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return err
@@ -142,6 +184,7 @@ func makeImage(ctx context.Context, path string, size int64, uid, gid uint32) (r
 			os.Remove(tmp)
 		}
 	}()
+	noCopyOnWrite(f)
 	if err := unix.Fallocate(int(f.Fd()), 0, 0, size); err != nil {
 		return fmt.Errorf("reserve %s on the host's disk: %w", formatSize(size), err)
 	}
@@ -163,17 +206,38 @@ func makeImage(ctx context.Context, path string, size int64, uid, gid uint32) (r
 	return os.Rename(tmp, path)
 }
 
+// noCopyOnWrite asks a copy-on-write filesystem (btrfs) to write the image
+// in place: otherwise every block the agent rewrites would take new space
+// on the host, and the reservation would cap nothing. Best effort: other
+// filesystems write in place anyway.
+func noCopyOnWrite(f *os.File) {
+	var fs unix.Statfs_t
+	if unix.Fstatfs(int(f.Fd()), &fs) != nil || fs.Type != unix.BTRFS_SUPER_MAGIC {
+		return
+	}
+	// FS_NOCOW_FL, from linux/fs.h; x/sys does not name it.
+	const noCOW = 0x00800000
+	flags, err := unix.IoctlGetUint32(int(f.Fd()), unix.FS_IOC_GETFLAGS)
+	if err == nil {
+		_ = unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, int(flags|noCOW))
+	}
+}
+
 // findMkfs finds mke2fs where Debian puts it, whatever PATH says.
-func findMkfs() (string, error) {
-	if p, err := exec.LookPath("mke2fs"); err == nil {
+func findMkfs() (string, error) { return findTool("mke2fs") }
+
+// findTool finds an e2fsprogs tool where Debian puts it, whatever PATH
+// says.
+func findTool(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
 		return p, nil
 	}
-	for _, p := range []string{"/usr/sbin/mke2fs", "/sbin/mke2fs"} {
+	for _, p := range []string{"/usr/sbin/" + name, "/sbin/" + name} {
 		if _, err := os.Stat(p); err == nil {
 			return p, nil
 		}
 	}
-	return "", errors.New("mke2fs not found: install e2fsprogs (apt-get install e2fsprogs)")
+	return "", fmt.Errorf("%s not found: install e2fsprogs (apt-get install e2fsprogs)", name)
 }
 
 // Get reads the record of one volume.
@@ -190,18 +254,23 @@ func (s Store) Get(sandbox, name string) (Info, error) {
 	return info, nil
 }
 
-// List returns every volume, by sandbox and name.
+// List returns every volume, by sandbox and name. Records that cannot be
+// read are left out and reported in the error, beside the others.
 func (s Store) List() ([]Info, error) {
 	metas, err := filepath.Glob(filepath.Join(s.dir, "*", "*.json"))
 	if err != nil {
 		return nil, err
 	}
 	var out []Info
+	var bad []error
 	for _, m := range metas {
 		sandbox, name := filepath.Base(filepath.Dir(m)), strings.TrimSuffix(filepath.Base(m), ".json")
 		info, err := s.Get(sandbox, name)
 		if err != nil {
-			return nil, err
+			// One unreadable record must not hide the others, nor keep
+			// them from being listed or removed.
+			bad = append(bad, err)
+			continue
 		}
 		out = append(out, info)
 	}
@@ -211,7 +280,7 @@ func (s Store) List() ([]Info, error) {
 		}
 		return out[i].Name < out[j].Name
 	})
-	return out, nil
+	return out, errors.Join(bad...)
 }
 
 // Remove deletes a volume and everything in it. A volume in use is
@@ -235,73 +304,80 @@ func (s Store) Remove(sandbox, name string) error {
 	return nil
 }
 
-// Mount mounts the sandbox's volume at target (created, mode 0700): nosuid,
-// nodev and noexec, private, its root directory owned by uid:gid (the
-// sandbox's user may have changed since the volume was made).
-func (s Store) Mount(sandbox, name, target string, uid, gid uint32) error {
-	img := s.image(sandbox, name)
-	// Two mounts of one ext4 image through two loop devices would
-	// corrupt it: an earlier mount not yet gone is an error. The kernel
-	// frees an autoclear loop device a moment after its last unmount, so
-	// a stop just before is given that moment.
+// Attach attaches the sandbox's volume to a free loop device and returns
+// the device, open. The runtime mounts the device inside the sandbox's own
+// mount namespace, never on the host, where any user's new mount namespace
+// would take a copy of the mount and keep the filesystem alive after the
+// sandbox. The device clears itself once it is closed and no longer
+// mounted: the caller closes it after the sandbox's task has mounted it, or
+// on failure.
+//
+// The filesystem's root directory is given to uid:gid first if it was
+// someone else's (the profile's user changed since the last run).
+func (s Store) Attach(ctx context.Context, sandbox, name string, uid, gid uint32) (*os.File, error) {
+	info, err := s.Get(sandbox, name)
+	if err != nil {
+		return nil, fmt.Errorf("volume %s of sandbox %s: %w", name, sandbox, err)
+	}
+	// Two attachments of one ext4 image through two loop devices would
+	// corrupt it: an earlier one not yet gone is an error. The kernel
+	// frees an autoclear device a moment after its last unmount, so a stop
+	// just before is given that moment.
 	for i := 0; ; i++ {
-		dev, err := attached(img)
+		dev, err := attached(info.Image)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if dev == "" {
 			break
 		}
 		if i == 100 {
-			return fmt.Errorf("volume %s of sandbox %s: %w (%s still holds it)", name, sandbox, ErrInUse, dev)
+			return nil, fmt.Errorf("volume %s of sandbox %s: %w: %s still holds it, for a process that keeps the last run's mounts (losetup -l %s; it frees itself when that process ends)",
+				name, sandbox, ErrInUse, dev, dev)
 		}
-		time.Sleep(20 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
-	if err := os.MkdirAll(filepath.Dir(target), 0o700); err != nil {
+	if info.UID != uid || info.GID != gid {
+		if err := chownRoot(ctx, info.Image, uid, gid); err != nil {
+			return nil, fmt.Errorf("give volume %s of sandbox %s to %d:%d: %w", name, sandbox, uid, gid, err)
+		}
+		info.UID, info.GID = uid, gid
+		if err := s.record(info); err != nil {
+			return nil, err
+		}
+	}
+	dev, err := mount.SetupLoop(info.Image, mount.LoopParams{Autoclear: true})
+	if err != nil {
+		return nil, fmt.Errorf("attach volume %s of sandbox %s: %w", name, sandbox, err)
+	}
+	return dev, nil
+}
+
+// chownRoot changes the owner of an unmounted image's root directory.
+func chownRoot(ctx context.Context, img string, uid, gid uint32) error {
+	debugfs, err := findTool("debugfs")
+	if err != nil {
 		return err
 	}
-	if err := os.Mkdir(target, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-		return err
-	}
-	m := mount.Mount{Type: "ext4", Source: img, Options: []string{"loop", "nosuid", "nodev", "noexec", "rw"}}
-	if err := m.Mount(target); err != nil {
-		return fmt.Errorf("mount volume %s of sandbox %s: %w", name, sandbox, err)
-	}
-	if err := unix.Mount("", target, "", unix.MS_PRIVATE, ""); err != nil {
-		_ = Unmount(target)
-		return fmt.Errorf("make volume %s private: %w", name, err)
-	}
-	if err := unix.Lchown(target, int(uid), int(gid)); err != nil {
-		_ = Unmount(target)
-		return fmt.Errorf("give volume %s to %d:%d: %w", name, uid, gid, err)
+	for _, set := range []string{fmt.Sprintf("sif / uid %d", uid), fmt.Sprintf("sif / gid %d", gid)} {
+		if out, err := exec.CommandContext(ctx, debugfs, "-w", "-R", set, img).CombinedOutput(); err != nil {
+			return fmt.Errorf("%s: %w: %s", debugfs, err, strings.TrimSpace(string(out)))
+		}
 	}
 	return nil
 }
 
-// Unmount unmounts a volume mounted at target and removes the mount point.
-// It waits for the filesystem to be really gone, not detached lazily: the
-// next start mounts the same image again, and it must find it free. Not
-// mounted is fine.
-func Unmount(target string) error {
-	var err error
-	for range 50 {
-		if err = unix.Unmount(target, 0); !errors.Is(err, unix.EBUSY) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("unmount %s: %w", target, err)
-	}
-	if err := os.Remove(target); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	return nil
-}
+// InUse returns the loop device the volume's image is attached to, or ""
+// when it is free.
+func InUse(info Info) (string, error) { return attached(info.Image) }
 
-// Usage is what a volume holds: from the mounted filesystem when it is
-// mounted at mountpoint, else from the image's superblock, which ext4
-// brings up to date when it is unmounted.
+// Usage is what a volume holds: from the mounted filesystem when a path
+// into it is given (the sandbox's, through /proc/PID/root), else from the
+// image's superblock, which ext4 brings up to date when it is unmounted.
 func Usage(info Info, mountpoint string) (used int64, err error) {
 	if mountpoint != "" {
 		var fs unix.Statfs_t
