@@ -39,10 +39,10 @@ func New(dir string) Store { return Store{dir: dir} }
 
 // Info describes one volume.
 type Info struct {
-	Sandbox   string    `json:"sandbox"`
-	Name      string    `json:"name"`
-	SizeBytes int64     `json:"size_bytes"`
-	Owner     uint32    `json:"owner_uid"`
+	Sandbox   string `json:"sandbox"`
+	Name      string `json:"name"`
+	SizeBytes int64  `json:"size_bytes"`
+	Owner     uint32 `json:"owner_uid"`
 	// UID and GID own the filesystem's root directory: the sandbox user
 	// it was last attached for.
 	UID       uint32    `json:"uid"`
