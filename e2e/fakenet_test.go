@@ -1,8 +1,16 @@
 package e2e
 
 import (
+	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"os/exec"
 	"strings"
@@ -25,6 +33,7 @@ type fakeNet struct {
 	dns       *fakeDNS
 	listeners []net.Listener
 	discard   net.Listener
+	cdn       net.Listener
 	servers   []*dns.Server
 }
 
@@ -47,6 +56,11 @@ const (
 var fakePorts = []int{80, 443, 8080}
 
 const discardPort = 9000
+
+// cdnPort is where every fake host is a CDN in miniature: TLS for any
+// server name, answering with the name it was asked for, and plain text to
+// whatever does not start a TLS handshake.
+const cdnPort = 4443
 
 func run(args ...string) error {
 	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
@@ -115,6 +129,9 @@ func startFakeNet() (*fakeNet, error) {
 			return err
 		}
 		f.discard = dl
+		if f.cdn, err = net.Listen("tcp", fmt.Sprintf(":%d", cdnPort)); err != nil {
+			return err
+		}
 		pc, err := net.ListenPacket("udp", fakeDNSAddr+":53")
 		if err != nil {
 			return err
@@ -134,6 +151,12 @@ func startFakeNet() (*fakeNet, error) {
 		go serveHello(ln)
 	}
 	go serveDiscard(f.discard)
+	cert, err := selfSigned()
+	if err != nil {
+		f.close()
+		return nil, err
+	}
+	go serveCDN(f.cdn, cert)
 	for _, s := range f.servers {
 		go s.ActivateAndServe() //nolint:errcheck
 	}
@@ -162,6 +185,72 @@ func serveHello(ln net.Listener) {
 	serveConns(ln, func(c net.Conn) { fmt.Fprintf(c, "hello from %s\n", c.LocalAddr()) })
 }
 
+// serveCDN serves any server name over TLS ("served NAME at ADDR") and
+// answers plain text in kind ("plain hello from ADDR"), as a CDN's edge
+// serves every site it carries from the same addresses.
+func serveCDN(ln net.Listener, cert tls.Certificate) {
+	serveConns(ln, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(c)
+		first, err := br.Peek(1)
+		if err != nil {
+			return
+		}
+		if first[0] != 0x16 { // not a TLS handshake record
+			fmt.Fprintf(c, "plain hello from %s\n", c.LocalAddr())
+			return
+		}
+		tc := tls.Server(peekedConn{c, br}, &tls.Config{Certificates: []tls.Certificate{cert}})
+		if tc.Handshake() != nil {
+			return
+		}
+		fmt.Fprintf(tc, "served %s at %s\n", tc.ConnectionState().ServerName, c.LocalAddr())
+		_ = tc.CloseWrite()
+		_, _ = io.Copy(io.Discard, tc)
+	})
+}
+
+// peekedConn reads through the buffer that peeked at it.
+type peekedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (p peekedConn) Read(b []byte) (int, error) { return p.r.Read(b) }
+
+// selfSigned is the CDN's certificate, for every name: the probe does not
+// check it (the name gate, not the certificate, is under test).
+func selfSigned() (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "fake cdn"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), DNSNames: []string{"*.example.test"}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
+// hostTLS is the host's own TLS connection to addr naming serverName: the
+// control that the CDN serves it when no gate is in the way.
+func hostTLS(addr, serverName string) (string, error) {
+	raw, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer raw.Close()
+	_ = raw.SetDeadline(time.Now().Add(3 * time.Second))
+	c := tls.Client(raw, &tls.Config{ServerName: serverName, InsecureSkipVerify: true}) //nolint:gosec // a test server's own certificate
+	if err := c.Handshake(); err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(c)
+	return string(b), err
+}
+
 // serveDiscard reads and drops everything, for throughput measurements.
 func serveDiscard(ln net.Listener) {
 	serveConns(ln, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) })
@@ -176,6 +265,9 @@ func (f *fakeNet) close() {
 	}
 	if f.discard != nil {
 		f.discard.Close()
+	}
+	if f.cdn != nil {
+		f.cdn.Close()
 	}
 	if f.ns.IsOpen() {
 		f.ns.Close()

@@ -3,6 +3,7 @@ package enforce
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -44,8 +45,23 @@ func netSandbox(name string, p *profiles.Profile, dnsPort int) netrules.Sandbox 
 			sb.NewConns = int(*p.Resources.NewConnectionsPerSecond)
 		}
 		sb.Published = publishedPorts(p.Publish)
+		sb.TLSPorts = tlsPorts(p.Egress)
 	}
 	return sb
+}
+
+// tlsPorts are the ports any entry puts behind the name gate, for every
+// entry: the sandbox's set is one, so a port is checked by name for all of
+// its destinations once one entry asks.
+func tlsPorts(e profiles.Egress) []uint16 {
+	var out []uint16
+	for _, a := range e.Allow {
+		for _, p := range a.TLSPorts() {
+			out = append(out, uint16(p))
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // publishedPorts are the sandbox's ports of validated publish specs.

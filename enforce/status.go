@@ -46,9 +46,21 @@ type Status struct {
 	DeniedPackets  []egress.DeniedPacket  `json:"denied_packets"`
 	RefusedQueries []egress.Refusal       `json:"refused_queries"`
 	DroppedAnswers []egress.DroppedAnswer `json:"dropped_answers"`
+	// NameGate is what the name gate decided, when the sandbox has TLS
+	// ports.
+	NameGate *NameGateStatus `json:"name_gate,omitempty"`
 	// With rules requested: the live rules and set members.
 	Rules      []string             `json:"rules,omitempty"`
 	SetMembers []netrules.SetMember `json:"set_members,omitempty"`
+}
+
+// NameGateStatus counts the TLS connections the name gate passed and
+// refused, with the last refusals.
+type NameGateStatus struct {
+	Ports    []uint16            `json:"ports"`
+	Passed   uint64              `json:"passed"`
+	Refused  uint64              `json:"refused"`
+	Refusals []egress.TLSRefusal `json:"refusals"`
 }
 
 // AllowStatus is one allowlist entry and the addresses it opens right now.
@@ -138,6 +150,9 @@ func (s *Supervisor) status(name string, infos map[string]runtime.Info, now time
 		if state.IP.IsValid() {
 			st.IP, st.Network = state.IP.String(), state.IP.String()+" via "+state.Gateway.String()
 		}
+		if ports := tlsPorts(state.Egress); len(ports) > 0 {
+			st.NameGate = &NameGateStatus{Ports: ports, Refusals: []egress.TLSRefusal{}}
+		}
 		for _, a := range state.Egress.Allow {
 			as := AllowStatus{Host: a.Host, CIDR: a.CIDR, Ports: a.Ports, Protocols: a.Protos(), Addresses: []AddressStatus{}}
 			if a.Wildcard() {
@@ -197,6 +212,10 @@ func (s *Supervisor) egressStatus(st *Status, now time.Time, withRules bool) {
 	snap, err := egress.Read(s.layout.egressFile(st.Name))
 	if err == nil {
 		st.RefusedQueries, st.DroppedAnswers, st.DeniedPackets = snap.Refused, snap.Dropped, snap.Denied
+		if g := st.NameGate; g != nil {
+			g.Passed, g.Refused = snap.TLSPassed, snap.TLSRefusedCount
+			g.Refusals = append(g.Refusals, snap.TLSRefused...)
+		}
 		for i := range st.Allowlist {
 			a := &st.Allowlist[i]
 			for _, u := range snap.Wildcards {

@@ -30,6 +30,7 @@ import (
 
 	"github.com/clawguard/clawguard/netrules"
 	"github.com/clawguard/clawguard/netrules/dnsproxy"
+	"github.com/clawguard/clawguard/netrules/namegate"
 	"github.com/clawguard/clawguard/netrules/nflog"
 	"github.com/clawguard/clawguard/profiles"
 	"github.com/clawguard/clawguard/runtime"
@@ -358,6 +359,9 @@ func (s *Supervisor) StartPrepared(ctx context.Context, pr *Prepared, progress r
 	if *p.Egress.LogDenied {
 		s.reportDenied(g, p.Name, att)
 	}
+	if err := s.openNameGate(g, netSandbox(p.Name, p, st.DNSPort), att.NetNSPath); err != nil {
+		return nil, err
+	}
 	if err := g.publish(p.Name, p.Publish, att.IP, s.cfg.Sockets, s.cfg.Log); err != nil {
 		return nil, err
 	}
@@ -458,6 +462,34 @@ func (s *Supervisor) openGate(ctx context.Context, p *profiles.Profile, port int
 		}
 	})
 	return g, nil
+}
+
+// openNameGate starts the sandbox's name gate in its own network namespace,
+// if any of its ports are TLS ports, before anything of the agent runs:
+// the namespace's rules send those ports there, and with nothing listening
+// a connection is refused, never passed unchecked.
+func (s *Supervisor) openNameGate(g *gate, sb netrules.Sandbox, nsPath string) error {
+	if len(sb.TLSPorts) == 0 {
+		return nil
+	}
+	ln, err := netrules.ListenNameGate(nsPath)
+	if err != nil {
+		return err
+	}
+	ng, err := namegate.New(namegate.Config{
+		OriginalDst: namegate.OriginalDst, Dial: netrules.NameGateDialer(nsPath),
+		MaxConns: sb.MaxConns, Log: s.cfg.Log.With("sandbox", sb.Name),
+	}, g.eg.TLSNames())
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	g.background(func(ctx context.Context) {
+		if err := ng.Serve(ctx, ln); err != nil {
+			s.cfg.Log.Error("name gate stopped", "sandbox", sb.Name, "error", err)
+		}
+	})
+	return nil
 }
 
 // reportDenied reads the sandbox's NFLOG group for the gate, in both

@@ -280,7 +280,7 @@ func TestLoopbackFillsNoConnectionTable(t *testing.T) {
 	if n := spray(); n != 0 {
 		t.Errorf("200 loopback datagrams left %d tracked flows", n)
 	}
-	for _, args := range [][]string{{"-t", "raw", "-D", "OUTPUT", "-o", "lo", "-m", "comment", "--comment", "clawguard", "-j", "CT", "--notrack"},
+	for _, args := range [][]string{{"-t", "raw", "-D", "OUTPUT", "-o", "lo", "-m", "mark", "!", "--mark", gateMark, "-m", "comment", "--comment", "clawguard", "-j", "CT", "--notrack"},
 		{"-t", "raw", "-D", "PREROUTING", "-i", "lo", "-m", "comment", "--comment", "clawguard", "-j", "CT", "--notrack"}} {
 		if out, err := exec.Command("nsenter", append([]string{"--net=" + att.NetNSPath, "--", "iptables"}, args...)...).CombinedOutput(); err != nil {
 			t.Fatalf("remove the notrack rule: %v %s", err, out)

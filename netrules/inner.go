@@ -25,8 +25,21 @@ import (
 const (
 	innerOut = "CG-OUT" // filter OUTPUT
 	innerIn  = "CG-IN"  // filter INPUT
-	innerDNS = "CG-DNS" // nat OUTPUT: the gateway's port 53 to the gate
+	// nat OUTPUT: the gateway's port 53 to the DNS gate, TLS ports to the
+	// name gate (one chain: a hook must be first in its built-in chain).
+	innerDNS = "CG-DNS"
 	innerNew = "CG-NEW" // filter: the rate of new flows
+)
+
+// The name gate listens in each sandbox's own namespace, on loopback, on a
+// port below 1024 (the agent, without capabilities, cannot bind it while
+// the daemon restarts). Its sockets carry NameGateMark: its own dials to the
+// original destinations are not sent back to it, and the connections it
+// accepted are tracked (their replies must be translated back to the
+// address the agent asked for), where other loopback traffic is not.
+const (
+	NameGatePort = 943
+	NameGateMark = 0x4347
 )
 
 // DNSPacketsPerSecond is how many UDP queries a sandbox may send its DNS
@@ -78,6 +91,19 @@ func innerRules(sb Sandbox) []rule {
 	for _, proto := range []string{"udp", "tcp"} {
 		rules = append(rules, in("nat", innerDNS, v4, with([]string{"-d", gw, "-p", proto, "-m", proto, "--dport", "53"},
 			"-j", "DNAT", "--to-destination", sb.Gateway.String()+":"+port)))
+	}
+	if len(sb.TLSPorts) > 0 {
+		ports := make([]string, len(sb.TLSPorts))
+		for i, p := range sb.TLSPorts {
+			ports[i] = strconv.Itoa(int(p))
+		}
+		// Only what the set allows goes to the gate: the rest is dropped
+		// below, as before, and the gate checks the name on top.
+		rules = append(rules,
+			in("nat", innerDNS, v4, with([]string{"-m", "mark", "--mark", gateMark}, "-j", "RETURN")),
+			in("nat", innerDNS, v4, with([]string{"-p", "tcp", "-m", "multiport", "--dports", strings.Join(ports, ","),
+				"-m", "set", "--match-set", SetName(sb.Name), "dst,dst"}, "-j", "REDIRECT", "--to-ports", strconv.Itoa(NameGatePort))),
+		)
 	}
 	rules = append(rules, out(v4, with([]string{"-o", "lo"}, "-j", "RETURN")))
 	if sb.MaxConns > 0 {
@@ -137,15 +163,27 @@ func innerRules(sb Sandbox) []rule {
 	hook := func(fam family, table, builtin, ours string) rule {
 		return rule{fam: fam, table: table, chain: builtin, spec: []string{"-m", "comment", "--comment", "clawguard", "-j", ours}, top: true}
 	}
-	notrack := func(builtin, dir string) rule {
-		return rule{fam: v4, table: "raw", chain: builtin, spec: []string{dir, "lo", "-m", "comment", "--comment", "clawguard", "-j", "CT", "--notrack"}, top: true}
+	notrack := func(builtin string, spec ...string) rule {
+		return rule{fam: v4, table: "raw", chain: builtin, spec: slices.Concat(spec, []string{"-m", "comment", "--comment", "clawguard", "-j", "CT", "--notrack"}), top: true}
 	}
 	return append(rules,
 		hook(v4, "filter", "OUTPUT", innerOut), hook(v6, "filter", "OUTPUT", innerOut),
 		hook(v4, "filter", "INPUT", innerIn), hook(v6, "filter", "INPUT", innerIn),
 		hook(v4, "nat", "OUTPUT", innerDNS),
-		notrack("OUTPUT", "-o"), notrack("PREROUTING", "-i"),
+		// The name gate's sockets are the exception (see NameGateMark);
+		// loopback packets the agent sends arrive tracked or not as they
+		// left, so PREROUTING needs none.
+		notrack("OUTPUT", "-o", "lo", "-m", "mark", "!", "--mark", gateMark), notrack("PREROUTING", "-i", "lo"),
 	)
+}
+
+// gateMark is NameGateMark as iptables writes it back.
+var gateMark = "0x" + strconv.FormatUint(NameGateMark, 16)
+
+// legacyInner are rules of earlier versions that the current ones replace:
+// ensureInner removes them from sandboxes it adopts.
+var legacyInner = []rule{
+	{fam: v4, table: "raw", chain: "OUTPUT", spec: []string{"-o", "lo", "-m", "comment", "--comment", "clawguard", "-j", "CT", "--notrack"}},
 }
 
 // inner is the sandbox namespace's tables and sets. The caller closes it.
@@ -209,6 +247,29 @@ func (h *Host) ensureInner(sb Sandbox, nsPath string, static []NetEntry) error {
 	}
 	if _, err := in.t.ensure(innerChains(), innerRules(sb)); err != nil {
 		return fmt.Errorf("second layer of %s: %w", sb.Name, err)
+	}
+	if err := in.t.removeRules(legacyInner); err != nil {
+		return fmt.Errorf("second layer of %s: %w", sb.Name, err)
+	}
+	return nil
+}
+
+// removeRules deletes those of rules that are there.
+func (t tables) removeRules(rules []rule) error {
+	for _, f := range []family{v4, v6} {
+		rs, err := t.load(f)
+		if err != nil {
+			return err
+		}
+		p := newPlan()
+		for _, r := range rules {
+			if line := render(r.spec); r.fam == f && slices.Contains(rs[r.table][r.chain], line) {
+				p.del[r.table] = append(p.del[r.table], "-D "+r.chain+" "+line)
+			}
+		}
+		if err := t.apply(f, p); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -4,12 +4,16 @@
 package netrules
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
 	"strings"
+	"syscall"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -118,4 +122,45 @@ func InNetNSAt(path string, fn func() error) error {
 	}
 	defer ns.Close()
 	return InNetNS(ns, fn)
+}
+
+// ListenNameGate opens the name gate's listener inside the network
+// namespace at nsPath: 127.0.0.1:NameGatePort, with NameGateMark on it and
+// so on every connection it accepts.
+func ListenNameGate(nsPath string) (ln net.Listener, err error) {
+	lc := net.ListenConfig{Control: markSocket}
+	err = InNetNSAt(nsPath, func() error {
+		ln, err = lc.Listen(context.Background(), "tcp4", netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), NameGatePort).String())
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("name gate: listen in %s: %w", nsPath, err)
+	}
+	return ln, nil
+}
+
+// NameGateDialer dials from inside the network namespace at nsPath, with
+// NameGateMark, so the connection is not sent back to the gate and passes
+// the sandbox's own rules like any of its connections.
+func NameGateDialer(nsPath string) func(ctx context.Context, dst netip.AddrPort) (net.Conn, error) {
+	d := net.Dialer{Control: markSocket}
+	return func(ctx context.Context, dst netip.AddrPort) (c net.Conn, err error) {
+		// One address, so the dial is made on this locked thread: the
+		// socket is created in the namespace and stays there.
+		err = InNetNSAt(nsPath, func() error {
+			c, err = d.DialContext(ctx, "tcp4", dst.String())
+			return err
+		})
+		return c, err
+	}
+}
+
+func markSocket(_, _ string, rc syscall.RawConn) error {
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, NameGateMark)
+	}); err != nil {
+		return err
+	}
+	return serr
 }

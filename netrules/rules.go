@@ -132,6 +132,9 @@ type Sandbox struct {
 	// Published are the sandbox's TCP ports the host forwards to: the
 	// only new connections its second layer lets in.
 	Published []uint16
+	// TLSPorts are the TCP ports on which the sandbox's connections to
+	// its allowlisted destinations go to the name gate instead.
+	TLSPorts []uint16
 }
 
 // LogGroup is the NFLOG group of the sandbox at addr: one per address, so

@@ -4,6 +4,7 @@
 package profiles
 
 import (
+	"slices"
 	"strings"
 	"time"
 )
@@ -154,6 +155,19 @@ type AllowEntry struct {
 	// given) on wildcard entries only; elsewhere they are refused.
 	MaxNames          *int `yaml:"max_names" json:"max_names,omitempty"`
 	NewNamesPerMinute *int `yaml:"new_names_per_minute" json:"new_names_per_minute,omitempty"`
+	// TLS puts the entry's TCP ports behind the name gate: a connection
+	// passes only if its ClientHello names this host and the sandbox's DNS
+	// gate resolved that name to that very address. An address on a CDN is
+	// shared by every site there; a name is not.
+	TLS *bool `yaml:"tls" json:"tls,omitempty"`
+}
+
+// TLSPorts are the entry's ports the name gate checks.
+func (a AllowEntry) TLSPorts() []int {
+	if a.TLS == nil || !*a.TLS || !slices.Contains(a.Protos(), "tcp") {
+		return nil
+	}
+	return a.Ports
 }
 
 // Wildcard reports whether the entry is "*.suffix".

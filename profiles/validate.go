@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -433,6 +434,13 @@ func (v validator) egress() {
 			c.add(field+".protocols", "is empty", "leave it out for TCP, or write [udp] or [tcp, udp]")
 		}
 		nameBounds(c, field, a)
+		switch {
+		case a.TLS == nil || !*a.TLS:
+		case a.CIDR != "":
+			c.add(field+".tls", "a cidr entry is checked by address only: it resolves no names to check a server name against", "remove tls, or name the hosts")
+		case !slices.Contains(a.Protos(), "tcp"):
+			c.add(field+".tls", "TLS runs over TCP and this entry opens UDP only", "remove tls, or add tcp to protocols")
+		}
 	}
 	if e.DNS.MinTTL.Seconds() < 1 {
 		c.add("egress.dns.min_ttl", "must be at least 1s", "e.g. min_ttl: 30s")

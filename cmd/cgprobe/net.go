@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
@@ -49,6 +51,19 @@ func netCheck(args []string) (any, error) {
 			timeout = d
 		}
 		return connect(args[1], timeout), nil
+	case "tls": // tls HOST:PORT SERVER-NAME [TIMEOUT]: a TLS handshake naming SERVER-NAME ("" for none)
+		if len(args) < 3 {
+			return nil, fmt.Errorf("usage: tls HOST:PORT SERVER-NAME [TIMEOUT]")
+		}
+		timeout := 3 * time.Second
+		if len(args) > 3 {
+			d, err := time.ParseDuration(args[3])
+			if err != nil {
+				return nil, err
+			}
+			timeout = d
+		}
+		return tlsConnect(args[1], args[2], timeout), nil
 	case "dns": // dns SERVER:PORT NAME TYPE [udp|tcp] [SOURCE-PORT]
 		if len(args) < 4 {
 			return nil, fmt.Errorf("usage: dns SERVER:PORT NAME TYPE [udp|tcp] [SOURCE-PORT]")
@@ -234,6 +249,33 @@ func connect(addr string, timeout time.Duration) Connected {
 	buf := make([]byte, 256)
 	n, _ := c.Read(buf)
 	res.Got = string(buf[:n])
+	return res
+}
+
+// tlsConnect makes a TLS connection naming serverName and reads what the
+// server says. The certificate is not checked: the name gate, not the
+// probe, decides who is reached, and the test servers' certificates are
+// their own.
+func tlsConnect(addr, serverName string, timeout time.Duration) Connected {
+	start := time.Now()
+	raw, err := net.DialTimeout("tcp", addr, timeout)
+	res := Connected{}
+	if err != nil {
+		res.Error, res.Took = errString(err), time.Since(start).Round(time.Millisecond).String()
+		return res
+	}
+	defer raw.Close()
+	_ = raw.SetDeadline(time.Now().Add(timeout))
+	c := tls.Client(raw, &tls.Config{ServerName: serverName, InsecureSkipVerify: true}) //nolint:gosec // see above
+	err = c.Handshake()
+	res.Took = time.Since(start).Round(time.Millisecond).String()
+	if err != nil {
+		res.Error = errString(err)
+		return res
+	}
+	res.OK = true
+	b, _ := io.ReadAll(io.LimitReader(c, 256))
+	res.Got = string(b)
 	return res
 }
 

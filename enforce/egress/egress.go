@@ -72,6 +72,7 @@ type Book struct {
 	drops       []DroppedAnswer
 	denied      []DeniedPacket
 	tlsRefusals []TLSRefusal
+	tls         TLSNames
 	dirty       chan struct{}
 }
 
@@ -127,20 +128,25 @@ type Snapshot struct {
 	Refused   []Refusal               `json:"refused_queries"`
 	Dropped   []DroppedAnswer         `json:"dropped_answers"`
 	Denied    []DeniedPacket          `json:"denied_packets"`
-	// TLSRefused are the last connections the name gate turned away.
-	TLSRefused []TLSRefusal `json:"tls_refused,omitempty"`
+	// TLSPassed and TLSRefusedCount count the name gate's decisions;
+	// TLSRefused are the last connections it turned away.
+	TLSPassed       uint64       `json:"tls_passed,omitempty"`
+	TLSRefusedCount uint64       `json:"tls_refused_count,omitempty"`
+	TLSRefused      []TLSRefusal `json:"tls_refused,omitempty"`
 }
 
 // New returns the book of sandbox name under profile p; it writes the set
 // through sets, publishes to snapPath and records denials with record.
 func New(name string, p *profiles.Profile, sets Sets, snapPath string, record func(audit.Event), log *slog.Logger) *Book {
 	policy := allowlist.NewPolicy(allowRules(p))
-	return &Book{
+	e := &Book{
 		name: name, policy: policy, cache: allowlist.NewCache(), wildcards: allowlist.NewWildcards(policy), net: sets,
 		minTTL: p.Egress.DNS.MinTTL.Duration, maxTTL: p.Egress.DNS.MaxTTL.Duration, log: log,
 		snapPath: snapPath, audit: record, now: time.Now, dirty: make(chan struct{}, 1),
 		installed: map[installedKey]time.Time{}, auditBudget: budget{perMinute: auditPerMinute},
 	}
+	e.tls.b = e
+	return e
 }
 
 // allowRules converts the profile's allowlist for netrules.
@@ -462,6 +468,7 @@ func (e *Book) publish(dnsPort int) {
 		Refused: append([]Refusal(nil), e.refusals...), Dropped: append([]DroppedAnswer(nil), e.drops...),
 		Denied: append([]DeniedPacket(nil), e.denied...), TLSRefused: append([]TLSRefusal(nil), e.tlsRefusals...)}
 	e.mu.Unlock()
+	snap.TLSPassed, snap.TLSRefusedCount = e.tls.Counts()
 	b, err := json.MarshalIndent(snap, "", "  ")
 	if err != nil {
 		return

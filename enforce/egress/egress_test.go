@@ -35,10 +35,11 @@ func (r *recordingNet) Allow(_ string, e []netrules.Entry) error {
 	return nil
 }
 
-func testEgress(t *testing.T, n Sets, now *time.Time) *Book {
+func testEgress(t *testing.T, n Sets, now *time.Time, extra ...profiles.AllowEntry) *Book {
 	t.Helper()
 	p := enforcetest.Profile(t, "e")
 	p.Egress.Allow = append(p.Egress.Allow, enforcetest.Allow("api.example.com", 443), enforcetest.Allow("*.cdn.example.com", 443))
+	p.Egress.Allow = append(p.Egress.Allow, extra...)
 	p.Egress.DNS.MinTTL.Duration, p.Egress.DNS.MaxTTL.Duration = 30*time.Second, time.Hour
 	e := New("e", p, n, t.TempDir()+"/egress.json", func(audit.Event) {}, slog.New(slog.DiscardHandler))
 	e.now = func() time.Time { return *now }

@@ -33,7 +33,7 @@ type TLSRefusal struct {
 }
 
 // TLSNames returns the book's decider for the name gate.
-func (e *Book) TLSNames() *TLSNames { return &TLSNames{b: e} }
+func (e *Book) TLSNames() *TLSNames { return &e.tls }
 
 // Decide implements namegate.Decider.
 func (n *TLSNames) Decide(now time.Time, serverName string, dst netip.AddrPort) (bool, string) {
@@ -49,14 +49,17 @@ func (n *TLSNames) decide(now time.Time, serverName string, dst netip.AddrPort) 
 	if name == "" {
 		return false, "no server name"
 	}
+	addr, port := dst.Addr().Unmap(), allowlist.Port{Proto: allowlist.TCP, Num: dst.Port()}
+	if n.b.policy.CIDRAllows(addr, port) {
+		return true, "" // a cidr: entry opens the address whatever the name
+	}
 	ports, ok := n.b.policy.Ports(name)
 	if !ok {
 		return false, fmt.Sprintf("server name %s is not allowlisted", name)
 	}
-	if !slices.Contains(ports, allowlist.Port{Proto: allowlist.TCP, Num: dst.Port()}) {
+	if !slices.Contains(ports, port) {
 		return false, fmt.Sprintf("server name %s is not allowlisted on port %d", name, dst.Port())
 	}
-	addr := dst.Addr().Unmap()
 	b, ok := n.b.cache.Bound(name, addr)
 	if !ok {
 		if other, found := n.b.cache.NameFor(addr); found {

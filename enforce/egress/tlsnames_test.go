@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/clawguard/clawguard/enforce/audit"
+	"github.com/clawguard/clawguard/enforce/enforcetest"
 )
 
 // The name gate's decision, from the book's records alone: the CDN case
@@ -15,7 +16,7 @@ import (
 // expired binding, a port the name is not allowed on, and wildcards.
 func TestATLSNamePassesOnlyAtAnAddressThisSandboxResolvedItTo(t *testing.T) {
 	now := time.Unix(10000, 0)
-	e := testEgress(t, &recordingNet{}, &now)
+	e := testEgress(t, &recordingNet{}, &now, enforcetest.AllowCIDR("198.51.100.128/26", 443))
 	cdn := netip.MustParseAddr("198.51.100.10")   // api.example.com and a.cdn.example.com both
 	other := netip.MustParseAddr("198.51.100.20") // a.cdn.example.com only
 	admit := func(name string, ttl time.Duration, addrs ...netip.Addr) {
@@ -44,6 +45,8 @@ func TestATLSNamePassesOnlyAtAnAddressThisSandboxResolvedItTo(t *testing.T) {
 		{"the right address on a port the name does not have", "api.example.com", at(cdn, 8443), 0, false, "port 8443"},
 		{"a wildcard's name at its own address", "a.cdn.example.com", at(other, 443), 0, true, ""},
 		{"no server name", "", at(cdn, 443), 0, false, "no server name"},
+		{"any name at an address a cidr entry opens on that port", "whatever.example", at(netip.MustParseAddr("198.51.100.130"), 443), 0, true, ""},
+		{"a cidr entry's address on another port", "whatever.example", at(netip.MustParseAddr("198.51.100.130"), 8443), 0, false, "not allowlisted"},
 		{"within TTL plus grace", "api.example.com", at(cdn, 443), 69 * time.Second, true, ""},
 		{"past TTL plus grace", "api.example.com", at(cdn, 443), 71 * time.Second, false, "expired"},
 	}

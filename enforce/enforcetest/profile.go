@@ -21,3 +21,8 @@ func Profile(t testing.TB, name string) *profiles.Profile {
 func Allow(host string, port int) profiles.AllowEntry {
 	return profiles.AllowEntry{Host: host, Ports: []int{port}}
 }
+
+// AllowCIDR is an allowlist entry for a range on one port.
+func AllowCIDR(cidr string, port int) profiles.AllowEntry {
+	return profiles.AllowEntry{CIDR: cidr, Ports: []int{port}}
+}

@@ -191,6 +191,16 @@ func (p *Policy) ExplicitlyAllowed(addr netip.Addr) bool {
 	return false
 }
 
+// CIDRAllows reports whether a CIDR entry opens port at addr.
+func (p *Policy) CIDRAllows(addr netip.Addr, port Port) bool {
+	for _, r := range p.cidrs {
+		if r.CIDR.Contains(addr) && slices.Contains(r.Ports, port) {
+			return true
+		}
+	}
+	return false
+}
+
 func union(a, b []Port) []Port {
 	out := append(slices.Clone(a), b...)
 	slices.SortFunc(out, comparePorts)

@@ -33,14 +33,19 @@ type Config struct {
 	Dial func(ctx context.Context, dst netip.AddrPort) (net.Conn, error)
 	// HelloTimeout bounds the wait for a whole ClientHello.
 	HelloTimeout time.Duration
-	Log          *slog.Logger
+	// MaxConns caps the connections the gate holds at once (default
+	// 512): each is a socket pair and a ClientHello's buffer, and an agent
+	// decides how many it opens.
+	MaxConns int
+	Log      *slog.Logger
 }
 
 // Gate accepts the redirected connections of one sandbox.
 type Gate struct {
-	cfg Config
-	d   Decider
-	wg  sync.WaitGroup
+	cfg   Config
+	d     Decider
+	wg    sync.WaitGroup
+	slots chan struct{}
 }
 
 // New returns a gate; zero fields of cfg get safe defaults.
@@ -54,7 +59,10 @@ func New(cfg Config, d Decider) (*Gate, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Gate{cfg: cfg, d: d}, nil
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 512
+	}
+	return &Gate{cfg: cfg, d: d, slots: make(chan struct{}, cfg.MaxConns)}, nil
 }
 
 // Serve accepts on ln until ctx ends or ln fails, and waits for every
@@ -75,9 +83,16 @@ func (g *Gate) Serve(ctx context.Context, ln net.Listener) error {
 			}
 			return fmt.Errorf("namegate: accept: %w", err)
 		}
+		select {
+		case g.slots <- struct{}{}:
+		default:
+			g.refuse(c, "", netip.AddrPort{}, fmt.Sprintf("the gate holds %d connections already", g.cfg.MaxConns))
+			c.Close()
+			continue
+		}
 		g.wg.Add(1)
 		go func() {
-			defer g.wg.Done()
+			defer func() { <-g.slots; g.wg.Done() }()
 			g.handle(ctx, c)
 		}()
 	}
@@ -87,6 +102,9 @@ func (g *Gate) Serve(ctx context.Context, ln net.Listener) error {
 // original destination with the ClientHello replayed.
 func (g *Gate) handle(ctx context.Context, c net.Conn) {
 	defer c.Close()
+	// The gate's end ends its connections: a sandbox being torn down must
+	// not wait for its agent to hang up.
+	defer context.AfterFunc(ctx, func() { c.Close() })()
 	dst, err := g.cfg.OriginalDst(c)
 	if err != nil {
 		g.refuse(c, "", netip.AddrPort{}, fmt.Sprintf("original destination unknown: %v", err))
@@ -110,6 +128,7 @@ func (g *Gate) handle(ctx context.Context, c net.Conn) {
 		return
 	}
 	defer up.Close()
+	defer context.AfterFunc(ctx, func() { up.Close() })()
 	if _, err := up.Write(h.Raw); err != nil {
 		reset(c)
 		return

@@ -303,3 +303,121 @@ func FuzzReadHello(f *testing.F) {
 		}
 	})
 }
+
+// An agent decides how many connections it opens: past MaxConns the gate
+// resets new ones at once, without reading them, and takes new ones again
+// as the held ones end. The control is the first two, which the gate holds.
+func TestTheGateHoldsAtMostMaxConns(t *testing.T) {
+	srv := cdn(t)
+	b := &book{name: "api.example.com", addr: srv.Addr()}
+	g, err := New(Config{
+		OriginalDst: func(net.Conn) (netip.AddrPort, error) { return srv, nil },
+		Dial: func(ctx context.Context, to netip.AddrPort) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "tcp", to.String())
+		},
+		HelloTimeout: 10 * time.Second,
+		MaxConns:     2,
+	}, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Serve(ctx, ln) }()
+	defer func() { cancel(); <-done }()
+
+	// held: connected, silent; the gate waits for their ClientHello.
+	var held []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	closedAtOnce := func() bool {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			return true
+		}
+		defer c.Close()
+		_ = c.SetReadDeadline(time.Now().Add(time.Second))
+		_, err = c.Read(make([]byte, 1))
+		var ne net.Error
+		return err != nil && !(errors.As(err, &ne) && ne.Timeout())
+	}
+	// The gate may not have taken both slots yet when the third dials.
+	var over bool
+	for range 50 {
+		if over = closedAtOnce(); over {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !over {
+		t.Fatal("a third connection was held beside two at MaxConns 2")
+	}
+	if r := b.reasons(); !strings.Contains(r, "holds 2 connections") {
+		t.Fatalf("refusals reported: %q", r)
+	}
+	for _, c := range held {
+		c.Close()
+	}
+	var got string
+	for range 50 {
+		if got, err = through(ln.Addr().String(), "api.example.com", plainDial); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got != "served api.example.com" {
+		t.Fatalf("after the held connections ended: %q, %v", got, err)
+	}
+}
+
+// Stopping the gate ends the connections it spliced: a sandbox's teardown
+// waits for its gate, and must not wait for the agent to hang up.
+func TestStoppingTheGateEndsItsConnections(t *testing.T) {
+	srv := cdn(t)
+	b := &book{name: "api.example.com", addr: srv.Addr()}
+	g, err := New(Config{
+		OriginalDst: func(net.Conn) (netip.AddrPort, error) { return srv, nil },
+		Dial: func(ctx context.Context, to netip.AddrPort) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "tcp", to.String())
+		},
+	}, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Serve(ctx, ln) }()
+	// A connection held open: silent after its ClientHello, so the gate
+	// is in the middle of its splice.
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	c := tls.Client(raw, &tls.Config{ServerName: "api.example.com", InsecureSkipVerify: true})
+	if err := c.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve still waits for a connection 5 s after its end")
+	}
+}
