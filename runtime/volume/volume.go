@@ -192,11 +192,15 @@ func makeImage(ctx context.Context, path string, size int64, uid, gid uint32) (r
 	if err != nil {
 		return err
 	}
-	// nodiscard keeps the reservation: mke2fs would otherwise punch the
-	// blocks out again. No reserved blocks: the filesystem is all the
-	// agent's. The root directory is the sandbox user's.
+	// The reservation must survive: mke2fs would discard (punch out) the
+	// blocks, and ext4's lazy initialisation, once the volume is mounted,
+	// zeroes its inode tables through the loop device by punching holes,
+	// handing blocks back to the host that the agent's writes would later
+	// need again. So nothing is discarded and everything is initialised
+	// now. No reserved blocks: the filesystem is all the agent's. The root
+	// directory is the sandbox user's.
 	cmd := exec.CommandContext(ctx, mkfs, "-q", "-F", "-t", "ext4", "-m", "0",
-		"-E", fmt.Sprintf("nodiscard,root_owner=%d:%d", uid, gid), tmp)
+		"-E", fmt.Sprintf("nodiscard,lazy_itable_init=0,lazy_journal_init=0,root_owner=%d:%d", uid, gid), tmp)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("%s: %w: %s", mkfs, err, strings.TrimSpace(string(out)))
 	}
