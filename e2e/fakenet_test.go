@@ -302,6 +302,7 @@ func newFakeDNS() *fakeDNS {
 	d.set("api.anthropic.com", 300, apiAddr)
 	d.set("api.openai.com", 300, apiAddr)
 	d.set("other.example.test", 300, deniedAddr)
+	d.set("cdn-b.example.test", 300, api2Addr)
 	d.set("evil.example.org", 300, deniedAddr)
 	d.set("meta.example.test", 300, metadataAddr)
 	d.set("private.example.test", 300, privateAddr)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/clawguard/clawguard/netrules/nettest"
+	"github.com/clawguard/clawguard/verify"
 )
 
 // nameGateProfile allowlists two names on the CDN's port behind the name
@@ -39,7 +40,7 @@ func (h *harness) sandboxTLS(t testing.TB, name, addr, serverName string) probeC
 // name has moved, its old address is refused and the new one served.
 func TestTheNameGatePassesOnlyANameAtTheAddressItResolvedTo(t *testing.T) {
 	h := env
-	h.net.dns.set("cdn-b.example.test", 300, api2Addr)
+	t.Cleanup(func() { h.net.dns.set("cdn-b.example.test", 300, api2Addr) }) // the move below
 	at := func(addr string) string { return fmt.Sprintf("%s:%d", addr, cdnPort) }
 	for _, tc := range []struct{ addr, name string }{
 		{apiAddr, "api.example.test"}, {apiAddr, "attacker.example"}, {apiAddr, ""}, {api2Addr, "api.example.test"},
@@ -118,6 +119,11 @@ func TestTheNameGatePassesOnlyANameAtTheAddressItResolvedTo(t *testing.T) {
 		t.Errorf("status name_gate: passed %d, refused %d: %s", g.Passed, g.Refused, ng())
 	}
 
+	// verify proves it from inside, against the host's own control.
+	if v, _ := h.verifySandbox(t, name); result(v, "name-gate").Status != verify.Pass {
+		t.Errorf("verify name-gate: %+v\n%s", result(v, "name-gate"), v.explain())
+	}
+
 	// The name moves: once its binding has expired (TTL 1s plus the 10 s
 	// grace), its old address is refused, and the new one is served as soon
 	// as it resolves.
@@ -142,7 +148,6 @@ func TestTheNameGatePassesOnlyANameAtTheAddressItResolvedTo(t *testing.T) {
 // them again, with no rule duplicated.
 func TestTheNameGateFailsClosedAndComesBackWithTheDaemon(t *testing.T) {
 	h := env
-	h.net.dns.set("cdn-b.example.test", 300, api2Addr)
 	at := fmt.Sprintf("%s:%d", apiAddr, cdnPort)
 	d := h.startDaemon(t)
 	const name = "namegate-daemon"

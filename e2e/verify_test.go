@@ -145,8 +145,9 @@ func TestEachWeakenedControlFailsItsCheck(t *testing.T) {
 	for _, tc := range []struct {
 		weaken string
 		fails  []string
-		// volume makes the workspace a volume of that size.
-		volume string
+		// volume makes the workspace a volume of that size; extra is
+		// added to the profile.
+		volume, extra string
 	}{
 		{weaken: "cap", fails: []string{"capabilities"}},
 		// Root without capabilities is just another user: it neither owns
@@ -172,11 +173,14 @@ func TestEachWeakenedControlFailsItsCheck(t *testing.T) {
 		{weaken: "inner-layer", fails: []string{"second-layer"}},
 		// The workspace on the host's disk instead of its volume.
 		{weaken: "volume=" + hostDir, fails: []string{"disk"}, volume: "32M"},
+		// TLS straight to the CDN: another name is served at the
+		// allowlisted name's address.
+		{weaken: "name-gate", fails: []string{"name-gate"}, extra: nameGateProfile},
 	} {
 		id, _, _ := strings.Cut(tc.weaken, "=")
 		t.Run(id, func(t *testing.T) {
 			name := "weak-" + id
-			env.start(t, profile{Name: name, Weaken: tc.weaken, WorkspaceVolume: tc.volume})
+			env.start(t, profile{Name: name, Weaken: tc.weaken, WorkspaceVolume: tc.volume, Extra: tc.extra})
 			v, code := env.verifySandbox(t, name)
 			if got := v.with(verify.Fail); code != 1 || !slices.Equal(got, tc.fails) {
 				t.Fatalf("weakened %s: exit %d, failing %v, want %v\n%s", tc.weaken, code, got, tc.fails, v.explain())

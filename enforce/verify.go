@@ -3,6 +3,7 @@ package enforce
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -92,6 +93,7 @@ func (s *Supervisor) Verify(ctx context.Context, name string, o VerifyOptions) (
 	}
 	host := s.hostFacts(ctx, name, st, policy, info.Pid, ln)
 	host.Silent = silent
+	host.OtherServed = otherServed(report.Names, o.Timeout)
 	results := verify.Judge(expect, report, host)
 	v := &Verification{Sandbox: name, Results: results, Passed: !verify.Failed(results), Took: time.Since(began)}
 	s.audit.Write(name, audit.Event{Kind: "verified", Reason: fmt.Sprintf("%d checks, passed %v", len(results), v.Passed)})
@@ -136,6 +138,9 @@ func expectFor(p *profiles.Profile, st *State) (verify.Expect, error) {
 	for _, t := range p.Tmpfs {
 		e.Tmpfs = append(e.Tmpfs, verify.Tmpfs{Path: t.Path, SizeBytes: t.Size.Bytes})
 	}
+	for _, port := range tlsPorts(p.Egress) {
+		e.TLSPorts = append(e.TLSPorts, int(port))
+	}
 	if p.Agent == profiles.AgentOpenClaw {
 		allowed, err := profiles.AllowedCommands(p)
 		if err != nil {
@@ -144,6 +149,55 @@ func expectFor(p *profiles.Profile, st *State) (verify.Expect, error) {
 		e.AgentConfig = verify.AgentConfig{ConfigPath: profiles.OpenClawConfigPath, ApprovalsPath: profiles.OpenClawApprovalsPath, Allowed: allowed}
 	}
 	return e, nil
+}
+
+// otherName is what the name-gate check names where it must be refused: a
+// name under .invalid, which no server can have been configured for.
+const otherName = "clawguard-verify.invalid"
+
+// nameProbes are the name gate's probes: each exact name on a TLS port, on
+// the first of them. A wildcard names no host to try.
+func nameProbes(e profiles.Egress) []verify.NameProbe {
+	var out []verify.NameProbe
+	for _, a := range e.Allow {
+		if ports := a.TLSPorts(); len(ports) > 0 && a.Host != "" && !a.Wildcard() {
+			out = append(out, verify.NameProbe{Name: a.Host, Port: ports[0], Other: otherName})
+		}
+	}
+	return out
+}
+
+// otherServed is the control of the name-gate check: whether each probed
+// destination, asked by the host itself, serves the other name too. A
+// destination that refuses it anyway makes the gate's refusal prove
+// nothing.
+func otherServed(names []verify.NameResult, timeout time.Duration) map[string]string {
+	out := map[string]string{}
+	for _, n := range names {
+		if n.Addr == "" {
+			continue
+		}
+		at := net.JoinHostPort(n.Addr, strconv.Itoa(n.Port))
+		out[at] = hostTLS(at, n.Other, 2*timeout)
+	}
+	return out
+}
+
+// hostTLS makes a TLS handshake from the host naming serverName: "" when
+// it completed. The certificate is not checked: the control asks only
+// whether the destination serves the name at all.
+func hostTLS(addr, serverName string, timeout time.Duration) string {
+	raw, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return err.Error()
+	}
+	defer raw.Close()
+	_ = raw.SetDeadline(time.Now().Add(timeout))
+	c := tls.Client(raw, &tls.Config{ServerName: serverName, InsecureSkipVerify: true}) //nolint:gosec // see above
+	if err := c.Handshake(); err != nil {
+		return err.Error()
+	}
+	return ""
 }
 
 // hostListener accepts and drops connections on every host address, so the
@@ -182,7 +236,7 @@ func openHostListener(gw netip.Addr) (*hostListener, error) {
 // must be blocked but does not answer the host either to the host's error:
 // its silence in the sandbox proves nothing.
 func (s *Supervisor) planFor(p *profiles.Profile, policy *allowlist.Policy, st *State, o VerifyOptions, ln *hostListener) (verify.Plan, map[string]string, error) {
-	plan := verify.Plan{TimeoutMillis: int(o.Timeout / time.Millisecond)}
+	plan := verify.Plan{TimeoutMillis: int(o.Timeout / time.Millisecond), Names: nameProbes(p.Egress)}
 	for _, m := range p.Mounts {
 		if m.Writable() {
 			plan.Writable = append(plan.Writable, m.Target)

@@ -23,6 +23,9 @@ type Config struct {
 	// NoInnerLayer leaves out the rules and sets in each sandbox's own
 	// namespace: only the end-to-end suite's control case sets it.
 	NoInnerLayer bool
+	// NoNameGate sends nothing to the name gate: only test builds set it,
+	// to prove verify's name-gate check fails without it.
+	NoNameGate bool
 }
 
 // Host installs and removes the kernel state of enforcement: the bridge and

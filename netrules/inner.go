@@ -245,6 +245,9 @@ func (h *Host) ensureInner(sb Sandbox, nsPath string, static []NetEntry) error {
 	if err := in.sets.addEntries(SetName(sb.Name), seed); err != nil {
 		return fmt.Errorf("second layer: seed the mirror: %w", err)
 	}
+	if h.cfg.NoNameGate {
+		sb.TLSPorts = nil
+	}
 	if _, err := in.t.ensure(innerChains(), innerRules(sb)); err != nil {
 		return fmt.Errorf("second layer of %s: %w", sb.Name, err)
 	}
@@ -280,6 +283,9 @@ func (t tables) removeRules(rules []rule) error {
 func (h *Host) InnerMissing(sb Sandbox) ([]string, error) {
 	sb.Gateway = h.Gateway()
 	sb.LogGroup = LogGroup(h.cfg.Subnet, sb.IP)
+	if h.cfg.NoNameGate {
+		sb.TLSPorts = nil
+	}
 	t := tables{r: execRunner{netns: NetNSPath(sb.Name)}}
 	var missing []string
 	for _, f := range []family{v4, v6} {

@@ -3,6 +3,7 @@ package verify
 import (
 	"fmt"
 	"maps"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,13 +35,15 @@ type Expect struct {
 	Capabilities []string // CAP_* names the profile grants; normally none
 	ReadOnlyRoot bool
 	Writable     []string // writable mount targets, volumes among them
-	Volumes      []Volume
-	Tmpfs        []Tmpfs
-	Secrets      []string // file names under /run/secrets
-	MemoryBytes  int64
-	CPUs         float64
-	Pids         int64
-	Publish      []string // published port specs, as the profile writes them
+	// TLSPorts are the ports behind the name gate.
+	TLSPorts    []int
+	Volumes     []Volume
+	Tmpfs       []Tmpfs
+	Secrets     []string // file names under /run/secrets
+	MemoryBytes int64
+	CPUs        float64
+	Pids        int64
+	Publish     []string // published port specs, as the profile writes them
 	// Syscall says how the profile answers a probed call: the errno, or
 	// denied false when it allows it.
 	Syscall func(call string) (errno string, denied bool)
@@ -90,6 +93,10 @@ type Host struct {
 	// SecondLayer is what was read of the rules in the sandbox's own
 	// namespace.
 	SecondLayer Layer
+	// OtherServed is, per "addr:port" the name gate was probed at, the
+	// error of the host's own TLS connection there naming the other name
+	// ("" when the destination served it: the control).
+	OtherServed map[string]string
 }
 
 // Layer is the second layer as read: what is missing or out of place, or
@@ -173,6 +180,7 @@ func Checks() []Check {
 		{ID: "egress-blocked", Risks: "T3", Title: "egress outside the allowlist blocked", Proves: "a destination outside the allowlist cannot be reached", judge: dialsBlocked("egress-blocked", "no destination outside the allowlist known: pass --blocked-probe HOST:PORT")},
 		{ID: "allowlist", Risks: "-", Title: "allowlisted names resolve and connect", Proves: "every allowlisted name resolves through the DNS gate and its ports answer", judge: checkAllowlist},
 		{ID: "second-layer", Risks: "T3", Title: "second layer in the sandbox's namespace", Proves: "(host) the sandbox's own network namespace drops, first thing in OUTPUT, what its allowlist does not grant: a flush of the host's tables opens nothing", judge: checkSecondLayer},
+		{ID: "name-gate", Risks: "T3", Title: "TLS passes only under its allowlisted name", Proves: "on a port behind the name gate, a TLS connection naming the allowlisted name passes and one naming another name to the same address is refused, where the host shows the destination serves both", judge: checkNameGate},
 		{ID: "egress-set", Risks: "T3", Title: "egress set holds only allowlisted addresses", Proves: "(host) every address the kernel lets through comes from an allowlisted name or cidr entry", judge: checkEgressSet},
 		{ID: "dns-denied", Risks: "T3", Title: "DNS refuses names outside the allowlist", Proves: "a name outside the allowlist gets no address", judge: checkDeniedName},
 		{ID: "dns-direct", Risks: "T3", Title: "direct DNS to outside resolvers blocked", Proves: "the agent cannot bypass the DNS gate by asking a resolver itself", judge: checkDirectDNS},
@@ -339,6 +347,39 @@ func checkDisk(e Expect, r Report, _ Host) (Status, string, string) {
 		return Warn, w, strings.Join(seen, "; ")
 	}
 	return Pass, w, strings.Join(seen, "; ")
+}
+
+func checkNameGate(e Expect, r Report, h Host) (Status, string, string) {
+	if len(e.TLSPorts) == 0 {
+		return Pass, "no port behind the name gate", "none asked for"
+	}
+	if len(r.Names) == 0 {
+		return Warn, "each allowlisted name served under its own name only", "no exact name on a TLS port to try (a wildcard names no host to probe)"
+	}
+	var bad, unproven, good []string
+	for _, n := range r.Names {
+		at := net.JoinHostPort(n.Addr, strconv.Itoa(n.Port))
+		switch {
+		case n.Resolve != "" || n.Addr == "":
+			unproven = append(unproven, fmt.Sprintf("%s: does not resolve (%s)", n.Name, n.Resolve))
+		case n.Named != "":
+			bad = append(bad, fmt.Sprintf("%s at %s refused under its own name: %s", n.Name, at, n.Named))
+		case n.Othered == "":
+			bad = append(bad, fmt.Sprintf("%s (the address of %s) served %s", at, n.Name, n.Other))
+		case h.OtherServed[at] != "":
+			unproven = append(unproven, fmt.Sprintf("%s refuses %s itself (%s): its refusal through the gate proves nothing", at, n.Other, h.OtherServed[at]))
+		default:
+			good = append(good, fmt.Sprintf("%s at %s: its own name served, %s refused (%s)", n.Name, at, n.Other, n.Othered))
+		}
+	}
+	want := "each allowlisted name served under its own name only"
+	switch {
+	case len(bad) > 0:
+		return Fail, want, strings.Join(bad, "; ")
+	case len(unproven) > 0:
+		return Warn, want, strings.Join(append(unproven, good...), "; ")
+	}
+	return Pass, want, strings.Join(good, "; ")
 }
 
 // mib writes a byte count in MiB, one decimal.

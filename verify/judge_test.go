@@ -26,7 +26,8 @@ const goodApprovals = `{
 func good() (Expect, Report, Host) {
 	e := Expect{
 		UID: 1000, GID: 1000, ReadOnlyRoot: true, Writable: []string{"/workspace"}, Volumes: []Volume{{Path: "/workspace", SizeBytes: 32 << 20}},
-		Tmpfs: []Tmpfs{{Path: "/tmp", SizeBytes: 100 << 20}}, Secrets: []string{"api-key"},
+		TLSPorts: []int{443},
+		Tmpfs:    []Tmpfs{{Path: "/tmp", SizeBytes: 100 << 20}}, Secrets: []string{"api-key"},
 		MemoryBytes: 1 << 30, CPUs: 1, Pids: 100, Publish: []string{"127.0.0.1:18789:18789"},
 		Syscall: func(call string) (string, bool) {
 			if call == "clone3" {
@@ -74,6 +75,8 @@ func good() (Expect, Report, Host) {
 		DirectDNS:    map[string]string{"198.51.100.53:53": "timeout"},
 		Files:        map[string]File{"/etc/openclaw/openclaw.json": {Content: goodConfig}, "/etc/openclaw/exec-approvals.json": {Content: goodApprovals}},
 		Disks:        map[string]Disk{"/workspace": {TotalBytes: 24 << 20, FreeBytes: 20 << 20}},
+		Names: []NameResult{{NameProbe: NameProbe{Name: "api.example.com", Port: 443, Other: "clawguard-verify.invalid"},
+			Addr: "198.51.100.10", Othered: "read: connection reset by peer"}},
 	}
 	for _, p := range MaskedPaths {
 		r.Mounts = append(r.Mounts, Mount{Target: p, FSType: "tmpfs", Options: []string{"ro"}})
@@ -86,6 +89,7 @@ func good() (Expect, Report, Host) {
 		Published:    []Published{{Spec: "127.0.0.1:18789:18789", HostIP: "127.0.0.1", Port: 18789, Listeners: []string{"127.0.0.1"}}},
 		HostListener: "0.0.0.0:40000",
 		SecondLayer:  Layer{Read: true},
+		OtherServed:  map[string]string{"198.51.100.10:443": ""},
 	}
 	return e, r, h
 }
@@ -110,6 +114,18 @@ func TestAHealthySandboxPassesEveryCheck(t *testing.T) {
 	}
 	if len(rs) != len(Checks()) {
 		t.Errorf("%d results for %d checks", len(rs), len(Checks()))
+	}
+}
+
+// A destination that refuses the other name itself proves nothing by
+// refusing it through the gate: a warning, with the reason.
+func TestANameGateRefusalTheDestinationWouldMakeAnywayIsAWarning(t *testing.T) {
+	e, r, h := good()
+	h.OtherServed["198.51.100.10:443"] = "remote error: tls: unrecognized name"
+	for _, res := range Judge(e, r, h) {
+		if res.ID == "name-gate" && (res.Status != Warn || !strings.Contains(res.Seen, "proves nothing")) {
+			t.Fatalf("name-gate: %s, %s", res.Status, res.Seen)
+		}
 	}
 }
 
@@ -151,6 +167,10 @@ func TestEachWeakeningFailsItsOwnCheck(t *testing.T) {
 			r.WriteRoot = "EACCES"
 		}, []string{"rootfs"}},
 		{"profile asks for a writable rootfs", func(e *Expect, _ *Report, _ *Host) { e.ReadOnlyRoot = false }, []string{"rootfs"}},
+		{"another name served at an allowlisted name's address", func(_ *Expect, r *Report, _ *Host) { r.Names[0].Othered = "" }, []string{"name-gate"}},
+		{"the allowlisted name refused by the name gate", func(_ *Expect, r *Report, _ *Host) {
+			r.Names[0].Named = "read: connection reset by peer"
+		}, []string{"name-gate"}},
 		{"a volume on the host's filesystem", func(_ *Expect, r *Report, _ *Host) {
 			r.Disks["/workspace"] = Disk{TotalBytes: 250 << 30, FreeBytes: 80 << 30}
 		}, []string{"disk"}},

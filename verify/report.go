@@ -29,6 +29,8 @@ type Plan struct {
 	DirectDNS []string `json:"direct_dns,omitempty"`
 	// Files are files to read back (the agent's configuration), up to 1 MiB.
 	Files []string `json:"files,omitempty"`
+	// Names are the name gate's probes.
+	Names []NameProbe `json:"names,omitempty"`
 	// TimeoutMillis bounds each connection attempt and query.
 	TimeoutMillis int `json:"timeout_ms"`
 }
@@ -44,6 +46,25 @@ type Dial struct {
 type Reach struct {
 	Name  string `json:"name"`
 	Ports []int  `json:"ports"`
+}
+
+// NameProbe is an allowlisted name on a TLS port behind the name gate: the
+// probe resolves it and makes two TLS connections to its address, one
+// naming it, which must pass, and one naming Other, which must not.
+type NameProbe struct {
+	Name  string `json:"name"`
+	Port  int    `json:"port"`
+	Other string `json:"other"`
+}
+
+// NameResult is what the probe saw of a NameProbe: errors, "" where the
+// handshake completed.
+type NameResult struct {
+	NameProbe
+	Addr    string `json:"addr,omitempty"`
+	Resolve string `json:"resolve,omitempty"`
+	Named   string `json:"named"`
+	Othered string `json:"othered"`
 }
 
 // Report is everything the probe observed. Errors are errno names ("EPERM")
@@ -77,6 +98,7 @@ type Report struct {
 	// Disks is the filesystem each writable mount target is on, as
 	// statfs sees it from inside.
 	Disks map[string]Disk `json:"disks,omitempty"`
+	Names []NameResult    `json:"names,omitempty"`
 }
 
 // Disk is the size of the filesystem under a path, or why it could not be

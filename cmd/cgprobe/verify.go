@@ -35,6 +35,7 @@ func runVerify(plan verify.Plan) verify.Report {
 	var wg sync.WaitGroup
 	wg.Go(func() { r.Dials = dialAll(plan.Dials, timeout) })
 	wg.Go(func() { r.Reach = reachAll(plan.Reach, timeout) })
+	wg.Go(func() { r.Names = namesAll(plan.Names, timeout) })
 	wg.Go(func() { r.DeniedLookup = lookup(plan.DeniedName, timeout) })
 	wg.Go(func() { r.DirectDNS = directDNS(plan.DirectDNS, timeout) })
 	wg.Go(func() { r.IPv6 = ipv6(timeout) })
@@ -238,6 +239,31 @@ func reachAll(rs []verify.Reach, timeout time.Duration) []verify.ReachResult {
 				for _, p := range r.Ports {
 					addr := net.JoinHostPort(l.Addrs[0], strconv.Itoa(p))
 					res.Dials = append(res.Dials, verify.DialResult{Dial: verify.Dial{Check: "allowlist", Network: "tcp", Addr: addr}, Err: dial("tcp", addr, 2*timeout)})
+				}
+			}
+			out[i] = res
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// namesAll tries each name behind the name gate under its own name and
+// under another.
+func namesAll(ns []verify.NameProbe, timeout time.Duration) []verify.NameResult {
+	out := make([]verify.NameResult, len(ns))
+	var wg sync.WaitGroup
+	for i, n := range ns {
+		wg.Go(func() {
+			res := verify.NameResult{NameProbe: n}
+			l := lookup(n.Name, 3*timeout)
+			res.Resolve = l.Err
+			if len(l.Addrs) > 0 {
+				res.Addr = l.Addrs[0]
+				at := net.JoinHostPort(res.Addr, strconv.Itoa(n.Port))
+				res.Named = tlsConnect(at, n.Name, 2*timeout).Error
+				if c := tlsConnect(at, n.Other, 2*timeout); !c.OK {
+					res.Othered = c.Error
 				}
 			}
 			out[i] = res

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -192,6 +193,20 @@ func printEgress(w io.Writer, s enforce.Status, rules bool) {
 				times = fmt.Sprintf(" x%d", r.Count)
 			}
 			fmt.Fprintf(w, "  %s  %-5s %s  (%s)%s\n", r.Time.Local().Format("15:04:05"), r.Type, r.Name, r.Reason, times)
+		}
+	}
+	if g := s.NameGate; g != nil {
+		ports := make([]string, len(g.Ports))
+		for i, p := range g.Ports {
+			ports[i] = strconv.Itoa(int(p))
+		}
+		fmt.Fprintf(w, "%s: name gate on %s/tcp: %d TLS connections passed, %d refused\n", s.Name, strings.Join(ports, ","), g.Passed, g.Refused)
+		for _, r := range g.Refusals {
+			name := r.ServerName
+			if name == "" {
+				name = "(no name)"
+			}
+			fmt.Fprintf(w, "  %s  %s -> %s  (%s)\n", r.Time.Local().Format("15:04:05"), name, r.Destination, r.Reason)
 		}
 	}
 	if len(s.DroppedAnswers) > 0 {

@@ -158,7 +158,7 @@ func (g *globals) supervisor(ctx context.Context, step func(string, time.Duratio
 	if err := enforce.CheckStateDir(g.stateDir); err != nil {
 		return nil, nil, usage("--state-dir: %v", err)
 	}
-	host, err := netrules.NewHost(netrules.Config{Bridge: g.bridge, Subnet: subnet, StateDir: g.stateDir, KeepFlows: weakened("conntrack"), NoInnerLayer: weakened("inner-layer")})
+	host, err := netrules.NewHost(netrules.Config{Bridge: g.bridge, Subnet: subnet, StateDir: g.stateDir, KeepFlows: weakened("conntrack"), NoInnerLayer: weakened("inner-layer"), NoNameGate: weakened("name-gate")})
 	if err != nil {
 		return nil, nil, usage("%v", err)
 	}
