@@ -190,16 +190,17 @@ func serveHello(ln net.Listener) {
 // serves every site it carries from the same addresses.
 func serveCDN(ln net.Listener, cert tls.Certificate) {
 	serveConns(ln, func(c net.Conn) {
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		// A client that says nothing for a moment gets the plain greeting
+		// too, as a server-first protocol would send it.
+		_ = c.SetDeadline(time.Now().Add(300 * time.Millisecond))
 		br := bufio.NewReader(c)
 		first, err := br.Peek(1)
-		if err != nil {
-			return
-		}
-		if first[0] != 0x16 { // not a TLS handshake record
+		if err != nil || first[0] != 0x16 { // not a TLS handshake record
+			_ = c.SetDeadline(time.Now().Add(2 * time.Second))
 			fmt.Fprintf(c, "plain hello from %s\n", c.LocalAddr())
 			return
 		}
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 		tc := tls.Server(peekedConn{c, br}, &tls.Config{Certificates: []tls.Certificate{cert}})
 		if tc.Handshake() != nil {
 			return
@@ -232,6 +233,21 @@ func selfSigned() (tls.Certificate, error) {
 		return tls.Certificate{}, err
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
+// hostSend connects from the host, writes msg and returns the answer.
+func hostSend(addr, msg string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := io.WriteString(c, msg); err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(io.LimitReader(c, 256))
+	return string(b), err
 }
 
 // hostTLS is the host's own TLS connection to addr naming serverName: the

@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -50,8 +51,12 @@ func TestTheNameGatePassesOnlyANameAtTheAddressItResolvedTo(t *testing.T) {
 			t.Fatalf("control: the CDN does not serve %q at %s from the host (%q, %v): refusing it below would prove nothing", tc.name, tc.addr, got, err)
 		}
 	}
+	const plainHTTP = "GET / HTTP/1.0\r\n\r\n"
+	if got, err := hostSend(at(apiAddr), plainHTTP); err != nil || !strings.HasPrefix(got, "plain hello") {
+		t.Fatalf("control: the CDN does not answer plain HTTP from the host (%q, %v)", got, err)
+	}
 	if got, err := hostConnect(at(apiAddr)); err != nil || !strings.HasPrefix(got, "plain hello") {
-		t.Fatalf("control: the CDN does not answer plain text from the host (%q, %v)", got, err)
+		t.Fatalf("control: the CDN does not greet a silent client from the host (%q, %v)", got, err)
 	}
 
 	const name = "namegate"
@@ -78,8 +83,13 @@ func TestTheNameGatePassesOnlyANameAtTheAddressItResolvedTo(t *testing.T) {
 			t.Errorf("%s (%q at %s) was served: %+v", tc.what, tc.serverName, tc.addr, c)
 		}
 	}
+	var plain probeConnected
+	h.netProbe(t, name, &plain, "connect", at(apiAddr), "2s", plainHTTP)
+	if strings.Contains(plain.Got, "plain hello") {
+		t.Errorf("plain HTTP on a TLS port reached the server: %+v", plain)
+	}
 	if c := h.sandboxConnect(t, name, at(apiAddr)); strings.Contains(c.Got, "plain hello") {
-		t.Errorf("plain text on a TLS port reached the server: %+v", c)
+		t.Errorf("a silent client on a TLS port reached the server: %+v", c)
 	}
 
 	// status counts and names what was refused.
@@ -159,7 +169,8 @@ func TestTheNameGateFailsClosedAndComesBackWithTheDaemon(t *testing.T) {
 	var r probeResolved
 	h.netProbe(t, name, &r, "resolve", "api.example.test")
 	if c := h.sandboxTLS(t, name, at, "api.example.test"); !c.OK {
-		t.Fatalf("control: the allowlisted name is not served with the daemon up: %+v", c)
+		dump, _ := exec.Command("sh", "-c", "ip netns exec cg-"+name+" iptables-save -c; ip netns exec cg-"+name+" ss -ltnp").CombinedOutput()
+		t.Fatalf("control: the allowlisted name is not served with the daemon up: %+v\n%s\ndaemon:\n%s", c, dump, d.out.String())
 	}
 	before := nettest.KernelState(t)
 

@@ -106,6 +106,13 @@ func innerRules(sb Sandbox) []rule {
 		)
 	}
 	rules = append(rules, out(v4, with([]string{"-o", "lo"}, "-j", "RETURN")))
+	gate := len(sb.TLSPorts) > 0
+	if gate {
+		// The gate's own connections, one for each of the agent's that it
+		// let through (counted and capped below, as the agent's), to
+		// destinations the set allows.
+		rules = append(rules, out(v4, with([]string{"-m", "mark", "--mark", gateMark, "-m", "set", "--match-set", SetName(sb.Name), "dst,dst"}, "-j", "ACCEPT")))
+	}
 	if sb.MaxConns > 0 {
 		rules = append(rules, out(v4, with(slices.Concat([]string{"-d", gw}, newFlow, connlimit(sb.MaxConns*dnsFlowsPerConn)), reject...)))
 	}
@@ -133,6 +140,13 @@ func innerRules(sb Sandbox) []rule {
 			in("filter", innerNew, v4, with(limit(sb.NewConns), "-j", "RETURN")),
 			in("filter", innerNew, v4, with(nil, reject...)),
 		)
+	}
+	if gate {
+		// The agent's connections sent to the gate. -o lo above does not
+		// see them: OUTPUT matches the route a packet had before nat
+		// OUTPUT redirected it.
+		rules = append(rules, out(v4, with([]string{"-d", "127.0.0.1/32", "-p", "tcp", "-m", "tcp", "--dport", strconv.Itoa(NameGatePort),
+			"-m", "conntrack", "--ctstate", "DNAT"}, "-j", "ACCEPT")))
 	}
 	rules = append(rules,
 		out(v4, with([]string{"-m", "set", "--match-set", SetName(sb.Name), "dst,dst"}, "-j", "ACCEPT")),

@@ -38,9 +38,9 @@ func netCheck(args []string) (any, error) {
 		}
 		c.Close()
 		return Connected{OK: true}, nil
-	case "connect": // connect HOST:PORT [TIMEOUT]
+	case "connect": // connect HOST:PORT [TIMEOUT [SEND]]: SEND is written before reading
 		if len(args) < 2 {
-			return nil, fmt.Errorf("usage: connect HOST:PORT [TIMEOUT]")
+			return nil, fmt.Errorf("usage: connect HOST:PORT [TIMEOUT [SEND]]")
 		}
 		timeout := 2 * time.Second
 		if len(args) > 2 {
@@ -50,7 +50,11 @@ func netCheck(args []string) (any, error) {
 			}
 			timeout = d
 		}
-		return connect(args[1], timeout), nil
+		send := ""
+		if len(args) > 3 {
+			send = args[3]
+		}
+		return connect(args[1], timeout, send), nil
 	case "tls": // tls HOST:PORT SERVER-NAME [TIMEOUT]: a TLS handshake naming SERVER-NAME ("" for none)
 		if len(args) < 3 {
 			return nil, fmt.Errorf("usage: tls HOST:PORT SERVER-NAME [TIMEOUT]")
@@ -235,7 +239,7 @@ type Connected struct {
 	Took  string
 }
 
-func connect(addr string, timeout time.Duration) Connected {
+func connect(addr string, timeout time.Duration, send string) Connected {
 	start := time.Now()
 	c, err := net.DialTimeout("tcp", addr, timeout)
 	res := Connected{Took: time.Since(start).Round(time.Millisecond).String()}
@@ -245,6 +249,12 @@ func connect(addr string, timeout time.Duration) Connected {
 	}
 	defer c.Close()
 	res.OK = true
+	if send != "" {
+		if _, err := io.WriteString(c, send); err != nil {
+			res.Error = errString(err)
+			return res
+		}
+	}
 	_ = c.SetReadDeadline(time.Now().Add(timeout))
 	buf := make([]byte, 256)
 	n, _ := c.Read(buf)
