@@ -94,13 +94,23 @@ func (b *book) reasons() string {
 // startGate runs a gate whose every connection was going to dst.
 func startGate(t *testing.T, dst netip.AddrPort, d Decider, timeout time.Duration) string {
 	t.Helper()
-	g, err := New(Config{
+	addr, _ := serveGate(t, dst, d, func(c *Config) { c.HelloTimeout = timeout })
+	return addr
+}
+
+// serveGate runs a gate whose every connection was going to dst, with cfg
+// changed by tune, until stop (or the test's end). stop returns what Serve
+// did, or an error if Serve has not returned 5 s after its end.
+func serveGate(t *testing.T, dst netip.AddrPort, d Decider, tune func(*Config)) (addr string, stop func() error) {
+	t.Helper()
+	cfg := Config{
 		OriginalDst: func(net.Conn) (netip.AddrPort, error) { return dst, nil },
 		Dial: func(ctx context.Context, to netip.AddrPort) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "tcp", to.String())
 		},
-		HelloTimeout: timeout,
-	}, d)
+	}
+	tune(&cfg)
+	g, err := New(cfg, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,13 +121,21 @@ func startGate(t *testing.T, dst netip.AddrPort, d Decider, timeout time.Duratio
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- g.Serve(ctx, ln) }()
-	t.Cleanup(func() {
+	stop = sync.OnceValue(func() error {
 		cancel()
-		if err := <-done; err != nil {
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(5 * time.Second):
+			return errors.New("Serve still waits for a connection 5 s after its end")
+		}
+	})
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
 			t.Error(err)
 		}
 	})
-	return ln.Addr().String()
+	return ln.Addr().String(), stop
 }
 
 // through makes a TLS connection through the gate with serverName and
@@ -312,37 +330,19 @@ func FuzzReadHello(f *testing.F) {
 func TestTheGateHoldsAtMostMaxConns(t *testing.T) {
 	srv := cdn(t)
 	b := &book{name: "api.example.com", addr: srv.Addr()}
-	g, err := New(Config{
-		OriginalDst: func(net.Conn) (netip.AddrPort, error) { return srv, nil },
-		Dial: func(ctx context.Context, to netip.AddrPort) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "tcp", to.String())
-		},
-		HelloTimeout: 10 * time.Second,
-		MaxConns:     2,
-	}, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Serve(ctx, ln) }()
-	defer func() { cancel(); <-done }()
+	gate, _ := serveGate(t, srv, b, func(c *Config) { c.HelloTimeout, c.MaxConns = 10*time.Second, 2 })
 
 	// held: connected, silent; the gate waits for their ClientHello.
 	var held []net.Conn
 	for range 2 {
-		c, err := net.Dial("tcp", ln.Addr().String())
+		c, err := net.Dial("tcp", gate)
 		if err != nil {
 			t.Fatal(err)
 		}
 		held = append(held, c)
 	}
 	closedAtOnce := func() bool {
-		c, err := net.Dial("tcp", ln.Addr().String())
+		c, err := net.Dial("tcp", gate)
 		if err != nil {
 			return true
 		}
@@ -369,9 +369,12 @@ func TestTheGateHoldsAtMostMaxConns(t *testing.T) {
 	for _, c := range held {
 		c.Close()
 	}
-	var got string
+	var (
+		got string
+		err error
+	)
 	for range 50 {
-		if got, err = through(ln.Addr().String(), "api.example.com", plainDial); err == nil {
+		if got, err = through(gate, "api.example.com", plainDial); err == nil {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -385,26 +388,10 @@ func TestTheGateHoldsAtMostMaxConns(t *testing.T) {
 // waits for its gate, and must not wait for the agent to hang up.
 func TestStoppingTheGateEndsItsConnections(t *testing.T) {
 	srv := cdn(t)
-	b := &book{name: "api.example.com", addr: srv.Addr()}
-	g, err := New(Config{
-		OriginalDst: func(net.Conn) (netip.AddrPort, error) { return srv, nil },
-		Dial: func(ctx context.Context, to netip.AddrPort) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "tcp", to.String())
-		},
-	}, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Serve(ctx, ln) }()
+	gate, stop := serveGate(t, srv, &book{name: "api.example.com", addr: srv.Addr()}, func(*Config) {})
 	// A connection held open: silent after its ClientHello, so the gate
 	// is in the middle of its splice.
-	raw, err := net.Dial("tcp", ln.Addr().String())
+	raw, err := net.Dial("tcp", gate)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -413,13 +400,7 @@ func TestStoppingTheGateEndsItsConnections(t *testing.T) {
 	if err := c.Handshake(); err != nil {
 		t.Fatal(err)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Serve still waits for a connection 5 s after its end")
+	if err := stop(); err != nil {
+		t.Fatal(err)
 	}
 }
