@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/clawguard/clawguard/netrules"
 	"github.com/clawguard/clawguard/netrules/nettest"
 	"github.com/clawguard/clawguard/verify"
 )
@@ -90,6 +92,32 @@ func TestTheNameGatePassesOnlyANameAtTheAddressItResolvedTo(t *testing.T) {
 	}
 	if c := h.sandboxConnect(t, name, at(apiAddr)); strings.Contains(c.Got, "plain hello") {
 		t.Errorf("a silent client on a TLS port reached the server: %+v", c)
+	}
+
+	// Straight to the gate's own address: the control, with the rule that
+	// drops it removed, reaches the gate (which would hold a slot for it);
+	// with the rule, nothing does.
+	direct := func() probeConnected {
+		var c probeConnected
+		h.netProbe(t, name, &c, "connect", fmt.Sprintf("127.0.0.1:%d", netrules.NameGatePort), "1s", "x")
+		return c
+	}
+	rule := []string{"-i", "lo", "-p", "tcp", "-m", "tcp", "--dport", strconv.Itoa(netrules.NameGatePort), "-m", "conntrack", "!", "--ctstate", "DNAT",
+		"-m", "comment", "--comment", "clawguard sandbox " + name, "-j", "DROP"}
+	ipt := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", append([]string{"netns", "exec", "cg-" + name, "iptables"}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("iptables %v: %v %s", args, err, out)
+		}
+	}
+	ipt(append([]string{"-D", "CG-IN"}, rule...)...)
+	if c := direct(); !c.OK {
+		ipt(append([]string{"-I", "CG-IN", "1"}, rule...)...)
+		t.Fatalf("control: without the rule the gate's own address does not answer either (%+v): refusing it proves nothing", c)
+	}
+	ipt(append([]string{"-I", "CG-IN", "1"}, rule...)...)
+	if c := direct(); c.OK {
+		t.Errorf("a connection straight to the gate got through: %+v", c)
 	}
 
 	// status counts and names what was refused.

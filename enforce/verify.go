@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/clawguard/clawguard/netrules"
 	"github.com/clawguard/clawguard/netrules/allowlist"
 	"github.com/clawguard/clawguard/profiles"
 	"github.com/clawguard/clawguard/runtime"
@@ -93,7 +94,7 @@ func (s *Supervisor) Verify(ctx context.Context, name string, o VerifyOptions) (
 	}
 	host := s.hostFacts(ctx, name, st, policy, info.Pid, ln)
 	host.Silent = silent
-	host.OtherServed = otherServed(report.Names, o.Timeout)
+	host.OtherServed = s.otherServed(name, report.Names, o.Timeout)
 	results := verify.Judge(expect, report, host)
 	v := &Verification{Sandbox: name, Results: results, Passed: !verify.Failed(results), Took: time.Since(began)}
 	s.audit.Write(name, audit.Event{Kind: "verified", Reason: fmt.Sprintf("%d checks, passed %v", len(results), v.Passed)})
@@ -171,10 +172,21 @@ func nameProbes(e profiles.Egress) []verify.NameProbe {
 // destination, asked by the host itself, serves the other name too. A
 // destination that refuses it anyway makes the gate's refusal prove
 // nothing.
-func otherServed(names []verify.NameResult, timeout time.Duration) map[string]string {
+//
+// The addresses come from the probe, inside the sandbox, so the host dials
+// only those the sandbox's own set holds on that port, for the names the
+// plan asked about: a forged report must not aim the host at its own
+// services or the metadata address.
+func (s *Supervisor) otherServed(sandbox string, names []verify.NameResult, timeout time.Duration) map[string]string {
+	members, _ := s.net.Members(sandbox)
+	inSet := func(addr string, port int) bool {
+		return slices.ContainsFunc(members, func(m netrules.SetMember) bool {
+			return m.Addr.String() == addr && int(m.Port) == port && m.Proto == "tcp"
+		})
+	}
 	out := map[string]string{}
 	for _, n := range names {
-		if n.Addr == "" {
+		if n.Addr == "" || len(out) >= 64 || !inSet(n.Addr, n.Port) {
 			continue
 		}
 		at := net.JoinHostPort(n.Addr, strconv.Itoa(n.Port))

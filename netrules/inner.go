@@ -162,6 +162,12 @@ func innerRules(sb Sandbox) []rule {
 		out(v6, with(nil, "-j", "DROP")),
 	)
 	inRule := func(fam family, spec []string) rule { return in("filter", innerIn, fam, spec) }
+	if gate {
+		// Straight to the gate, not redirected: the gate would refuse it,
+		// but only after taking one of its slots for it.
+		rules = append(rules, inRule(v4, with([]string{"-i", "lo", "-p", "tcp", "-m", "tcp", "--dport", strconv.Itoa(NameGatePort),
+			"-m", "conntrack", "!", "--ctstate", "DNAT"}, "-j", "DROP")))
+	}
 	rules = append(rules,
 		inRule(v4, with([]string{"-i", "lo"}, "-j", "RETURN")),
 		inRule(v4, with([]string{"-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"}, "-j", "RETURN")),

@@ -164,7 +164,7 @@ type AllowEntry struct {
 
 // TLSPorts are the entry's ports the name gate checks.
 func (a AllowEntry) TLSPorts() []int {
-	if a.TLS == nil || !*a.TLS || !slices.Contains(a.Protos(), "tcp") {
+	if a.TLS == nil || !*a.TLS || !slices.Equal(a.Protos(), []string{"tcp"}) {
 		return nil
 	}
 	return a.Ports

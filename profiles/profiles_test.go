@@ -192,6 +192,7 @@ func TestInvalidProfilesNameTheirField(t *testing.T) {
 		{"unknown logs key", "name: a\nimage: busybox\nlogs: {max_files: 3}\n", "max_files"},
 		{"tls on a cidr", "name: a\nimage: busybox\negress: {allow: [{cidr: 198.51.100.0/24, ports: [443], tls: true}]}\n", "egress.allow[0].tls"},
 		{"tls on udp only", "name: a\nimage: busybox\negress: {allow: [{host: a.example.com, ports: [443], protocols: [udp], tls: true}]}\n", "egress.allow[0].tls"},
+		{"tls beside udp (QUIC past the gate)", "name: a\nimage: busybox\negress: {allow: [{host: a.example.com, ports: [443], protocols: [tcp, udp], tls: true}]}\n", "egress.allow[0].tls"},
 		{"volume without a size", "name: a\nimage: busybox\nvolumes: [{name: work, target: /workspace}]\n", "volumes[0].size"},
 		{"volume below 16M", "name: a\nimage: busybox\nvolumes: [{name: work, target: /workspace, size: 8m}]\n", "volumes[0].size"},
 		{"volume above 1T", "name: a\nimage: busybox\nvolumes: [{name: work, target: /workspace, size: 2T}]\n", "volumes[0].size"},

@@ -438,8 +438,8 @@ func (v validator) egress() {
 		case a.TLS == nil || !*a.TLS:
 		case a.CIDR != "":
 			c.add(field+".tls", "a cidr entry is checked by address only: it resolves no names to check a server name against", "remove tls, or name the hosts")
-		case !slices.Contains(a.Protos(), "tcp"):
-			c.add(field+".tls", "TLS runs over TCP and this entry opens UDP only", "remove tls, or add tcp to protocols")
+		case slices.Contains(a.Protos(), "udp"):
+			c.add(field+".tls", "the name gate reads TLS over TCP; UDP on the same ports (QUIC) would pass by address, unchecked", "remove udp from protocols (or tls)")
 		}
 	}
 	if e.DNS.MinTTL.Seconds() < 1 {

@@ -37,6 +37,10 @@ type Config struct {
 	// 512): each is a socket pair and a ClientHello's buffer, and an agent
 	// decides how many it opens.
 	MaxConns int
+	// MaxDials caps the dials in progress at once (default 32): a dial
+	// made inside a network namespace holds an OS thread until it ends,
+	// and a destination that drops SYNs makes each take its whole timeout.
+	MaxDials int
 	Log      *slog.Logger
 }
 
@@ -46,6 +50,7 @@ type Gate struct {
 	d     Decider
 	wg    sync.WaitGroup
 	slots chan struct{}
+	dials chan struct{}
 }
 
 // New returns a gate; zero fields of cfg get safe defaults.
@@ -62,7 +67,10 @@ func New(cfg Config, d Decider) (*Gate, error) {
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = 512
 	}
-	return &Gate{cfg: cfg, d: d, slots: make(chan struct{}, cfg.MaxConns)}, nil
+	if cfg.MaxDials <= 0 {
+		cfg.MaxDials = 32
+	}
+	return &Gate{cfg: cfg, d: d, slots: make(chan struct{}, cfg.MaxConns), dials: make(chan struct{}, cfg.MaxDials)}, nil
 }
 
 // Serve accepts on ln until ctx ends or ln fails, and waits for every
@@ -70,19 +78,34 @@ func New(cfg Config, d Decider) (*Gate, error) {
 func (g *Gate) Serve(ctx context.Context, ln net.Listener) error {
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
+	defer ln.Close()
 	defer g.wg.Wait()
+	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
+			// Out of descriptors or buffers, or a connection that went
+			// before it was taken: wait and go on, as net/http does. A gate
+			// that stopped here would refuse the sandbox's TLS until a
+			// restart.
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) ||
+				errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.ENOMEM) || errors.Is(err, unix.ECONNABORTED) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				g.cfg.Log.Warn("namegate: accept", "error", err, "retry_in", backoff)
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(backoff):
+				}
 				continue
 			}
 			return fmt.Errorf("namegate: accept: %w", err)
 		}
+		backoff = 0
 		select {
 		case g.slots <- struct{}{}:
 		default:
@@ -110,6 +133,12 @@ func (g *Gate) handle(ctx context.Context, c net.Conn) {
 		g.refuse(c, "", netip.AddrPort{}, fmt.Sprintf("original destination unknown: %v", err))
 		return
 	}
+	// Only connections redirected on their way out come here; one made
+	// straight to the gate's own address has nowhere to go.
+	if local, ok := c.LocalAddr().(*net.TCPAddr); ok && local.AddrPort() == dst {
+		g.refuse(c, "", dst, "made to the gate itself, not redirected to it")
+		return
+	}
 	h, err := ReadHello(c, g.cfg.HelloTimeout)
 	if err != nil {
 		g.refuse(c, h.ServerName, dst, err.Error())
@@ -120,7 +149,14 @@ func (g *Gate) handle(ctx context.Context, c net.Conn) {
 		return
 	}
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	up, err := g.cfg.Dial(dctx, dst)
+	var up net.Conn
+	select {
+	case g.dials <- struct{}{}:
+		up, err = g.cfg.Dial(dctx, dst)
+		<-g.dials
+	case <-dctx.Done():
+		err = dctx.Err()
+	}
 	cancel()
 	if err != nil {
 		g.cfg.Log.Debug("namegate: dial", "server_name", h.ServerName, "destination", dst, "error", err)

@@ -404,3 +404,42 @@ func TestStoppingTheGateEndsItsConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A connection made to the gate's own address, not redirected, is refused
+// before the gate reads anything of it.
+func TestAConnectionToTheGateItselfIsRefused(t *testing.T) {
+	srv := cdn(t)
+	b := &book{name: "api.example.com", addr: srv.Addr()}
+	var self netip.AddrPort
+	gate, _ := serveGate(t, srv, b, func(c *Config) {
+		c.OriginalDst = func(c net.Conn) (netip.AddrPort, error) { return c.LocalAddr().(*net.TCPAddr).AddrPort(), nil }
+	})
+	self = netip.MustParseAddrPort(gate)
+	if got, err := through(gate, "api.example.com", plainDial); err == nil {
+		t.Fatalf("a connection to the gate itself (%s) was served: %q", self, got)
+	}
+	if r := b.reasons(); !strings.Contains(r, "made to the gate itself") {
+		t.Fatalf("refusals reported: %q", r)
+	}
+}
+
+// Only host names pass as server names: control bytes would reach the
+// operator's terminal through status, and Unicode that folds to ASCII
+// (the Kelvin sign) would pass for a name the server does not see.
+func TestAServerNameThatIsNoHostNameIsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"api.example.com", true},
+		{"API-2.Example.com", true},
+		{"\u212Aagi.com", false},
+		{"evil\x1b]0;pwned\x07.example.com", false},
+		{"a_b.example.com", false},
+		{strings.Repeat("a", 254), false},
+	} {
+		if got := hostName(tc.name); got != tc.ok {
+			t.Errorf("hostName(%q) = %v, want %v", tc.name, got, tc.ok)
+		}
+	}
+}

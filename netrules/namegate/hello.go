@@ -28,6 +28,7 @@ var (
 	ErrNotTLS   = errors.New("not a TLS ClientHello")
 	ErrTooLarge = errors.New("ClientHello larger than the gate reads")
 	ErrTimeout  = errors.New("no whole ClientHello in time")
+	ErrBadName  = errors.New("the server name is not a host name (letters, digits, hyphens and dots)")
 	errGotHello = errors.New("namegate: ClientHello read")
 )
 
@@ -65,6 +66,11 @@ func ReadHello(c net.Conn, timeout time.Duration) (Hello, error) {
 				judged = ErrECH
 			case chi.ServerName == "":
 				judged = ErrNoName
+			case !hostName(chi.ServerName):
+				// Anything else is a name no allowlist holds, and bytes
+				// (escapes, Unicode that folds to ASCII) that must not
+				// reach a terminal or be taken for another name.
+				judged = ErrBadName
 			default:
 				h.ServerName = strings.TrimSuffix(strings.ToLower(chi.ServerName), ".")
 			}
@@ -84,6 +90,22 @@ func ReadHello(c net.Conn, timeout time.Duration) (Hello, error) {
 		return h, ErrTimeout
 	}
 	return h, fmt.Errorf("%w: %v", ErrNotTLS, err)
+}
+
+// hostName reports whether s is written in the letters of DNS host names,
+// ASCII only, at most 253 of them.
+func hostName(s string) bool {
+	if len(s) > 253 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '.':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func isTimeout(err error) bool {
