@@ -68,6 +68,26 @@ func netCheck(args []string) (any, error) {
 			timeout = d
 		}
 		return tlsConnect(args[1], args[2], timeout), nil
+	case "tlsbench": // tlsbench HOST:PORT SERVER-NAME N MIB: N handshakes one after another, then MIB uploaded over one
+		if len(args) != 5 {
+			return nil, fmt.Errorf("usage: tlsbench HOST:PORT SERVER-NAME N MIB")
+		}
+		n, err1 := strconv.Atoi(args[3])
+		mib, err2 := strconv.Atoi(args[4])
+		if err1 != nil || err2 != nil || n < 1 || n > 100000 || mib < 0 || mib > 10000 {
+			return nil, fmt.Errorf("N must be 1-100000 and MIB 0-10000")
+		}
+		return tlsBench(args[1], args[2], n, mib), nil
+	case "tlshold": // tlshold HOST:PORT SERVER-NAME N SECONDS: N TLS connections held open SECONDS
+		if len(args) != 5 {
+			return nil, fmt.Errorf("usage: tlshold HOST:PORT SERVER-NAME N SECONDS")
+		}
+		n, err1 := strconv.Atoi(args[3])
+		secs, err2 := strconv.Atoi(args[4])
+		if err1 != nil || err2 != nil || n < 1 || n > 100000 || secs < 0 || secs > 600 {
+			return nil, fmt.Errorf("N must be 1-100000 and SECONDS 0-600")
+		}
+		return tlsHold(args[1], args[2], n, time.Duration(secs)*time.Second), nil
 	case "dns": // dns SERVER:PORT NAME TYPE [udp|tcp] [SOURCE-PORT]
 		if len(args) < 4 {
 			return nil, fmt.Errorf("usage: dns SERVER:PORT NAME TYPE [udp|tcp] [SOURCE-PORT]")
@@ -286,6 +306,105 @@ func tlsConnect(addr, serverName string, timeout time.Duration) Connected {
 	res.OK = true
 	b, _ := io.ReadAll(io.LimitReader(c, 256))
 	res.Got = string(b)
+	return res
+}
+
+// TLSBench is what tlsbench measured: connection set-up (dial to the end
+// of the handshake), connections a second one after another, and the
+// upload rate of one connection.
+type TLSBench struct {
+	Setups     []int64 // microseconds, each
+	PerSec     float64
+	MbitPerSec float64
+	Error      string
+}
+
+func tlsBench(addr, serverName string, n, mib int) TLSBench {
+	var res TLSBench
+	cfg := &tls.Config{ServerName: serverName, InsecureSkipVerify: true} //nolint:gosec // test servers' own certificates
+	handshake := func() (*tls.Conn, error) {
+		raw, err := net.DialTimeout("tcp", addr, 3*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		_ = raw.SetDeadline(time.Now().Add(30 * time.Second))
+		c := tls.Client(raw, cfg)
+		if err := c.Handshake(); err != nil {
+			raw.Close()
+			return nil, err
+		}
+		return c, nil
+	}
+	start := time.Now()
+	for range n {
+		t := time.Now()
+		c, err := handshake()
+		if err != nil {
+			res.Error = errString(err)
+			return res
+		}
+		res.Setups = append(res.Setups, time.Since(t).Microseconds())
+		c.Close()
+	}
+	res.PerSec = float64(n) / time.Since(start).Seconds()
+	if mib == 0 {
+		return res
+	}
+	c, err := handshake()
+	if err != nil {
+		res.Error = errString(err)
+		return res
+	}
+	defer c.Close()
+	buf := make([]byte, 64<<10)
+	t := time.Now()
+	for range mib * 16 {
+		if _, err := c.Write(buf); err != nil {
+			res.Error = errString(err)
+			return res
+		}
+	}
+	// The server reads until the end, then closes: the last byte is in.
+	_ = c.CloseWrite()
+	_, _ = io.Copy(io.Discard, c)
+	res.MbitPerSec = float64(mib) * 8 * (1 << 20) / 1e6 / time.Since(t).Seconds()
+	return res
+}
+
+// TLSHeld is how many TLS connections tlshold had open at once.
+type TLSHeld struct {
+	Open  int
+	Error string
+}
+
+func tlsHold(addr, serverName string, n int, keep time.Duration) TLSHeld {
+	cfg := &tls.Config{ServerName: serverName, InsecureSkipVerify: true} //nolint:gosec // test servers' own certificates
+	var res TLSHeld
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range n {
+		raw, err := net.DialTimeout("tcp", addr, 3*time.Second)
+		if err != nil {
+			res.Error = errString(err)
+			break
+		}
+		_ = raw.SetDeadline(time.Now().Add(5 * time.Second))
+		c := tls.Client(raw, cfg)
+		if err := c.Handshake(); err != nil {
+			raw.Close()
+			res.Error = errString(err)
+			break
+		}
+		_ = raw.SetDeadline(time.Time{})
+		conns = append(conns, c)
+	}
+	res.Open = len(conns)
+	fmt.Fprintf(os.Stderr, "holding %d\n", res.Open)
+	time.Sleep(keep)
 	return res
 }
 
