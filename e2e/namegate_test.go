@@ -225,3 +225,22 @@ func TestTheNameGateFailsClosedAndComesBackWithTheDaemon(t *testing.T) {
 		t.Fatalf("after adoption the allowlisted name is not served: %+v", c)
 	}
 }
+
+// TestAThousandConnectionsPassTheGateAtOnce: 1,000 TLS connections to an
+// allowlisted name, all open through the gate at the same time, every one
+// served.
+func TestAThousandConnectionsPassTheGateAtOnce(t *testing.T) {
+	h := env
+	const name, n = "namegate-many", 1000
+	h.start(t, profile{Name: name, Extra: nameGateProfile + "resources: {connections: 2048, new_connections_per_second: 5000}\n"})
+	var r probeResolved
+	h.netProbe(t, name, &r, "resolve", "api.example.test")
+	var held struct {
+		Open  int
+		Error string
+	}
+	h.netProbe(t, name, &held, "tlshold", fmt.Sprintf("%s:%d", apiAddr, cdnPort), "api.example.test", strconv.Itoa(n), "1")
+	if held.Open != n {
+		t.Fatalf("%d of %d connections open through the gate at once: %s", held.Open, n, held.Error)
+	}
+}

@@ -371,7 +371,8 @@ func tlsBench(addr, serverName string, n, mib int) TLSBench {
 	return res
 }
 
-// TLSHeld is how many TLS connections tlshold had open at once.
+// TLSHeld is how many TLS connections tlshold had open at once, each
+// served (its server's first byte read).
 type TLSHeld struct {
 	Open  int
 	Error string
@@ -394,9 +395,16 @@ func tlsHold(addr, serverName string, n int, keep time.Duration) TLSHeld {
 		}
 		_ = raw.SetDeadline(time.Now().Add(5 * time.Second))
 		c := tls.Client(raw, cfg)
+		// Served: the handshake completed and the server's first words came
+		// back through it.
 		if err := c.Handshake(); err != nil {
 			raw.Close()
 			res.Error = errString(err)
+			break
+		}
+		if _, err := c.Read(make([]byte, 1)); err != nil {
+			raw.Close()
+			res.Error = "read: " + errString(err)
 			break
 		}
 		_ = raw.SetDeadline(time.Time{})
