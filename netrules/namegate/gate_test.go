@@ -443,3 +443,76 @@ func TestAServerNameThatIsNoHostNameIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkConnection is one TLS connection set up and closed, through the
+// gate and straight to the server, on loopback: what the gate costs in user
+// space. Measured here: 1.19-1.23 ms direct, 1.30-1.48 ms through the gate,
+// nearly all of both the two ends' handshakes (X25519 with ML-KEM); the
+// gate's own share of the CPU profile is about 5%, most of it its dial.
+func BenchmarkConnection(b *testing.B) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"*"}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _ = c.(*tls.Conn).Handshake(); c.Close() }()
+		}
+	}()
+	srv := netip.MustParseAddrPort(ln.Addr().String())
+	for _, tc := range []struct {
+		name string
+		via  func(b *testing.B) string
+	}{
+		{"direct", func(*testing.B) string { return srv.String() }},
+		{"gate", func(b *testing.B) string {
+			g, err := New(Config{
+				OriginalDst: func(net.Conn) (netip.AddrPort, error) { return srv, nil },
+				Dial: func(ctx context.Context, to netip.AddrPort) (net.Conn, error) {
+					return (&net.Dialer{}).DialContext(ctx, "tcp", to.String())
+				},
+			}, &book{name: "api.example.com", addr: srv.Addr()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			gl, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			b.Cleanup(cancel)
+			go func() { _ = g.Serve(ctx, gl) }()
+			return gl.Addr().String()
+		}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			addr := tc.via(b)
+			cfg := &tls.Config{ServerName: "api.example.com", InsecureSkipVerify: true}
+			for b.Loop() {
+				raw, err := net.Dial("tcp", addr)
+				if err != nil {
+					b.Fatal(err)
+				}
+				c := tls.Client(raw, cfg)
+				if err := c.Handshake(); err != nil {
+					b.Fatal(err)
+				}
+				c.Close()
+			}
+		})
+	}
+}
