@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -218,4 +219,42 @@ func hostMountsOf(t *testing.T, dev string) []string {
 		}
 	}
 	return out
+}
+
+// TestARefusedStartLeavesNoNewVolumeReserved: a start whose second volume
+// cannot be attached (its image is still held, here by a loop device set up
+// by hand, as a process keeping an old run's mounts would) fails, says why,
+// and removes the new volume it had made for the first: nothing stays
+// reserved for a sandbox that never ran. The control is the held volume,
+// which is kept.
+func TestARefusedStartLeavesNoNewVolumeReserved(t *testing.T) {
+	h := env
+	const name = "vol-refused"
+	sb := h.start(t, profile{Name: name, Extra: "volumes: [{name: held, target: /held, size: 16M}]\n"})
+	h.stopSandbox(t, sb)
+	held := h.volumes(t)[name+"/held"]
+	out, err := exec.Command("losetup", "--find", "--show", held.Image).CombinedOutput()
+	if err != nil {
+		t.Fatalf("losetup: %v %s", err, out)
+	}
+	dev := strings.TrimSpace(string(out))
+	t.Cleanup(func() { _ = exec.Command("losetup", "-d", dev).Run() })
+
+	dir, file := h.project(t, profile{Name: name, Extra: "volumes: [{name: fresh, target: /fresh, size: 16M}, {name: held, target: /held, size: 16M}]\n"})
+	_, stderr, code := h.cgIn(dir, "run", "--profile", file)
+	if code == 0 || !strings.Contains(stderr, "volume is in use") || !strings.Contains(stderr, dev) {
+		t.Fatalf("run with a held volume: exit %d: %s", code, stderr)
+	}
+	vols := h.volumes(t)
+	if _, ok := vols[name+"/fresh"]; ok {
+		t.Errorf("the refused start left its new volume: %+v", vols)
+	}
+	if _, ok := vols[name+"/held"]; !ok {
+		t.Errorf("the held volume is gone: %+v", vols)
+	}
+	h.assertNothingOf(t, name)
+	_ = exec.Command("losetup", "-d", dev).Run()
+	if _, stderr, code := h.cg("volume", "rm", name); code != 0 {
+		t.Errorf("volume rm: %s", stderr)
+	}
 }

@@ -85,13 +85,8 @@ func (l layout) secretsDir(name string) string {
 // descriptor that was judged (see stageMounts).
 func (l layout) mountsDir(name string) string { return filepath.Join(l.dir(name), "mounts") }
 
-// volumes holds the volumes' images, which outlive their sandboxes;
-// volumeMount is where one is mounted while its sandbox exists.
-func (l layout) volumes() string                    { return filepath.Join(l.root, "volumes") }
-func (l layout) volumeMounts(sandbox string) string { return filepath.Join(l.dir(sandbox), "volumes") }
-func (l layout) volumeMount(sandbox, vol string) string {
-	return filepath.Join(l.volumeMounts(sandbox), vol)
-}
+// volumes holds the volumes' images, which outlive their sandboxes.
+func (l layout) volumes() string               { return filepath.Join(l.root, "volumes") }
 func (l layout) egressFile(name string) string { return filepath.Join(l.dir(name), "egress.json") }
 func (l layout) resolvConf(name string) string { return filepath.Join(l.dir(name), "resolv.conf") }
 func (l layout) logFile(name string) string    { return filepath.Join(l.root, "logs", name+".log") }

@@ -55,7 +55,9 @@ type Status struct {
 }
 
 // NameGateStatus counts the TLS connections the name gate passed and
-// refused, with the last refusals.
+// refused, with the last refusals. Passed counts the decisions to let a
+// connection through; the dial to its destination may still fail, and is
+// then in the log, not here.
 type NameGateStatus struct {
 	Ports    []uint16            `json:"ports"`
 	Passed   uint64              `json:"passed"`

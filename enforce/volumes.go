@@ -61,6 +61,11 @@ func (s *Supervisor) attachVolumes(ctx context.Context, p *profiles.Profile, own
 		if err != nil {
 			closeAll(devs)
 			devs, mounts = nil, nil
+			// A volume this start made holds nothing yet: it goes with
+			// the start, not left reserving its size.
+			for _, n := range created {
+				_ = s.vols.Remove(p.Name, n)
+			}
 		}
 	}()
 	for _, v := range p.Volumes {

@@ -32,10 +32,44 @@ func testHost(t testing.TB) *Host {
 	return h
 }
 
+// A sandbox adopted from a version whose loopback notrack rule knew no name
+// gate loses that rule: left below the new one, it would untrack the
+// gate's replies, which then never reach the agent.
+func TestAttachRemovesTheOldLoopbackNotrackRule(t *testing.T) {
+	h := testHost(t)
+	sb := Sandbox{Name: "nrtest-legacy", DNSPort: 15354, TLSPorts: []uint16{443}}
+	t.Cleanup(func() { _ = h.Detach(sb.Name) })
+	att, err := h.Attach(sb, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	legacy := []string{"-t", "raw", "-A", "OUTPUT", "-o", "lo", "-m", "comment", "--comment", "clawguard", "-j", "CT", "--notrack"}
+	if out, err := exec.Command("nsenter", append([]string{"--net=" + att.NetNSPath, "--", "iptables"}, legacy...)...).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	has := func() bool {
+		out, _ := exec.Command("nsenter", "--net="+att.NetNSPath, "--", "iptables-save", "-t", "raw").Output()
+		return strings.Contains(string(out), "-A OUTPUT -o lo -m comment --comment clawguard -j CT --notrack")
+	}
+	if !has() {
+		t.Fatal("control: the old rule could not be put in place")
+	}
+	if _, err := h.Attach(sb, nil); err != nil { // as adoption does
+		t.Fatal(err)
+	}
+	if has() {
+		t.Fatal("the old notrack rule survived adoption")
+	}
+	sb.IP = att.IP
+	if missing, err := h.InnerMissing(sb); err != nil || len(missing) != 0 {
+		t.Fatalf("second layer after adoption (%v):\n%s", err, strings.Join(missing, "\n"))
+	}
+}
+
 func TestAttachInstallsEverythingAndDetachRemovesIt(t *testing.T) {
 	h := testHost(t)
 	before := nettest.KernelState(t)
-	sb := Sandbox{Name: "nrtest-a", DNSPort: 15353, LogDenied: true, MaxConns: 20, NewConns: 100, Published: []uint16{18789}}
+	sb := Sandbox{Name: "nrtest-a", DNSPort: 15353, LogDenied: true, MaxConns: 20, NewConns: 100, Published: []uint16{18789}, TLSPorts: []uint16{443, 8443}}
 	t.Cleanup(func() { _ = h.Detach(sb.Name) })
 	static := []NetEntry{{Prefix: netip.MustParsePrefix("198.51.100.0/28"), Proto: ProtoTCP, Port: 443}}
 	att, err := h.Attach(sb, static)
@@ -107,8 +141,15 @@ func TestAttachInstallsEverythingAndDetachRemovesIt(t *testing.T) {
 		t.Fatalf("mirror sets: %+v %+v (%v, %v)", mirror, ranges, err, err2)
 	}
 	inner, _ := exec.Command("nsenter", "--net="+att.NetNSPath, "--", "iptables-save").Output()
-	if !strings.Contains(string(inner), "-A OUTPUT -m comment --comment clawguard -j CG-OUT") {
-		t.Errorf("the sandbox's OUTPUT does not start with the second layer:\n%s", inner)
+	for _, want := range []string{
+		"-A OUTPUT -m comment --comment clawguard -j CG-OUT",
+		"-m multiport --dports 443,8443 -m set --match-set " + SetName(sb.Name) + " dst,dst",
+		"-j REDIRECT --to-ports 943",
+		"-A OUTPUT -o lo -m mark ! --mark 0x4347 -m comment --comment clawguard -j CT --notrack",
+	} {
+		if !strings.Contains(string(inner), want) {
+			t.Errorf("the second layer lacks %q:\n%s", want, inner)
+		}
 	}
 	// A rule of someone else's on top of our chain is reported, and the
 	// sysctls that would let a source route or forwarding past the rules

@@ -92,7 +92,8 @@ func innerRules(sb Sandbox) []rule {
 		rules = append(rules, in("nat", innerDNS, v4, with([]string{"-d", gw, "-p", proto, "-m", proto, "--dport", "53"},
 			"-j", "DNAT", "--to-destination", sb.Gateway.String()+":"+port)))
 	}
-	if len(sb.TLSPorts) > 0 {
+	gate := len(sb.TLSPorts) > 0
+	if gate {
 		ports := make([]string, len(sb.TLSPorts))
 		for i, p := range sb.TLSPorts {
 			ports[i] = strconv.Itoa(int(p))
@@ -106,7 +107,6 @@ func innerRules(sb Sandbox) []rule {
 		)
 	}
 	rules = append(rules, out(v4, with([]string{"-o", "lo"}, "-j", "RETURN")))
-	gate := len(sb.TLSPorts) > 0
 	if gate {
 		// The gate's own connections, one for each of the agent's that it
 		// let through (counted and capped below, as the agent's), to
@@ -301,6 +301,9 @@ func (t tables) removeRules(rules []rule) error {
 // the restore lines that would put it back, and any rule in its chains
 // that is not ours. None when it is in place.
 func (h *Host) InnerMissing(sb Sandbox) ([]string, error) {
+	if !sb.IP.Is4() {
+		return nil, fmt.Errorf("second layer of %s: no IPv4 address known for it", sb.Name)
+	}
 	sb.Gateway = h.Gateway()
 	sb.LogGroup = LogGroup(h.cfg.Subnet, sb.IP)
 	if h.cfg.NoNameGate {

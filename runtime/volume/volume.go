@@ -1,6 +1,6 @@
 // Package volume keeps sandboxes' size-capped writable storage: one ext4
-// image per volume in a root-owned directory, loop-mounted while its sandbox
-// runs.
+// image per volume in a root-owned directory, attached to a loop device
+// while its sandbox runs, for the runtime to mount inside the sandbox.
 //
 // An image takes its whole size from the host's disk when it is created
 // (fallocate), so a volume can never take more than it was given: an agent
@@ -188,7 +188,7 @@ func makeImage(ctx context.Context, path string, size int64, uid, gid uint32) (r
 	if err := unix.Fallocate(int(f.Fd()), 0, 0, size); err != nil {
 		return fmt.Errorf("reserve %s on the host's disk: %w", formatSize(size), err)
 	}
-	mkfs, err := findMkfs()
+	mkfs, err := findTool("mke2fs")
 	if err != nil {
 		return err
 	}
@@ -226,9 +226,6 @@ func noCopyOnWrite(f *os.File) {
 		_ = unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, int(flags|noCOW))
 	}
 }
-
-// findMkfs finds mke2fs where Debian puts it, whatever PATH says.
-func findMkfs() (string, error) { return findTool("mke2fs") }
 
 // findTool finds an e2fsprogs tool where Debian puts it, whatever PATH
 // says.
