@@ -64,7 +64,10 @@ cp /bin/busybox /tmp/bb
 try "run a binary copied to /tmp" /tmp/bb true
 say "fork bomb: $(cgprobe forkbomb | tr -d '\n ')"
 say "syscalls refused with EPERM (ptrace, mount, unshare, bpf, keyctl, io_uring, ...): $(cgprobe syscalls | grep -c '"EPERM"')"
-reach "HTTPS to api.anthropic.com (allowlisted)" api.anthropic.com:443
+# tls WHAT HOST:PORT SERVER-NAME: a TLS handshake through the name gate.
+tls() { if cgprobe tls "$2" "$3" 2s | grep -q '"OK": true'; then say "$1: ALLOWED"; else say "$1: refused"; fi; }
+tls "HTTPS to api.anthropic.com (allowlisted)" api.anthropic.com:443 api.anthropic.com
+tls "HTTPS to api.anthropic.com's address naming evil.example.com (domain fronting)" api.anthropic.com:443 evil.example.com
 reach "HTTP to api.anthropic.com (port not allowlisted)" api.anthropic.com:80
 say "look up evil.example.com (not allowlisted): $(cgprobe resolve evil.example.com | tr -d '\n ')"
 reach "HTTPS to 198.18.100.66 by address (not allowlisted)" 198.18.100.66:443
@@ -120,13 +123,16 @@ ip netns exec "$INET" sh -c 'ip link set lo up; ip addr add 198.18.1.2/30 dev cg
 ip netns exec "$INET" "$ROOT/bin/cgprobe" serve-dns "$DNS:53" \
 	api.anthropic.com=198.18.100.10 api.openai.com=198.18.100.11 evil.example.com=198.18.100.66 >/dev/null 2>&1 &
 PIDS+=($!)
-for port in 80 443; do
-	ip netns exec "$INET" "$ROOT/bin/cgprobe" listen "$port" >/dev/null 2>&1 &
-	PIDS+=($!)
-done
+# Port 80 plain; 443 a CDN's edge in miniature, serving every name over TLS
+# from every address, as the real ones do.
+ip netns exec "$INET" "$ROOT/bin/cgprobe" listen 80 >/dev/null 2>&1 &
+PIDS+=($!)
+ip netns exec "$INET" "$ROOT/bin/cgprobe" serve-cdn 443 api.anthropic.com api.openai.com evil.example.com >/dev/null 2>&1 &
+PIDS+=($!)
 trap cleanup_inet EXIT
 sleep 0.3
-echo "from the host (no clawguard rule in the way): $(ip netns exec "$INET" true && "$ROOT/bin/cgprobe" connect 198.18.100.66:443 | tr -d '\n ')"
+echo "from the host (no clawguard rule in the way): $("$ROOT/bin/cgprobe" connect 198.18.100.66:443 | tr -d '\n ')"
+echo "from the host, evil.example.com at api.anthropic.com's address: $("$ROOT/bin/cgprobe" tls 198.18.100.10:443 evil.example.com 2s | tr -d '\n ')"
 
 say "clawguard run --image $IMAGE   (built-in openclaw profile, from $DEMO)"
 cd "$DEMO"

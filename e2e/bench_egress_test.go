@@ -38,7 +38,7 @@ func BenchmarkEgress(b *testing.B) {
 	h := env
 	sb := h.start(b, profile{Name: "bench-egress", Extra: `egress:
   allow:
-    - {host: api.example.test, ports: [443, 9000]}
+    - {host: api.example.test, ports: [443, 9000], tls: false}
   dns: {min_ttl: 30s, max_ttl: 1h}
 `})
 	var state struct {

@@ -21,15 +21,17 @@ import (
 )
 
 // egressProfile allowlists names of the fake internet, with a 1 s minimum
-// TTL so the DNS tests run in seconds.
+// TTL so the DNS tests run in seconds. Its tests are of the check by
+// address, with plain TCP on 443: each entry there opts out of the name
+// gate, which namegate_test.go proves.
 const egressProfile = `egress:
   allow:
-    - {host: api.example.test, ports: [443]}
+    - {host: api.example.test, ports: [443], tls: false}
     - {host: meta.example.test, ports: [80]}
     - {host: private.example.test, ports: [80]}
     - {host: loop.example.test, ports: [80]}
-    - {host: race.example.test, ports: [443]}
-    - {host: "*.wild.example.test", ports: [443]}
+    - {host: race.example.test, ports: [443], tls: false}
+    - {host: "*.wild.example.test", ports: [443], tls: false}
   dns: {min_ttl: 1s, max_ttl: 1h}
 `
 
@@ -272,7 +274,7 @@ func TestDNSChangeMovesTheAllowance(t *testing.T) {
 	const moveAddr = "198.51.100.13"
 	h.net.dns.set(name, 1, moveAddr)
 	t.Cleanup(func() { h.net.dns.set(name, 1, moveAddr) })
-	sb := h.start(t, profile{Name: "egress-move", Extra: strings.Replace(egressProfile, "  dns:", "    - {host: "+name+", ports: [443]}\n  dns:", 1)})
+	sb := h.start(t, profile{Name: "egress-move", Extra: strings.Replace(egressProfile, "  dns:", "    - {host: "+name+", ports: [443], tls: false}\n  dns:", 1)})
 	var r probeResolved
 	h.netProbe(t, sb.name, &r, "resolve", name)
 	if len(r.Addrs) != 1 || r.Addrs[0] != moveAddr {

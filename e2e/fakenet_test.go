@@ -1,16 +1,9 @@
 package e2e
 
 import (
-	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"os/exec"
 	"strings"
@@ -20,6 +13,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/vishvananda/netns"
 
+	"github.com/clawguard/clawguard/internal/fakecdn"
 	"github.com/clawguard/clawguard/netrules"
 )
 
@@ -33,7 +27,7 @@ type fakeNet struct {
 	dns       *fakeDNS
 	listeners []net.Listener
 	discard   net.Listener
-	cdn       net.Listener
+	cdn       []net.Listener
 	servers   []*dns.Server
 }
 
@@ -52,14 +46,19 @@ const (
 	racePoolSize  = 100
 )
 
-// Ports every fake host serves on; discardPort swallows what it is sent.
-var fakePorts = []int{80, 443, 8080}
+// Ports every fake host serves plain text on ("hello from ADDR");
+// discardPort swallows what it is sent.
+var fakePorts = []int{80, 8080}
 
 const discardPort = 9000
 
-// cdnPort is where every fake host is a CDN in miniature: TLS for any
-// server name, answering with the name it was asked for, and plain text to
-// whatever does not start a TLS handshake.
+// cdnPorts are where every fake host is a CDN in miniature (fakecdn): TLS
+// for any server name, answering with the name it was asked for, and plain
+// text to whatever does not start a TLS handshake: 443, as on the real
+// internet, and cdnPort, a TLS port only a profile's tls: true puts behind
+// the name gate.
+var cdnPorts = []int{443, cdnPort}
+
 const cdnPort = 4443
 
 func run(args ...string) error {
@@ -129,8 +128,12 @@ func startFakeNet() (*fakeNet, error) {
 			return err
 		}
 		f.discard = dl
-		if f.cdn, err = net.Listen("tcp", fmt.Sprintf(":%d", cdnPort)); err != nil {
-			return err
+		for _, port := range cdnPorts {
+			ln, err := net.Listen("tcp", fmt.Sprintf(":%d", port))
+			if err != nil {
+				return err
+			}
+			f.cdn = append(f.cdn, ln)
 		}
 		pc, err := net.ListenPacket("udp", fakeDNSAddr+":53")
 		if err != nil {
@@ -151,12 +154,14 @@ func startFakeNet() (*fakeNet, error) {
 		go serveHello(ln)
 	}
 	go serveDiscard(f.discard)
-	cert, err := selfSigned()
+	cert, err := fakecdn.Certificate("*.example.test")
 	if err != nil {
 		f.close()
 		return nil, err
 	}
-	go serveCDN(f.cdn, cert)
+	for _, ln := range f.cdn {
+		go fakecdn.Serve(ln, cert)
+	}
 	for _, s := range f.servers {
 		go s.ActivateAndServe() //nolint:errcheck
 	}
@@ -183,56 +188,6 @@ func serveConns(ln net.Listener, handle func(net.Conn)) {
 // serveHello answers every connection with the address and port it reached.
 func serveHello(ln net.Listener) {
 	serveConns(ln, func(c net.Conn) { fmt.Fprintf(c, "hello from %s\n", c.LocalAddr()) })
-}
-
-// serveCDN serves any server name over TLS ("served NAME at ADDR") and
-// answers plain text in kind ("plain hello from ADDR"), as a CDN's edge
-// serves every site it carries from the same addresses.
-func serveCDN(ln net.Listener, cert tls.Certificate) {
-	serveConns(ln, func(c net.Conn) {
-		// A client that says nothing for a moment gets the plain greeting
-		// too, as a server-first protocol would send it.
-		_ = c.SetDeadline(time.Now().Add(300 * time.Millisecond))
-		br := bufio.NewReader(c)
-		first, err := br.Peek(1)
-		if err != nil || first[0] != 0x16 { // not a TLS handshake record
-			_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-			fmt.Fprintf(c, "plain hello from %s\n", c.LocalAddr())
-			return
-		}
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		tc := tls.Server(peekedConn{c, br}, &tls.Config{Certificates: []tls.Certificate{cert}})
-		if tc.Handshake() != nil {
-			return
-		}
-		fmt.Fprintf(tc, "served %s at %s\n", tc.ConnectionState().ServerName, c.LocalAddr())
-		_ = tc.CloseWrite()
-		_, _ = io.Copy(io.Discard, tc)
-	})
-}
-
-// peekedConn reads through the buffer that peeked at it.
-type peekedConn struct {
-	net.Conn
-	r *bufio.Reader
-}
-
-func (p peekedConn) Read(b []byte) (int, error) { return p.r.Read(b) }
-
-// selfSigned is the CDN's certificate, for every name: the probe does not
-// check it (the name gate, not the certificate, is under test).
-func selfSigned() (tls.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "fake cdn"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), DNSNames: []string{"*.example.test"}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
 
 // hostSend connects from the host, writes msg and returns the answer.
@@ -282,8 +237,8 @@ func (f *fakeNet) close() {
 	if f.discard != nil {
 		f.discard.Close()
 	}
-	if f.cdn != nil {
-		f.cdn.Close()
+	for _, ln := range f.cdn {
+		ln.Close()
 	}
 	if f.ns.IsOpen() {
 		f.ns.Close()

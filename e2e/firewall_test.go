@@ -29,7 +29,7 @@ func TestAFirewallReloadIsUndone(t *testing.T) {
 	mustAnswerFromHost(t, deniedAddr+":443")
 	gw := netrules.Gateway(netip.MustParsePrefix(testSubnet))
 	hostPort := net.JoinHostPort(gw.String(), "18099")
-	const allow = "egress:\n  allow:\n    - {host: api.example.test, ports: [443]}\n"
+	const allow = "egress:\n  allow:\n    - {host: api.example.test, ports: [443], tls: false}\n"
 	open := func(name, addr string) bool {
 		t.Helper()
 		var c probeConnected

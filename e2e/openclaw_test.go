@@ -87,6 +87,27 @@ func TestOpenClawGatewayRunsUnderTheBuiltinProfile(t *testing.T) {
 		t.Fatalf("verify of the running gateway: exit %d\n%s", code, v.explain())
 	}
 
+	// The gateway's own TLS stack (Node's) passes the name gate on 443
+	// under an allowlisted name, and is refused under another name at the
+	// same address, which the address serves from the host.
+	const nodeTLS = `const tls = require("tls"); const [host, name] = process.argv.slice(1);
+const s = tls.connect({host, port: 443, servername: name, rejectUnauthorized: false});
+s.on("data", d => { process.stdout.write(d); s.end(); });
+s.on("error", e => { console.log("error " + e.code); });
+s.setTimeout(3000, () => { console.log("timeout"); s.destroy(); });`
+	if got, err := hostTLS(apiAddr+":443", "evil.example.org"); err != nil || !strings.HasPrefix(got, "served evil.example.org") {
+		t.Fatalf("control: the API's address does not serve another name from the host (%q, %v)", got, err)
+	}
+	for _, tc := range []struct {
+		name   string
+		served bool
+	}{{"api.anthropic.com", true}, {"evil.example.org", false}} {
+		out, stderr, _ := env.exec(t, "openclaw", "node", "-e", nodeTLS, "api.anthropic.com", tc.name)
+		if served := strings.HasPrefix(out, "served "+tc.name); served != tc.served {
+			t.Errorf("node's TLS to api.anthropic.com:443 naming %s: %q %s (want served: %v)", tc.name, out, stderr, tc.served)
+		}
+	}
+
 	st := env.status(t, "openclaw")
 	mem := cgroupMemory(t, st.Pid)
 	t.Logf("gateway memory: rss %d MiB, page cache %d MiB, peak %d MiB of %d MiB, oom kills %d",

@@ -343,7 +343,7 @@ mounts:
 secrets: {dir: ./secrets}
 egress:
   allow:
-    - {host: api.example.test, ports: [443]}
+    - {host: api.example.test, ports: [443], tls: false}
 publish: ["`+svcPublishedHost+`:8080"]
 stop_timeout: 3s
 `, svcSandbox, img.ref)),

@@ -22,6 +22,10 @@ type Numbers struct {
 	Accepted, Denied                    uint64
 	SetSize                             int
 	DNSAnswered, DNSRefused, RefreshErr uint64
+	// TLSPassed and TLSRefusedBy count the name gate's connections, the
+	// refused by kind (namegate.Reason).
+	TLSPassed    uint64
+	TLSRefusedBy map[string]uint64
 	// HaveRules and HaveEgress say which of the above could be read.
 	HaveRules, HaveSet, HaveEgress bool
 }
@@ -37,6 +41,7 @@ func (s *Supervisor) Numbers(st *Started) Numbers {
 	}
 	if e := st.egress; e != nil {
 		n.DNSAnswered, n.DNSRefused, n.RefreshErr = e.Counts()
+		n.TLSPassed, _, n.TLSRefusedBy = e.TLSNames().Counts()
 		n.HaveEgress = true
 	}
 	return n

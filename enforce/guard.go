@@ -3,7 +3,9 @@ package enforce
 import (
 	"context"
 	"fmt"
+	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -62,6 +64,17 @@ func tlsPorts(e profiles.Egress) []uint16 {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// byAddress are the entries' HOST:PORT that opted out of the name gate.
+func byAddress(e profiles.Egress) []string {
+	var out []string
+	for _, a := range e.Allow {
+		for _, p := range a.ByAddress() {
+			out = append(out, net.JoinHostPort(a.Host, strconv.Itoa(p)))
+		}
+	}
+	return out
 }
 
 // publishedPorts are the sandbox's ports of validated publish specs.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/netip"
 	"os"
 	"sort"
@@ -59,10 +60,16 @@ type Status struct {
 // connection through; the dial to its destination may still fail, and is
 // then in the log, not here.
 type NameGateStatus struct {
-	Ports    []uint16            `json:"ports"`
-	Passed   uint64              `json:"passed"`
-	Refused  uint64              `json:"refused"`
-	Refusals []egress.TLSRefusal `json:"refusals"`
+	Ports   []uint16 `json:"ports"`
+	Passed  uint64   `json:"passed"`
+	Refused uint64   `json:"refused"`
+	// RefusedBy counts the refused by kind (no_name, not_allowlisted,
+	// not_resolved, expired, not_tls, ...).
+	RefusedBy map[string]uint64   `json:"refused_by"`
+	Refusals  []egress.TLSRefusal `json:"refusals"`
+	// ByAddress are the entries' HOST:PORT that opted out of the gate
+	// (tls: false): checked by address only.
+	ByAddress []string `json:"by_address,omitempty"`
 }
 
 // AllowStatus is one allowlist entry and the addresses it opens right now.
@@ -152,8 +159,8 @@ func (s *Supervisor) status(name string, infos map[string]runtime.Info, now time
 		if state.IP.IsValid() {
 			st.IP, st.Network = state.IP.String(), state.IP.String()+" via "+state.Gateway.String()
 		}
-		if ports := tlsPorts(state.Egress); len(ports) > 0 {
-			st.NameGate = &NameGateStatus{Ports: ports, Refusals: []egress.TLSRefusal{}}
+		if ports, plain := tlsPorts(state.Egress), byAddress(state.Egress); len(ports) > 0 || len(plain) > 0 {
+			st.NameGate = &NameGateStatus{Ports: ports, RefusedBy: map[string]uint64{}, Refusals: []egress.TLSRefusal{}, ByAddress: plain}
 		}
 		for _, a := range state.Egress.Allow {
 			as := AllowStatus{Host: a.Host, CIDR: a.CIDR, Ports: a.Ports, Protocols: a.Protos(), Addresses: []AddressStatus{}}
@@ -217,6 +224,7 @@ func (s *Supervisor) egressStatus(st *Status, now time.Time, withRules bool) {
 		if g := st.NameGate; g != nil {
 			g.Passed, g.Refused = snap.TLSPassed, snap.TLSRefusedCount
 			g.Refusals = append(g.Refusals, snap.TLSRefused...)
+			maps.Copy(g.RefusedBy, snap.TLSRefusedBy)
 		}
 		for i := range st.Allowlist {
 			a := &st.Allowlist[i]

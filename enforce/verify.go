@@ -142,6 +142,7 @@ func expectFor(p *profiles.Profile, st *State) (verify.Expect, error) {
 	for _, port := range tlsPorts(p.Egress) {
 		e.TLSPorts = append(e.TLSPorts, int(port))
 	}
+	e.ByAddress = byAddress(p.Egress)
 	if p.Agent == profiles.AgentOpenClaw {
 		allowed, err := profiles.AllowedCommands(p)
 		if err != nil {

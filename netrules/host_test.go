@@ -3,6 +3,7 @@
 package netrules
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -127,7 +128,12 @@ func TestAttachInstallsEverythingAndDetachRemovesIt(t *testing.T) {
 	if missing, err := h.InnerMissing(sb); err != nil || len(missing) != 0 {
 		t.Fatalf("second layer not in place (%v):\n%s", err, strings.Join(missing, "\n"))
 	}
-	if err := h.Allow(sb.Name, []Entry{{Addr: netip.MustParseAddr("198.51.100.77"), Proto: ProtoTCP, Port: 443, Timeout: time.Minute}}); err != nil {
+	// One entry behind the name gate and one by address: both in the
+	// mirror, only the first in the gate's set.
+	if err := h.Allow(sb.Name, []Entry{
+		{Addr: netip.MustParseAddr("198.51.100.77"), Proto: ProtoTCP, Port: 443, Timeout: time.Minute, TLS: true},
+		{Addr: netip.MustParseAddr("198.51.100.78"), Proto: ProtoTCP, Port: 443, Timeout: time.Minute},
+	}); err != nil {
 		t.Fatal(err)
 	}
 	in, err := openInner(att.NetNSPath)
@@ -136,14 +142,16 @@ func TestAttachInstallsEverythingAndDetachRemovesIt(t *testing.T) {
 	}
 	mirror, err := in.sets.listEntries(SetName(sb.Name))
 	ranges, err2 := in.sets.listEntries(NetSetName(sb.Name))
+	gated, err3 := in.sets.listEntries(TLSSetName(sb.Name))
 	in.Close()
-	if err != nil || err2 != nil || len(mirror) != 1 || mirror[0].Addr != netip.MustParseAddr("198.51.100.77") || len(ranges) != 1 || ranges[0].Prefix != static[0].Prefix {
-		t.Fatalf("mirror sets: %+v %+v (%v, %v)", mirror, ranges, err, err2)
+	if err := errors.Join(err, err2, err3); err != nil || len(mirror) != 2 || len(ranges) != 1 || ranges[0].Prefix != static[0].Prefix ||
+		len(gated) != 1 || gated[0].Addr != netip.MustParseAddr("198.51.100.77") {
+		t.Fatalf("mirror sets: %+v, ranges %+v, behind the gate %+v (%v)", mirror, ranges, gated, err)
 	}
 	inner, _ := exec.Command("nsenter", "--net="+att.NetNSPath, "--", "iptables-save").Output()
 	for _, want := range []string{
 		"-A OUTPUT -m comment --comment clawguard -j CG-OUT",
-		"-m multiport --dports 443,8443 -m set --match-set " + SetName(sb.Name) + " dst,dst",
+		"-p tcp -m set --match-set " + TLSSetName(sb.Name) + " dst,dst",
 		"-j REDIRECT --to-ports 943",
 		"-A OUTPUT -o lo -m mark ! --mark 0x4347 -m comment --comment clawguard -j CT --notrack",
 	} {

@@ -94,16 +94,13 @@ func innerRules(sb Sandbox) []rule {
 	}
 	gate := len(sb.TLSPorts) > 0
 	if gate {
-		ports := make([]string, len(sb.TLSPorts))
-		for i, p := range sb.TLSPorts {
-			ports[i] = strconv.Itoa(int(p))
-		}
-		// Only what the set allows goes to the gate: the rest is dropped
-		// below, as before, and the gate checks the name on top.
+		// Only what a name behind the gate resolved to goes there: the
+		// rest of the set is checked by address alone, what is in no set
+		// is dropped below, and the gate checks the name on top.
 		rules = append(rules,
 			in("nat", innerDNS, v4, with([]string{"-m", "mark", "--mark", gateMark}, "-j", "RETURN")),
-			in("nat", innerDNS, v4, with([]string{"-p", "tcp", "-m", "multiport", "--dports", strings.Join(ports, ","),
-				"-m", "set", "--match-set", SetName(sb.Name), "dst,dst"}, "-j", "REDIRECT", "--to-ports", strconv.Itoa(NameGatePort))),
+			in("nat", innerDNS, v4, with([]string{"-p", "tcp", "-m", "set", "--match-set", TLSSetName(sb.Name), "dst,dst"},
+				"-j", "REDIRECT", "--to-ports", strconv.Itoa(NameGatePort))),
 		)
 	}
 	rules = append(rules, out(v4, with([]string{"-o", "lo"}, "-j", "RETURN")))
@@ -241,8 +238,10 @@ func (h *Host) ensureInner(sb Sandbox, nsPath string, static []NetEntry) error {
 		return err
 	}
 	defer in.Close()
-	if err := in.sets.ensureSet(SetName(sb.Name)); err != nil {
-		return fmt.Errorf("second layer: %w", err)
+	for _, set := range []string{SetName(sb.Name), TLSSetName(sb.Name)} {
+		if err := in.sets.ensureSet(set); err != nil {
+			return fmt.Errorf("second layer: %w", err)
+		}
 	}
 	if err := in.sets.ensureNetSet(NetSetName(sb.Name)); err != nil {
 		return fmt.Errorf("second layer: %w", err)
@@ -256,13 +255,17 @@ func (h *Host) ensureInner(sb Sandbox, nsPath string, static []NetEntry) error {
 	if err != nil {
 		return fmt.Errorf("second layer: seed the mirror: %w", err)
 	}
+	// Which of them a name behind the gate asked for, the host's set does
+	// not say: every member on a port the gate checks is taken to be one,
+	// the side that fails closed, until the next answer writes it anew.
 	var seed []Entry
 	for _, m := range have {
 		if m.Seconds > 0 {
-			seed = append(seed, Entry{Addr: m.Addr, Proto: protoNumber(m.Proto), Port: m.Port, Timeout: m.Timeout})
+			seed = append(seed, Entry{Addr: m.Addr, Proto: protoNumber(m.Proto), Port: m.Port, Timeout: m.Timeout,
+				TLS: m.Proto == "tcp" && slices.Contains(sb.TLSPorts, m.Port)})
 		}
 	}
-	if err := in.sets.addEntries(SetName(sb.Name), seed); err != nil {
+	if err := in.mirror(sb.Name, seed); err != nil {
 		return fmt.Errorf("second layer: seed the mirror: %w", err)
 	}
 	if h.cfg.NoNameGate {
@@ -348,10 +351,26 @@ func (h *Host) allowInner(sandbox string, entries []Entry) error {
 		return fmt.Errorf("second layer of %s: %w", sandbox, err)
 	}
 	defer in.Close()
-	if err := in.sets.addEntries(SetName(sandbox), entries); err != nil {
+	if err := in.mirror(sandbox, entries); err != nil {
 		return fmt.Errorf("second layer of %s: %w", sandbox, err)
 	}
 	return nil
+}
+
+// mirror writes entries into the namespace's sets: those behind the name
+// gate into its set first, so that no address is allowed by the mirror
+// before its connections are sent to the gate.
+func (in inner) mirror(sandbox string, entries []Entry) error {
+	var tls []Entry
+	for _, e := range entries {
+		if e.TLS {
+			tls = append(tls, e)
+		}
+	}
+	if err := in.sets.addEntries(TLSSetName(sandbox), tls); err != nil {
+		return err
+	}
+	return in.sets.addEntries(SetName(sandbox), entries)
 }
 
 // innerDrops counts the packets the second layer dropped: for their

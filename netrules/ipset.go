@@ -25,6 +25,9 @@ type Entry struct {
 	Proto   uint8
 	Port    uint16
 	Timeout time.Duration
+	// TLS puts the entry behind the name gate too: the sandbox's own
+	// namespace sends its connections there to be checked by name.
+	TLS bool
 }
 
 // maxSetTimeout is what the kernel accepts for a set entry (in seconds).

@@ -33,9 +33,15 @@ func SetName(sandbox string) string { return setPrefix + ShortID(sandbox) + setS
 // member each whatever their size.
 func NetSetName(sandbox string) string { return setPrefix + ShortID(sandbox) + netSetSuffix }
 
+// TLSSetName is the set, in the sandbox's own namespace only, of the
+// members of its set that are behind the name gate: addresses and ports a
+// name asked to be checked by name resolved to.
+func TLSSetName(sandbox string) string { return setPrefix + ShortID(sandbox) + tlsSetSuffix }
+
 const (
 	setSuffix    = "-v4"
 	netSetSuffix = "-net4"
+	tlsSetSuffix = "-tls4"
 )
 
 // VethName is the host side of the sandbox's veth pair.
@@ -56,7 +62,7 @@ func setID(name string) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	for _, suffix := range []string{setSuffix, netSetSuffix} {
+	for _, suffix := range []string{setSuffix, netSetSuffix, tlsSetSuffix} {
 		if id, ok := strings.CutSuffix(rest, suffix); ok {
 			return id, true
 		}

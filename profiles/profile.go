@@ -158,16 +158,39 @@ type AllowEntry struct {
 	// TLS puts the entry's TCP ports behind the name gate: a connection
 	// passes only if its ClientHello names this host and the sandbox's DNS
 	// gate resolved that name to that very address. An address on a CDN is
-	// shared by every site there; a name is not.
+	// shared by every site there; a name is not. Unset, port 443 of a host
+	// entry is behind the gate and its other ports are not; true puts every
+	// port behind it; false checks the entry by address only, for a
+	// protocol on 443 that is not TLS.
 	TLS *bool `yaml:"tls" json:"tls,omitempty"`
 }
 
+// DefaultTLSPort is the port a host entry puts behind the name gate unless
+// it says otherwise.
+const DefaultTLSPort = 443
+
 // TLSPorts are the entry's ports the name gate checks.
 func (a AllowEntry) TLSPorts() []int {
-	if a.TLS == nil || !*a.TLS || !slices.Equal(a.Protos(), []string{"tcp"}) {
+	if a.Host == "" || !slices.Contains(a.Protos(), "tcp") {
 		return nil
 	}
-	return a.Ports
+	switch {
+	case a.TLS == nil && slices.Contains(a.Ports, DefaultTLSPort):
+		return []int{DefaultTLSPort}
+	case a.TLS != nil && *a.TLS:
+		return a.Ports
+	}
+	return nil
+}
+
+// ByAddress are the entry's TCP ports on which it opted out of the name
+// gate (tls: false), where TLS would otherwise be checked: status and verify
+// say so.
+func (a AllowEntry) ByAddress() []int {
+	if a.Host == "" || a.TLS == nil || *a.TLS || !slices.Contains(a.Protos(), "tcp") || !slices.Contains(a.Ports, DefaultTLSPort) {
+		return nil
+	}
+	return []int{DefaultTLSPort}
 }
 
 // Wildcard reports whether the entry is "*.suffix".

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -193,6 +194,8 @@ func TestInvalidProfilesNameTheirField(t *testing.T) {
 		{"tls on a cidr", "name: a\nimage: busybox\negress: {allow: [{cidr: 198.51.100.0/24, ports: [443], tls: true}]}\n", "egress.allow[0].tls"},
 		{"tls on udp only", "name: a\nimage: busybox\negress: {allow: [{host: a.example.com, ports: [443], protocols: [udp], tls: true}]}\n", "egress.allow[0].tls"},
 		{"tls beside udp (QUIC past the gate)", "name: a\nimage: busybox\negress: {allow: [{host: a.example.com, ports: [443], protocols: [tcp, udp], tls: true}]}\n", "egress.allow[0].tls"},
+		{"udp on 443 beside the gate's default", "name: a\nimage: busybox\negress: {allow: [{host: a.example.com, ports: [443], protocols: [tcp, udp]}]}\n", "egress.allow[0].protocols"},
+		{"QUIC alone on 443 by default", "name: a\nimage: busybox\negress: {allow: [{host: a.example.com, ports: [443], protocols: [udp]}]}\n", "egress.allow[0].protocols"},
 		{"volume without a size", "name: a\nimage: busybox\nvolumes: [{name: work, target: /workspace}]\n", "volumes[0].size"},
 		{"volume below 16M", "name: a\nimage: busybox\nvolumes: [{name: work, target: /workspace, size: 8m}]\n", "volumes[0].size"},
 		{"volume above 1T", "name: a\nimage: busybox\nvolumes: [{name: work, target: /workspace, size: 2T}]\n", "volumes[0].size"},
@@ -359,5 +362,33 @@ func TestPublishMustBeLoopback(t *testing.T) {
 		if _, err := ParsePublish(tt.in); (err == nil) != tt.ok {
 			t.Errorf("ParsePublish(%q) err = %v, want ok=%v", tt.in, err, tt.ok)
 		}
+	}
+}
+
+func TestPort443OfAHostIsBehindTheNameGateUnlessTheEntrySaysOtherwise(t *testing.T) {
+	yes, no := true, false
+	for _, tc := range []struct {
+		name           string
+		entry          AllowEntry
+		tls, byAddress []int
+	}{
+		{"a host on 443", AllowEntry{Host: "a.example.com", Ports: []int{443}}, []int{443}, nil},
+		{"a host on 80 and 443: 443 only", AllowEntry{Host: "a.example.com", Ports: []int{80, 443}}, []int{443}, nil},
+		{"a wildcard on 443", AllowEntry{Host: "*.example.com", Ports: []int{443}}, []int{443}, nil},
+		{"a host on another port", AllowEntry{Host: "a.example.com", Ports: []int{8443}}, nil, nil},
+		{"tls: true puts every port behind it", AllowEntry{Host: "a.example.com", Ports: []int{443, 8443}, TLS: &yes}, []int{443, 8443}, nil},
+		{"tls: false opts 443 out", AllowEntry{Host: "a.example.com", Ports: []int{443, 80}, TLS: &no}, nil, []int{443}},
+		{"tls: false elsewhere opts nothing out", AllowEntry{Host: "a.example.com", Ports: []int{80}, TLS: &no}, nil, nil},
+		{"a cidr is checked by address", AllowEntry{CIDR: "198.51.100.0/24", Ports: []int{443}}, nil, nil},
+		{"udp alone has no TLS", AllowEntry{Host: "a.example.com", Ports: []int{443}, Protocols: []string{"udp"}, TLS: &no}, nil, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.entry.TLSPorts(); !slices.Equal(got, tc.tls) {
+				t.Errorf("TLSPorts = %v, want %v", got, tc.tls)
+			}
+			if got := tc.entry.ByAddress(); !slices.Equal(got, tc.byAddress) {
+				t.Errorf("ByAddress = %v, want %v", got, tc.byAddress)
+			}
+		})
 	}
 }

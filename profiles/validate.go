@@ -435,11 +435,13 @@ func (v validator) egress() {
 		}
 		nameBounds(c, field, a)
 		switch {
-		case a.TLS == nil || !*a.TLS:
-		case a.CIDR != "":
+		case a.TLS != nil && *a.TLS && a.CIDR != "":
 			c.add(field+".tls", "a cidr entry is checked by address only: it resolves no names to check a server name against", "remove tls, or name the hosts")
-		case slices.Contains(a.Protos(), "udp"):
+		case a.TLS != nil && *a.TLS && slices.Contains(a.Protos(), "udp"):
 			c.add(field+".tls", "the name gate reads TLS over TCP; UDP on the same ports (QUIC) would pass by address, unchecked", "remove udp from protocols (or tls)")
+		case a.Host != "" && a.TLS == nil && slices.Contains(a.Protos(), "udp") && slices.Contains(a.Ports, DefaultTLSPort):
+			c.add(field+".protocols", fmt.Sprintf("udp on port %d would pass QUIC by address, past the name gate that checks TLS there", DefaultTLSPort),
+				"remove udp (HTTPS clients fall back to TCP), or write tls: false to check this entry by address only")
 		}
 	}
 	if e.DNS.MinTTL.Seconds() < 1 {

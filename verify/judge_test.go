@@ -129,6 +129,18 @@ func TestANameGateRefusalTheDestinationWouldMakeAnywayIsAWarning(t *testing.T) {
 	}
 }
 
+// An entry that opted out of the name gate is said to be checked by
+// address only, beside the gate's own proof for the others.
+func TestAnEntryOutsideTheNameGateIsNamedAsCheckedByAddress(t *testing.T) {
+	e, r, h := good()
+	e.ByAddress = []string{"legacy.example.com:443"}
+	for _, res := range Judge(e, r, h) {
+		if res.ID == "name-gate" && (res.Status != Pass || !strings.Contains(res.Seen, "by address only, as the profile says (tls: false): legacy.example.com:443")) {
+			t.Fatalf("name-gate: %s, %s", res.Status, res.Seen)
+		}
+	}
+}
+
 // A writable host directory is the profile's own choice: reported as
 // uncapped, with the fix, not failed.
 func TestAnUncappedWritableMountIsAWarningThatNamesTheFix(t *testing.T) {

@@ -1,19 +1,25 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
+
+	"github.com/clawguard/clawguard/internal/fakecdn"
 )
 
 // netCheck runs the network subcommands; each prints one JSON value.
@@ -68,16 +74,33 @@ func netCheck(args []string) (any, error) {
 			timeout = d
 		}
 		return tlsConnect(args[1], args[2], timeout), nil
-	case "tlsbench": // tlsbench HOST:PORT SERVER-NAME N MIB: N handshakes one after another, then MIB uploaded over one
-		if len(args) != 5 {
-			return nil, fmt.Errorf("usage: tlsbench HOST:PORT SERVER-NAME N MIB")
+	case "tlsodd": // tlsodd HOST:PORT SERVER-NAME split|big|stall|garbage [TIMEOUT]: a ClientHello a gate might not expect
+		if len(args) < 4 {
+			return nil, fmt.Errorf("usage: tlsodd HOST:PORT SERVER-NAME split|big|stall|garbage [TIMEOUT]")
+		}
+		timeout := 3 * time.Second
+		if len(args) > 4 {
+			d, err := time.ParseDuration(args[4])
+			if err != nil {
+				return nil, err
+			}
+			timeout = d
+		}
+		return tlsOdd(args[1], args[2], args[3], timeout)
+	case "tlsbench": // tlsbench HOST:PORT SERVER-NAME N MIB [WORKERS]: N handshakes one after another, N more from WORKERS at once, then MIB uploaded over one
+		if len(args) != 5 && len(args) != 6 {
+			return nil, fmt.Errorf("usage: tlsbench HOST:PORT SERVER-NAME N MIB [WORKERS]")
 		}
 		n, err1 := strconv.Atoi(args[3])
 		mib, err2 := strconv.Atoi(args[4])
-		if err1 != nil || err2 != nil || n < 1 || n > 100000 || mib < 0 || mib > 10000 {
-			return nil, fmt.Errorf("N must be 1-100000 and MIB 0-10000")
+		workers, err3 := 0, error(nil)
+		if len(args) == 6 {
+			workers, err3 = strconv.Atoi(args[5])
 		}
-		return tlsBench(args[1], args[2], n, mib), nil
+		if err1 != nil || err2 != nil || err3 != nil || n < 1 || n > 100000 || mib < 0 || mib > 10000 || workers < 0 || workers > 256 {
+			return nil, fmt.Errorf("N must be 1-100000, MIB 0-10000 and WORKERS 0-256")
+		}
+		return tlsBench(args[1], args[2], n, mib, workers), nil
 	case "tlshold": // tlshold HOST:PORT SERVER-NAME N SECONDS: N TLS connections held open SECONDS
 		if len(args) != 5 {
 			return nil, fmt.Errorf("usage: tlshold HOST:PORT SERVER-NAME N SECONDS")
@@ -140,6 +163,20 @@ func netCheck(args []string) (any, error) {
 			fmt.Fprintf(c, "hello from %s\n", c.LocalAddr())
 			c.Close()
 		}
+	case "serve-cdn": // serve-cdn PORT NAME...: a CDN's edge (fakecdn) for the names, until killed
+		if len(args) < 3 {
+			return nil, fmt.Errorf("usage: serve-cdn PORT NAME...")
+		}
+		cert, err := fakecdn.Certificate(args[2:]...)
+		if err != nil {
+			return nil, err
+		}
+		ln, err := net.Listen("tcp", ":"+args[1])
+		if err != nil {
+			return nil, err
+		}
+		fakecdn.Serve(ln, cert)
+		return nil, errors.New("serve-cdn: listener closed")
 	case "serve-dns": // serve-dns ADDR:PORT NAME=IP... : a fixed zone, for demos
 		if len(args) < 3 {
 			return nil, fmt.Errorf("usage: serve-dns ADDR:PORT NAME=IP...")
@@ -309,17 +346,145 @@ func tlsConnect(addr, serverName string, timeout time.Duration) Connected {
 	return res
 }
 
+// OddHello is the outcome of tlsodd: the connection's, and the size of the
+// ClientHello sent.
+type OddHello struct {
+	Connected
+	HelloBytes int
+}
+
+// tlsOdd sends a ClientHello in a shape a gate might not expect: split,
+// one byte a segment; big, grown past 2 KB with long ALPN names (more than
+// a post-quantum key share adds); stall, half of one and then silence,
+// until the other side gives up or timeout; garbage, a handshake record's
+// header before bytes that are no ClientHello.
+func tlsOdd(addr, serverName, mode string, timeout time.Duration) (OddHello, error) {
+	cfg := &tls.Config{ServerName: serverName, InsecureSkipVerify: true} //nolint:gosec // test servers' own certificates
+	var res OddHello
+	start := time.Now()
+	dial := func() (*net.TCPConn, error) {
+		c, err := net.DialTimeout("tcp", addr, timeout)
+		if err != nil {
+			return nil, err
+		}
+		_ = c.SetDeadline(time.Now().Add(timeout))
+		return c.(*net.TCPConn), nil
+	}
+	finish := func(err error) (OddHello, error) {
+		res.Took = time.Since(start).Round(time.Millisecond).String()
+		res.Error = errString(err)
+		return res, nil
+	}
+	switch mode {
+	case "split", "big":
+		if mode == "big" {
+			for i := range 4 {
+				cfg.NextProtos = append(cfg.NextProtos, fmt.Sprintf("%d%s", i, strings.Repeat("x", 250)))
+			}
+		}
+		raw, err := dial()
+		if err != nil {
+			return finish(err)
+		}
+		defer raw.Close()
+		w := &helloWriter{TCPConn: raw, split: mode == "split"}
+		c := tls.Client(w, cfg)
+		if err := c.Handshake(); err != nil {
+			res.HelloBytes = w.first
+			return finish(err)
+		}
+		res.HelloBytes, res.OK = w.first, true
+		b, _ := io.ReadAll(io.LimitReader(c, 256))
+		res.Got = string(b)
+		return finish(nil)
+	case "stall", "garbage":
+		hello := []byte{0x16, 0x03, 0x01, 0x00, 0x40}
+		if mode == "stall" {
+			var err error
+			if hello, err = clientHello(cfg); err != nil {
+				return res, err
+			}
+			hello = hello[:len(hello)/2]
+		} else {
+			hello = append(hello, bytes.Repeat([]byte{0xfe}, 0x40)...)
+		}
+		res.HelloBytes = len(hello)
+		c, err := dial()
+		if err != nil {
+			return finish(err)
+		}
+		defer c.Close()
+		if _, err := c.Write(hello); err != nil {
+			return finish(err)
+		}
+		b, err := io.ReadAll(io.LimitReader(c, 256))
+		res.Got = string(b)
+		return finish(err)
+	}
+	return res, fmt.Errorf("tlsodd: mode %q is not split, big, stall or garbage", mode)
+}
+
+// helloWriter counts the first write, the ClientHello, and with split
+// sends every byte of it in a segment of its own.
+type helloWriter struct {
+	*net.TCPConn
+	split  bool
+	first  int
+	writes int
+}
+
+func (w *helloWriter) Write(p []byte) (int, error) {
+	w.writes++
+	if w.writes > 1 || !w.split {
+		if w.writes == 1 {
+			w.first = len(p)
+		}
+		return w.TCPConn.Write(p)
+	}
+	w.first = len(p)
+	_ = w.SetNoDelay(true)
+	for i := range p {
+		// With Nagle off, each write leaves as a segment of its own.
+		if _, err := w.TCPConn.Write(p[i : i+1]); err != nil {
+			return i, err
+		}
+	}
+	return len(p), nil
+}
+
+// clientHello is the ClientHello cfg makes, as the bytes of its record.
+func clientHello(cfg *tls.Config) ([]byte, error) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	go func() { _ = tls.Client(a, cfg).Handshake() }()
+	_ = b.SetReadDeadline(time.Now().Add(5 * time.Second))
+	hdr := make([]byte, 5)
+	if _, err := io.ReadFull(b, hdr); err != nil {
+		return nil, fmt.Errorf("record a ClientHello: %w", err)
+	}
+	body := make([]byte, int(hdr[3])<<8|int(hdr[4]))
+	if _, err := io.ReadFull(b, body); err != nil {
+		return nil, fmt.Errorf("record a ClientHello: %w", err)
+	}
+	return append(hdr, body...), nil
+}
+
 // TLSBench is what tlsbench measured: connection set-up (dial to the end
 // of the handshake), connections a second one after another, and the
 // upload rate of one connection.
 type TLSBench struct {
-	Setups     []int64 // microseconds, each
-	PerSec     float64
-	MbitPerSec float64
-	Error      string
+	Setups []int64 // microseconds, each
+	PerSec float64
+	// ParallelPerSec is the rate of as many handshakes made by several
+	// workers at once: what the machine can do, where PerSec is bound by
+	// the latency of one.
+	ParallelPerSec float64
+	MbitPerSec     float64
+	Error          string
 }
 
-func tlsBench(addr, serverName string, n, mib int) TLSBench {
+func tlsBench(addr, serverName string, n, mib, workers int) TLSBench {
 	var res TLSBench
 	cfg := &tls.Config{ServerName: serverName, InsecureSkipVerify: true} //nolint:gosec // test servers' own certificates
 	handshake := func() (*tls.Conn, error) {
@@ -347,6 +512,31 @@ func tlsBench(addr, serverName string, n, mib int) TLSBench {
 		c.Close()
 	}
 	res.PerSec = float64(n) / time.Since(start).Seconds()
+	if workers > 0 {
+		var left atomic.Int64
+		left.Store(int64(n))
+		var failed atomic.Value
+		var wg sync.WaitGroup
+		start := time.Now()
+		for range workers {
+			wg.Go(func() {
+				for left.Add(-1) >= 0 {
+					c, err := handshake()
+					if err != nil {
+						failed.Store(errString(err))
+						return
+					}
+					c.Close()
+				}
+			})
+		}
+		wg.Wait()
+		if e, ok := failed.Load().(string); ok {
+			res.Error = e
+			return res
+		}
+		res.ParallelPerSec = float64(n) / time.Since(start).Seconds()
+	}
 	if mib == 0 {
 		return res
 	}

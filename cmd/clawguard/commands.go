@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"os"
 	"os/signal"
@@ -200,7 +201,20 @@ func printEgress(w io.Writer, s enforce.Status, rules bool) {
 		for i, p := range g.Ports {
 			ports[i] = strconv.Itoa(int(p))
 		}
-		fmt.Fprintf(w, "%s: name gate on %s/tcp: %d TLS connections passed, %d refused\n", s.Name, strings.Join(ports, ","), g.Passed, g.Refused)
+		if len(ports) > 0 {
+			var by []string
+			for _, k := range slices.Sorted(maps.Keys(g.RefusedBy)) {
+				by = append(by, fmt.Sprintf("%d %s", g.RefusedBy[k], k))
+			}
+			refused := strconv.FormatUint(g.Refused, 10)
+			if len(by) > 0 {
+				refused += " (" + strings.Join(by, ", ") + ")"
+			}
+			fmt.Fprintf(w, "%s: name gate on %s/tcp: %d TLS connections passed, %s refused\n", s.Name, strings.Join(ports, ","), g.Passed, refused)
+		}
+		if len(g.ByAddress) > 0 {
+			fmt.Fprintf(w, "%s: by address only, past the name gate (tls: false): %s\n", s.Name, strings.Join(g.ByAddress, ", "))
+		}
 		for _, r := range g.Refusals {
 			name := r.ServerName
 			if name == "" {

@@ -21,7 +21,7 @@ type metrics struct {
 	d         *Daemon
 	startTime prometheus.Histogram
 
-	sandboxes, accepted, denied, setSize, dnsAnswered, dnsRefused, refreshErrors, firewallRestores *prometheus.Desc
+	sandboxes, accepted, denied, setSize, dnsAnswered, dnsRefused, refreshErrors, firewallRestores, tlsConns *prometheus.Desc
 }
 
 func newMetrics(d *Daemon) *metrics {
@@ -39,6 +39,9 @@ func newMetrics(d *Daemon) *metrics {
 		dnsAnswered:   prometheus.NewDesc("clawguard_dns_answers_total", "Allowlisted DNS answers the gate installed and released.", label, nil),
 		dnsRefused:    prometheus.NewDesc("clawguard_dns_refused_total", "DNS queries the gate refused without asking upstream.", label, nil),
 		refreshErrors: prometheus.NewDesc("clawguard_dns_refresh_errors_total", "Failed resolutions of allowlisted names.", label, nil),
+		tlsConns: prometheus.NewDesc("clawguard_name_gate_connections_total",
+			"TLS connections the name gate judged: result is passed, or why it refused (not_allowlisted, not_resolved, expired, no_name, not_tls, ...).",
+			[]string{"sandbox", "result"}, nil),
 		firewallRestores: prometheus.NewDesc("clawguard_firewall_restores_total",
 			"Times the host's rules were found changed (a firewall reload, a rule above ours) and clawguard's were put back.", nil, nil),
 	}
@@ -46,7 +49,7 @@ func newMetrics(d *Daemon) *metrics {
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.startTime.Describe(ch)
-	for _, d := range []*prometheus.Desc{m.sandboxes, m.accepted, m.denied, m.setSize, m.dnsAnswered, m.dnsRefused, m.refreshErrors, m.firewallRestores} {
+	for _, d := range []*prometheus.Desc{m.sandboxes, m.accepted, m.denied, m.setSize, m.dnsAnswered, m.dnsRefused, m.refreshErrors, m.firewallRestores, m.tlsConns} {
 		ch <- d
 	}
 }
@@ -74,6 +77,10 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(m.dnsAnswered, prometheus.CounterValue, float64(n.DNSAnswered), name)
 			ch <- prometheus.MustNewConstMetric(m.dnsRefused, prometheus.CounterValue, float64(n.DNSRefused), name)
 			ch <- prometheus.MustNewConstMetric(m.refreshErrors, prometheus.CounterValue, float64(n.RefreshErr), name)
+			ch <- prometheus.MustNewConstMetric(m.tlsConns, prometheus.CounterValue, float64(n.TLSPassed), name, "passed")
+			for reason, count := range n.TLSRefusedBy {
+				ch <- prometheus.MustNewConstMetric(m.tlsConns, prometheus.CounterValue, float64(count), name, reason)
+			}
 		}
 	}
 }

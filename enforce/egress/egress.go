@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"sync"
@@ -72,14 +73,19 @@ type Book struct {
 	drops       []DroppedAnswer
 	denied      []DeniedPacket
 	tlsRefusals []TLSRefusal
-	tls         TLSNames
-	dirty       chan struct{}
+	// tlsRefusedBy counts the name gate's refusals by namegate.Reason.
+	tlsRefusedBy map[string]uint64
+	tls          TLSNames
+	dirty        chan struct{}
 }
 
-// installedKey is one set entry.
+// installedKey is one set entry; tls, whether it is also one of the name
+// gate's (an address and port is checked by name once any name there asks
+// for it, so the two are written and kept apart).
 type installedKey struct {
 	addr netip.Addr
 	port allowlist.Port
+	tls  bool
 }
 
 // Refusal is a DNS query answered without asking upstream.
@@ -133,6 +139,8 @@ type Snapshot struct {
 	TLSPassed       uint64       `json:"tls_passed,omitempty"`
 	TLSRefusedCount uint64       `json:"tls_refused_count,omitempty"`
 	TLSRefused      []TLSRefusal `json:"tls_refused,omitempty"`
+	// TLSRefusedBy counts the refusals by their kind.
+	TLSRefusedBy map[string]uint64 `json:"tls_refused_by,omitempty"`
 }
 
 // New returns the book of sandbox name under profile p; it writes the set
@@ -143,7 +151,7 @@ func New(name string, p *profiles.Profile, sets Sets, snapPath string, record fu
 		name: name, policy: policy, cache: allowlist.NewCache(), wildcards: allowlist.NewWildcards(policy), net: sets,
 		minTTL: p.Egress.DNS.MinTTL.Duration, maxTTL: p.Egress.DNS.MaxTTL.Duration, log: log,
 		snapPath: snapPath, audit: record, now: time.Now, dirty: make(chan struct{}, 1),
-		installed: map[installedKey]time.Time{}, auditBudget: budget{perMinute: auditPerMinute},
+		installed: map[installedKey]time.Time{}, auditBudget: budget{perMinute: auditPerMinute}, tlsRefusedBy: map[string]uint64{},
 	}
 	e.tls.b = e
 	return e
@@ -159,6 +167,9 @@ func allowRules(p *profiles.Profile) []allowlist.Rule {
 	for _, a := range p.Egress.Allow {
 		r := allowlist.Rule{Host: a.Host}
 		r.Bound.Max, r.Bound.PerMinute = a.NameBound()
+		for _, port := range a.TLSPorts() {
+			r.TLS = append(r.TLS, uint16(port))
+		}
 		if a.CIDR != "" {
 			r.CIDR = netip.MustParsePrefix(a.CIDR) // validated before
 		}
@@ -183,14 +194,6 @@ func (e *Book) StaticEntries() ([]netrules.NetEntry, error) {
 		}
 	}
 	return out, nil
-}
-
-func entriesFor(a netip.Addr, ports []allowlist.Port, timeout time.Duration) []netrules.Entry {
-	out := make([]netrules.Entry, 0, len(ports))
-	for _, port := range ports {
-		out = append(out, netrules.Entry{Addr: a, Proto: port.Proto, Port: port.Num, Timeout: timeout})
-	}
-	return out
 }
 
 // Allowed implements dnsproxy.Gate.
@@ -259,11 +262,11 @@ func (e *Book) admit(name string, addrs []netip.Addr, ttl time.Duration, src all
 	e.mu.Lock()
 	for _, b := range bindings {
 		for _, port := range b.Ports {
-			k := installedKey{b.Addr, port}
+			k := installedKey{addr: b.Addr, port: port, tls: e.policy.NameGated(name, port)}
 			if in, ok := e.installed[k]; ok && !in.Before(b.Expires.Add(-grace/2)) {
 				continue
 			}
-			entries = append(entries, entriesFor(b.Addr, []allowlist.Port{port}, b.Expires.Sub(now))...)
+			entries = append(entries, netrules.Entry{Addr: b.Addr, Proto: port.Proto, Port: port.Num, Timeout: b.Expires.Sub(now), TLS: k.tls})
 			wrote, until = append(wrote, k), append(until, b.Expires)
 		}
 	}
@@ -466,9 +469,10 @@ func (e *Book) publish(dnsPort int) {
 	e.mu.Lock()
 	snap := Snapshot{Updated: now, DNSPort: dnsPort, Bindings: e.cache.Snapshot(now), Wildcards: e.wildcards.Use(now),
 		Refused: append([]Refusal(nil), e.refusals...), Dropped: append([]DroppedAnswer(nil), e.drops...),
-		Denied: append([]DeniedPacket(nil), e.denied...), TLSRefused: append([]TLSRefusal(nil), e.tlsRefusals...)}
+		Denied: append([]DeniedPacket(nil), e.denied...), TLSRefused: append([]TLSRefusal(nil), e.tlsRefusals...),
+		TLSRefusedBy: maps.Clone(e.tlsRefusedBy)}
 	e.mu.Unlock()
-	snap.TLSPassed, snap.TLSRefusedCount = e.tls.Counts()
+	snap.TLSPassed, snap.TLSRefusedCount, _ = e.tls.Counts()
 	b, err := json.MarshalIndent(snap, "", "  ")
 	if err != nil {
 		return

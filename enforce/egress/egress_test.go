@@ -186,7 +186,7 @@ func (k *kernelSet) Allow(_ string, es []netrules.Entry) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	for _, e := range es {
-		k.timeout[installedKey{e.Addr, allowlist.Port{Proto: e.Proto, Num: e.Port}}] = e.Timeout
+		k.timeout[installedKey{e.Addr, allowlist.Port{Proto: e.Proto, Num: e.Port}, e.TLS}] = e.Timeout
 	}
 	return nil
 }
@@ -217,10 +217,14 @@ func TestConcurrentAnswersNeverLeaveTheKernelShorterThanTheRecord(t *testing.T) 
 			}()
 		}
 		wg.Wait()
-		key := installedKey{a, allowlist.Port{Proto: allowlist.TCP, Num: 443}}
+		// 443 is behind the name gate by default.
+		key := installedKey{a, allowlist.Port{Proto: allowlist.TCP, Num: 443}, true}
 		e.mu.Lock()
 		recorded := e.installed[key].Sub(now)
 		e.mu.Unlock()
+		if recorded <= 0 {
+			t.Fatalf("round %d: the book recorded no entry for %v", round, key)
+		}
 		if got := k.timeout[key]; got < recorded {
 			t.Fatalf("round %d: the kernel holds the entry for %s, the book recorded %s", round, got, recorded)
 		}
@@ -412,5 +416,34 @@ func TestTheSnapshotShowsEachWildcardsUse(t *testing.T) {
 	want := allowlist.WildcardUse{Host: "*.cdn.example.com", Names: 2, MaxNames: profiles.DefaultMaxNames, NewNamesPerMinute: profiles.DefaultNewNamesPerMinute}
 	if len(snap.Wildcards) != 1 || snap.Wildcards[0] != want {
 		t.Fatalf("wildcards %+v, want %+v", snap.Wildcards, want)
+	}
+}
+
+// An address two names share, one behind the name gate on 443 and one that
+// opted out: each answer writes the entry as its own name asks, and the
+// gated one is written even while the plain one covers the address, so
+// the address is checked by name as long as the gated name maps there.
+func TestASharedAddressIsBehindTheNameGateWhileAnyNameThereAsks(t *testing.T) {
+	no := false
+	plain := enforcetest.Allow("plain.example.com", 443)
+	plain.TLS = &no
+	n := &recordingNet{}
+	now := time.Unix(10000, 0)
+	e := testEgress(t, n, &now, plain)
+	a := netip.MustParseAddr("198.51.100.10")
+	for _, name := range []string{"plain.example.com", "api.example.com", "plain.example.com"} {
+		if _, err := e.Admit(context.Background(), name, []netip.Addr{a}, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	for _, w := range n.writes {
+		for _, en := range w {
+			got = append(got, fmt.Sprintf("%s:%d tls=%v", en.Addr, en.Port, en.TLS))
+		}
+	}
+	want := []string{"198.51.100.10:443 tls=false", "198.51.100.10:443 tls=true"}
+	if !slices.Equal(got, want) {
+		t.Errorf("writes %v, want %v", got, want)
 	}
 }

@@ -2,6 +2,7 @@ package egress
 
 import (
 	"context"
+	"github.com/clawguard/clawguard/netrules/namegate"
 	"net/netip"
 	"strings"
 	"testing"
@@ -34,27 +35,28 @@ func TestATLSNamePassesOnlyAtAnAddressThisSandboxResolvedItTo(t *testing.T) {
 		dst       netip.AddrPort
 		after     time.Duration
 		ok        bool
+		kind      namegate.Reason
 		reason    string
 	}{
-		{"the name at the address it resolved to", "api.example.com", at(cdn, 443), 0, true, ""},
-		{"letter case and a trailing dot are the same name", "API.Example.COM.", at(cdn, 443), 0, true, ""},
-		{"a v4-mapped v6 destination is the same address", "api.example.com", netip.AddrPortFrom(netip.AddrFrom16(cdn.As16()), 443), 0, true, ""},
-		{"another site on the same CDN address", "attacker.example", at(cdn, 443), 0, false, "not allowlisted"},
-		{"an allowlisted name at an address learned for another", "a.cdn.example.com", at(cdn, 443), 0, false, "learned for api.example.com"},
-		{"an allowlisted name at an address nobody resolved", "api.example.com", at(netip.MustParseAddr("198.51.100.99"), 443), 0, false, "not resolved"},
-		{"the right address on a port the name does not have", "api.example.com", at(cdn, 8443), 0, false, "port 8443"},
-		{"a wildcard's name at its own address", "a.cdn.example.com", at(other, 443), 0, true, ""},
-		{"no server name", "", at(cdn, 443), 0, false, "no server name"},
-		{"any name at an address a cidr entry opens on that port", "whatever.example", at(netip.MustParseAddr("198.51.100.130"), 443), 0, true, ""},
-		{"a cidr entry's address on another port", "whatever.example", at(netip.MustParseAddr("198.51.100.130"), 8443), 0, false, "not allowlisted"},
-		{"within TTL plus grace", "api.example.com", at(cdn, 443), 69 * time.Second, true, ""},
-		{"past TTL plus grace", "api.example.com", at(cdn, 443), 71 * time.Second, false, "expired"},
+		{"the name at the address it resolved to", "api.example.com", at(cdn, 443), 0, true, "", ""},
+		{"letter case and a trailing dot are the same name", "API.Example.COM.", at(cdn, 443), 0, true, "", ""},
+		{"a v4-mapped v6 destination is the same address", "api.example.com", netip.AddrPortFrom(netip.AddrFrom16(cdn.As16()), 443), 0, true, "", ""},
+		{"another site on the same CDN address", "attacker.example", at(cdn, 443), 0, false, namegate.NotAllowlisted, "not allowlisted"},
+		{"an allowlisted name at an address learned for another", "a.cdn.example.com", at(cdn, 443), 0, false, namegate.NotResolved, "learned for api.example.com"},
+		{"an allowlisted name at an address nobody resolved", "api.example.com", at(netip.MustParseAddr("198.51.100.99"), 443), 0, false, namegate.NotResolved, "not resolved"},
+		{"the right address on a port the name does not have", "api.example.com", at(cdn, 8443), 0, false, namegate.NotAllowlisted, "port 8443"},
+		{"a wildcard's name at its own address", "a.cdn.example.com", at(other, 443), 0, true, "", ""},
+		{"no server name", "", at(cdn, 443), 0, false, namegate.NoName, "no server name"},
+		{"any name at an address a cidr entry opens on that port", "whatever.example", at(netip.MustParseAddr("198.51.100.130"), 443), 0, true, "", ""},
+		{"a cidr entry's address on another port", "whatever.example", at(netip.MustParseAddr("198.51.100.130"), 8443), 0, false, namegate.NotAllowlisted, "not allowlisted"},
+		{"within TTL plus grace", "api.example.com", at(cdn, 443), 69 * time.Second, true, "", ""},
+		{"past TTL plus grace", "api.example.com", at(cdn, 443), 71 * time.Second, false, namegate.Expired, "expired"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ok, why := d.Decide(now.Add(tt.after), tt.sni, tt.dst)
-			if ok != tt.ok || !strings.Contains(why, tt.reason) {
-				t.Fatalf("Decide(%q, %s) = %v, %q; want %v, %q", tt.sni, tt.dst, ok, why, tt.ok, tt.reason)
+			if ok != tt.ok || why.Reason != tt.kind || !strings.Contains(why.Detail, tt.reason) {
+				t.Fatalf("Decide(%q, %s) = %v, %+v; want %v, %s %q", tt.sni, tt.dst, ok, why, tt.ok, tt.kind, tt.reason)
 			}
 		})
 	}
@@ -68,15 +70,16 @@ func TestARefusedTLSConnectionIsCountedKeptAndAudited(t *testing.T) {
 	d := e.TLSNames()
 	dst := netip.MustParseAddrPort("198.51.100.10:443")
 	for range 3 {
-		d.Refused("attacker.example", dst, "server name attacker.example is not allowlisted")
+		d.Refused("attacker.example", dst, namegate.Refusal{Reason: namegate.NotAllowlisted, Detail: "server name attacker.example is not allowlisted"})
 	}
-	if _, refused := d.Counts(); refused != 3 {
-		t.Fatalf("refused = %d, want 3", refused)
+	d.Refused("", dst, namegate.Refusal{Reason: namegate.NoName, Detail: "no server name"})
+	if _, refused, by := d.Counts(); refused != 4 || by["not_allowlisted"] != 3 || by["no_name"] != 1 {
+		t.Fatalf("refused = %d by %v, want 4: 3 not_allowlisted, 1 no_name", refused, by)
 	}
 	e.mu.Lock()
 	kept := len(e.tlsRefusals)
 	e.mu.Unlock()
-	if kept != 3 || len(kinds) != 3 || kinds[0] != "tls_refused" {
+	if kept != 4 || len(kinds) != 4 || kinds[0] != "tls_refused" {
 		t.Fatalf("kept %d refusals, audit %v", kept, kinds)
 	}
 }

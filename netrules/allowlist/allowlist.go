@@ -24,6 +24,9 @@ type Rule struct {
 	Host  string
 	CIDR  netip.Prefix
 	Ports []Port
+	// TLS are the TCP ports of Ports on which a connection must also pass
+	// the name gate: its server name is checked, not only its address.
+	TLS   []uint16
 	Bound NameBound
 }
 
@@ -102,13 +105,21 @@ type Policy struct {
 	suffixes map[string][]Port    // "example.com" (from "*.example.com") -> ports
 	bounds   map[string]NameBound // "example.com" -> what "*.example.com" lets through
 	cidrs    []Rule
+	// The ports behind the name gate, by exact name and by suffix, as the
+	// ports themselves are.
+	tlsExact, tlsSuffixes map[string][]Port
 }
 
 // NewPolicy builds a policy from rules. A wildcard written twice gets the
 // union of the ports and the tighter of each bound.
 func NewPolicy(rules []Rule) *Policy {
-	p := &Policy{exact: map[string][]Port{}, suffixes: map[string][]Port{}, bounds: map[string]NameBound{}}
+	p := &Policy{exact: map[string][]Port{}, suffixes: map[string][]Port{}, bounds: map[string]NameBound{},
+		tlsExact: map[string][]Port{}, tlsSuffixes: map[string][]Port{}}
 	for _, r := range rules {
+		var tls []Port
+		for _, n := range r.TLS {
+			tls = append(tls, Port{Proto: TCP, Num: n})
+		}
 		switch {
 		case r.CIDR.IsValid():
 			p.cidrs = append(p.cidrs, Rule{CIDR: r.CIDR.Masked(), Ports: r.Ports})
@@ -119,9 +130,11 @@ func NewPolicy(rules []Rule) *Policy {
 				b = r.Bound
 			}
 			p.suffixes[s], p.bounds[s] = union(p.suffixes[s], r.Ports), b.tighter(r.Bound)
+			p.tlsSuffixes[s] = union(p.tlsSuffixes[s], tls)
 		default:
 			h := Canonical(r.Host)
 			p.exact[h] = union(p.exact[h], r.Ports)
+			p.tlsExact[h] = union(p.tlsExact[h], tls)
 		}
 	}
 	return p
@@ -148,6 +161,23 @@ func (p *Policy) Ports(name string) ([]Port, bool) {
 		}
 	}
 	return ports, ok
+}
+
+// NameGated reports whether a connection to name on port must pass the name
+// gate. One entry that asks for it is enough: a name under both an exact
+// entry and a wildcard, or an address shared by two names, is checked by
+// name if either says so.
+func (p *Policy) NameGated(name string, port Port) bool {
+	name = Canonical(name)
+	if slices.Contains(p.tlsExact[name], port) {
+		return true
+	}
+	for suffix, ps := range p.tlsSuffixes {
+		if under(name, suffix) && slices.Contains(ps, port) {
+			return true
+		}
+	}
+	return false
 }
 
 // wildcardOf returns the wildcard a name is counted under: the most

@@ -9,18 +9,63 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
 // Decider judges one connection: the server name the agent asked for and
-// the address it was going to. reason says why not, for the audit log and
-// status.
+// the address it was going to. why says why not, for the audit log, the
+// metrics and status.
 type Decider interface {
-	Decide(now time.Time, serverName string, dst netip.AddrPort) (ok bool, reason string)
+	Decide(now time.Time, serverName string, dst netip.AddrPort) (ok bool, why Refusal)
 	// Refused reports a connection turned away, with what was seen of it.
-	Refused(serverName string, dst netip.AddrPort, reason string)
+	Refused(serverName string, dst netip.AddrPort, why Refusal)
+}
+
+// Reason is why a connection was refused, in one word: what connections
+// are counted by. Refusal.Detail says the rest.
+type Reason string
+
+const (
+	NotAllowlisted Reason = "not_allowlisted" // the name, or the name on that port
+	NotResolved    Reason = "not_resolved"    // the name was not resolved to that address by this sandbox
+	Expired        Reason = "expired"         // it was, but that binding has expired
+	NoName         Reason = "no_name"
+	EncryptedHello Reason = "ech"
+	NotTLS         Reason = "not_tls"
+	HelloTooLarge  Reason = "too_large"
+	HelloTimeout   Reason = "timeout"
+	BadName        Reason = "bad_name"
+	RetryRenamed   Reason = "retry_renamed" // the ClientHello after a HelloRetryRequest names another server
+	GateFull       Reason = "gate_full"
+	NotRedirected  Reason = "not_redirected" // made to the gate's own address
+	NoDestination  Reason = "no_destination" // the original destination could not be read
+)
+
+// Refusal is why one connection was refused.
+type Refusal struct {
+	Reason Reason
+	Detail string
+}
+
+func (r Refusal) String() string { return r.Detail }
+
+// helloRefusal is the refusal for a ClientHello that could not be judged.
+func helloRefusal(err error) Refusal {
+	for _, c := range []struct {
+		err    error
+		reason Reason
+	}{
+		{ErrNoName, NoName}, {ErrECH, EncryptedHello}, {ErrTooLarge, HelloTooLarge},
+		{ErrTimeout, HelloTimeout}, {ErrBadName, BadName},
+	} {
+		if errors.Is(err, c.err) {
+			return Refusal{c.reason, err.Error()}
+		}
+	}
+	return Refusal{NotTLS, err.Error()}
 }
 
 // Config is one gate.
@@ -109,7 +154,7 @@ func (g *Gate) Serve(ctx context.Context, ln net.Listener) error {
 		select {
 		case g.slots <- struct{}{}:
 		default:
-			g.refuse(c, "", netip.AddrPort{}, fmt.Sprintf("the gate holds %d connections already", g.cfg.MaxConns))
+			g.refuse(c, "", netip.AddrPort{}, Refusal{GateFull, fmt.Sprintf("the gate holds %d connections already", g.cfg.MaxConns)})
 			c.Close()
 			continue
 		}
@@ -130,18 +175,18 @@ func (g *Gate) handle(ctx context.Context, c net.Conn) {
 	defer context.AfterFunc(ctx, func() { c.Close() })()
 	dst, err := g.cfg.OriginalDst(c)
 	if err != nil {
-		g.refuse(c, "", netip.AddrPort{}, fmt.Sprintf("original destination unknown: %v", err))
+		g.refuse(c, "", netip.AddrPort{}, Refusal{NoDestination, fmt.Sprintf("original destination unknown: %v", err)})
 		return
 	}
 	// Only connections redirected on their way out come here; one made
 	// straight to the gate's own address has nowhere to go.
 	if local, ok := c.LocalAddr().(*net.TCPAddr); ok && local.AddrPort() == dst {
-		g.refuse(c, "", dst, "made to the gate itself, not redirected to it")
+		g.refuse(c, "", dst, Refusal{NotRedirected, "made to the gate itself, not redirected to it"})
 		return
 	}
 	h, err := ReadHello(c, g.cfg.HelloTimeout)
 	if err != nil {
-		g.refuse(c, h.ServerName, dst, err.Error())
+		g.refuse(c, h.ServerName, dst, helloRefusal(err))
 		return
 	}
 	if ok, why := g.d.Decide(time.Now(), h.ServerName, dst); !ok {
@@ -169,13 +214,80 @@ func (g *Gate) handle(ctx context.Context, c net.Conn) {
 		reset(c)
 		return
 	}
+	switch why, err := g.sameNameOnRetry(c, up, h); {
+	case err != nil:
+		g.cfg.Log.Debug("namegate: first answer", "server_name", h.ServerName, "destination", dst, "error", err)
+		reset(c)
+		return
+	case why != nil:
+		g.refuse(c, h.ServerName, dst, *why)
+		return
+	}
 	splice(c, up)
+}
+
+// sameNameOnRetry passes the server's first record to the client and, if
+// it is a HelloRetryRequest, the client's second ClientHello to the server
+// only if it names the same server as the first: a server that routes by
+// the second would otherwise serve a site the gate never judged. A refusal
+// is returned as why; err is a connection that failed.
+func (g *Gate) sameNameOnRetry(c, up net.Conn, h Hello) (why *Refusal, err error) {
+	deadline := time.Now().Add(g.cfg.HelloTimeout)
+	_ = up.SetReadDeadline(deadline)
+	defer up.SetReadDeadline(time.Time{}) //nolint:errcheck // best effort: the splice sets none
+	typ, rec, err := readRecord(up)
+	if err != nil {
+		return nil, fmt.Errorf("the server's first record: %w", err)
+	}
+	if _, err := c.Write(rec); err != nil {
+		return nil, err
+	}
+	if !helloRetry(typ, rec) {
+		return nil, nil
+	}
+	// The client may send a ChangeCipherSpec first (middlebox
+	// compatibility); then comes its second ClientHello.
+	_ = c.SetReadDeadline(deadline)
+	defer c.SetReadDeadline(time.Time{}) //nolint:errcheck // as above
+	for range 2 {
+		typ, hdr, err := readHeader(c)
+		if err != nil {
+			r := helloRefusal(err)
+			return &r, nil
+		}
+		if typ == recordChangeCipherSpec {
+			rest := make([]byte, int(hdr[3])<<8|int(hdr[4]))
+			if len(rest) > 1 {
+				return &Refusal{NotTLS, "a ChangeCipherSpec record of more than one byte"}, nil
+			}
+			if _, err := io.ReadFull(c, rest); err != nil {
+				r := helloRefusal(err)
+				return &r, nil
+			}
+			if _, err := up.Write(append(hdr, rest...)); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		second, err := ReadHello(&prefixed{Conn: c, prefix: hdr}, time.Until(deadline))
+		switch {
+		case err != nil:
+			r := helloRefusal(err)
+			r.Detail = "the second ClientHello: " + r.Detail
+			return &r, nil
+		case second.ServerName != h.ServerName:
+			return &Refusal{RetryRenamed, fmt.Sprintf("the ClientHello after a HelloRetryRequest names %s, the first %s", second.ServerName, h.ServerName)}, nil
+		}
+		_, err = up.Write(second.Raw)
+		return nil, err
+	}
+	return &Refusal{NotTLS, "ChangeCipherSpec records where the second ClientHello belongs"}, nil
 }
 
 // refuse reports and resets: an RST tells the agent at once, where a plain
 // close would look like a server that hung up.
-func (g *Gate) refuse(c net.Conn, name string, dst netip.AddrPort, reason string) {
-	g.d.Refused(name, dst, reason)
+func (g *Gate) refuse(c net.Conn, name string, dst netip.AddrPort, why Refusal) {
+	g.d.Refused(name, dst, why)
 	reset(c)
 }
 
@@ -199,7 +311,12 @@ func splice(a, b net.Conn) {
 			_ = tc.CloseWrite()
 			return
 		}
-		// An error one way (a reset) ends both.
+		// An error one way ends both; a reset is passed on as one, so
+		// neither end takes it for a server that finished.
+		if errors.Is(err, syscall.ECONNRESET) {
+			reset(a)
+			reset(b)
+		}
 		a.Close()
 		b.Close()
 	}

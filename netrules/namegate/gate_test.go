@@ -10,32 +10,39 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
 	"net/netip"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
 
 // cdn is a TLS server that answers any server name with the name it was
-// asked for: one address serving every site, as a shared CDN does.
-func cdn(t *testing.T) netip.AddrPort {
+// asked for: one address serving every site, as a shared CDN does. With
+// curves, it takes key shares of those only.
+func cdn(t *testing.T, curves ...tls.CurveID) netip.AddrPort {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "cdn"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"*"}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	cfg := &tls.Config{Certificates: []tls.Certificate{helloCert(t)}, CurvePreferences: curves}
+	return serveEach(t, func(c net.Conn) {
+		tc := tls.Server(c, cfg)
+		if tc.Handshake() != nil {
+			return
+		}
+		_, _ = io.WriteString(tc, "served "+tc.ConnectionState().ServerName)
+		_ = tc.Close()
+	})
+}
+
+// serveEach runs handle on every connection to a new loopback listener,
+// closing each after, until the test ends; it returns the address.
+func serveEach(t *testing.T, handle func(net.Conn)) netip.AddrPort {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,15 +55,27 @@ func cdn(t *testing.T) netip.AddrPort {
 			}
 			go func() {
 				defer c.Close()
-				tc := c.(*tls.Conn)
-				if tc.Handshake() != nil {
-					return
-				}
-				_, _ = io.WriteString(c, "served "+tc.ConnectionState().ServerName)
+				handle(c)
 			}()
 		}
 	}()
 	return netip.MustParseAddrPort(ln.Addr().String())
+}
+
+// helloCert is a self-signed certificate for any name.
+func helloCert(t *testing.T) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "cdn"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"*"}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
 // book allows one name at one address, as a sandbox's DNS gate would have
@@ -69,20 +88,21 @@ type book struct {
 	refused []string
 }
 
-func (b *book) Decide(_ time.Time, name string, dst netip.AddrPort) (bool, string) {
+func (b *book) Decide(_ time.Time, name string, dst netip.AddrPort) (bool, Refusal) {
 	switch {
 	case name != b.name:
-		return false, "not allowlisted"
+		return false, Refusal{NotAllowlisted, "not allowlisted"}
 	case dst.Addr() != b.addr:
-		return false, "resolved elsewhere"
+		return false, Refusal{NotResolved, "resolved elsewhere"}
 	}
-	return true, ""
+	return true, Refusal{}
 }
 
-func (b *book) Refused(name string, _ netip.AddrPort, reason string) {
+// Refused keeps "name: kind: detail".
+func (b *book) Refused(name string, _ netip.AddrPort, why Refusal) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.refused = append(b.refused, name+": "+reason)
+	b.refused = append(b.refused, name+": "+string(why.Reason)+": "+why.Detail)
 }
 
 func (b *book) reasons() string {
@@ -215,7 +235,7 @@ func TestTheGatePassesOnlyTheAllowlistedNameToItsAddress(t *testing.T) {
 			}
 		})
 	}
-	if r := b.reasons(); !strings.Contains(r, "attacker.example: not allowlisted") || !strings.Contains(r, ErrNoName.Error()) {
+	if r := b.reasons(); !strings.Contains(r, "attacker.example: not_allowlisted: not allowlisted") || !strings.Contains(r, ": no_name: "+ErrNoName.Error()) {
 		t.Errorf("refusals reported: %s", r)
 	}
 
@@ -363,7 +383,7 @@ func TestTheGateHoldsAtMostMaxConns(t *testing.T) {
 	if !over {
 		t.Fatal("a third connection was held beside two at MaxConns 2")
 	}
-	if r := b.reasons(); !strings.Contains(r, "holds 2 connections") {
+	if r := b.reasons(); !strings.Contains(r, "gate_full: the gate holds 2 connections") {
 		t.Fatalf("refusals reported: %q", r)
 	}
 	for _, c := range held {
@@ -418,7 +438,7 @@ func TestAConnectionToTheGateItselfIsRefused(t *testing.T) {
 	if got, err := through(gate, "api.example.com", plainDial); err == nil {
 		t.Fatalf("a connection to the gate itself (%s) was served: %q", self, got)
 	}
-	if r := b.reasons(); !strings.Contains(r, "made to the gate itself") {
+	if r := b.reasons(); !strings.Contains(r, "not_redirected: made to the gate itself") {
 		t.Fatalf("refusals reported: %q", r)
 	}
 }
@@ -514,5 +534,130 @@ func BenchmarkConnection(b *testing.B) {
 				c.Close()
 			}
 		})
+	}
+}
+
+// helloFor is the ClientHello record crypto/tls sends for cfg.
+func helloFor(t *testing.T, cfg *tls.Config) []byte {
+	t.Helper()
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	go func() { _ = tls.Client(a, cfg).Handshake() }()
+	_ = b.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, rec, err := readRecord(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
+// retryServer answers every first ClientHello with a HelloRetryRequest and
+// then serves whatever the second one names, as a server that routes by
+// the second would: the attack the gate must stop.
+func retryServer(t *testing.T) netip.AddrPort {
+	t.Helper()
+	hrr := append([]byte{recordHandshake, 3, 3, 0, 38 + 4, handshakeServerHello, 0, 0, 38, 3, 3}, helloRetryRandom...)
+	hrr = append(hrr, 0, 0, 0, 0) // session id, cipher suite, compression: enough to be recognised
+	return serveEach(t, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, _, err := readRecord(c); err != nil {
+			return
+		}
+		if _, err := c.Write(hrr); err != nil {
+			return
+		}
+		typ, rec, err := readRecord(c)
+		if err == nil && typ == recordChangeCipherSpec {
+			_, rec, err = readRecord(c)
+		}
+		if err != nil {
+			return
+		}
+		if h, err := ReadHello(&prefixed{Conn: c, prefix: rec}, time.Second); err == nil {
+			_, _ = io.WriteString(c, "served "+h.ServerName)
+		}
+	})
+}
+
+// TestASecondClientHelloMustNameTheFirstsServer: after a HelloRetryRequest
+// a client sends a second ClientHello, which a lenient server routes by.
+// The control: straight to such a server, a second ClientHello naming
+// another site is served. Through the gate it is refused; a second naming
+// the same server passes, and a real retry (a server that takes only P-256
+// key shares) completes.
+func TestASecondClientHelloMustNameTheFirstsServer(t *testing.T) {
+	srv := retryServer(t)
+	b := &book{name: "api.example.com", addr: srv.Addr()}
+	gate := startGate(t, srv, b, 2*time.Second)
+	ccs := []byte{recordChangeCipherSpec, 3, 3, 0, 1, 1}
+	retry := func(addr, second string) (string, error) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write(helloFor(t, &tls.Config{ServerName: "api.example.com"})); err != nil {
+			return "", err
+		}
+		if typ, rec, err := readRecord(c); err != nil || !helloRetry(typ, rec) {
+			return "", fmt.Errorf("no HelloRetryRequest: %v", err)
+		}
+		if _, err := c.Write(append(ccs, helloFor(t, &tls.Config{ServerName: second})...)); err != nil {
+			return "", err
+		}
+		got, err := io.ReadAll(c)
+		return string(got), err
+	}
+	if got, err := retry(srv.String(), "attacker.example"); got != "served attacker.example" {
+		t.Fatalf("control: straight to the server, the second ClientHello's name is not served (%q, %v): the refusal below would prove nothing", got, err)
+	}
+	if got, err := retry(gate, "attacker.example"); got != "" {
+		t.Errorf("through the gate, a second ClientHello naming another site was served: %q (%v)", got, err)
+	}
+	if r := b.reasons(); !strings.Contains(r, "retry_renamed: the ClientHello after a HelloRetryRequest names attacker.example") {
+		t.Errorf("refusals: %s", r)
+	}
+	if got, err := retry(gate, "api.example.com"); got != "served api.example.com" {
+		t.Errorf("a second ClientHello naming the same server: %q (%v)", got, err)
+	}
+
+	// A real retry, crypto/tls at both ends.
+	p256 := cdn(t, tls.CurveP256)
+	gate = startGate(t, p256, &book{name: "api.example.com", addr: p256.Addr()}, 2*time.Second)
+	if got, err := through(gate, "api.example.com", plainDial); got != "served api.example.com" {
+		t.Errorf("a handshake the server retried, through the gate: %q (%v)", got, err)
+	}
+}
+
+// TestAResetIsPassedOnAsAReset: a server that resets its connection after
+// the handshake; the client through the gate sees the reset, not an end.
+func TestAResetIsPassedOnAsAReset(t *testing.T) {
+	cfg := &tls.Config{Certificates: []tls.Certificate{helloCert(t)}}
+	srv := serveEach(t, func(raw net.Conn) {
+		c := tls.Server(raw, cfg)
+		if c.Handshake() == nil {
+			_, _ = io.WriteString(c, "served")
+		}
+		time.Sleep(100 * time.Millisecond)
+		_ = raw.(*net.TCPConn).SetLinger(0) // closed with no close_notify: a reset
+	})
+	gate := startGate(t, srv, &book{name: "api.example.com", addr: srv.Addr()}, 2*time.Second)
+	for _, tc := range []struct{ what, addr string }{{"control: straight to the server", srv.String()}, {"through the gate", gate}} {
+		raw, err := net.Dial("tcp", tc.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = raw.SetDeadline(time.Now().Add(5 * time.Second))
+		c := tls.Client(raw, &tls.Config{ServerName: "api.example.com", InsecureSkipVerify: true})
+		var got error
+		for got == nil {
+			_, got = c.Read(make([]byte, 1024))
+		}
+		raw.Close()
+		if !errors.Is(got, syscall.ECONNRESET) {
+			t.Errorf("%s: the client saw %v, want the server's reset", tc.what, got)
+		}
 	}
 }

@@ -12,9 +12,11 @@
 package namegate
 
 import (
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"strings"
@@ -137,3 +139,70 @@ func (r *recorder) Read(p []byte) (int, error) {
 }
 
 func (r *recorder) Write(p []byte) (int, error) { return len(p), nil }
+
+// TLS record types and the handshake message the gate looks for in them.
+const (
+	recordChangeCipherSpec = 20
+	recordHandshake        = 22
+	handshakeServerHello   = 2
+	// maxRecord is the largest record a peer may send: 2^14 bytes of
+	// plaintext, plus what encryption adds.
+	maxRecord = 16<<10 + 256
+)
+
+// helloRetryRandom is the Random of a ServerHello that is a
+// HelloRetryRequest (RFC 8446, 4.1.3).
+var helloRetryRandom = []byte{
+	0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
+	0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
+}
+
+// readHeader reads a TLS record's header: its type, and the five bytes.
+func readHeader(r io.Reader) (byte, []byte, error) {
+	hdr := make([]byte, 5)
+	if _, err := io.ReadFull(r, hdr); err != nil {
+		return 0, nil, err
+	}
+	if n := int(hdr[3])<<8 | int(hdr[4]); n > maxRecord {
+		return 0, nil, fmt.Errorf("%w: a record of %d bytes", ErrNotTLS, n)
+	}
+	return hdr[0], hdr, nil
+}
+
+// readRecord reads one whole TLS record: its type, and its bytes.
+func readRecord(r io.Reader) (byte, []byte, error) {
+	typ, hdr, err := readHeader(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	rec := make([]byte, 5+(int(hdr[3])<<8|int(hdr[4])))
+	copy(rec, hdr)
+	if _, err := io.ReadFull(r, rec[5:]); err != nil {
+		return 0, nil, err
+	}
+	return typ, rec, nil
+}
+
+// helloRetry reports whether a record of the server's begins with a
+// HelloRetryRequest: a ServerHello (type, length, version) whose Random is
+// the one RFC 8446 sets aside for it.
+func helloRetry(typ byte, rec []byte) bool {
+	body := rec[5:]
+	return typ == recordHandshake && len(body) >= 6+len(helloRetryRandom) && body[0] == handshakeServerHello &&
+		bytes.Equal(body[6:6+len(helloRetryRandom)], helloRetryRandom)
+}
+
+// prefixed reads prefix before the connection's own bytes.
+type prefixed struct {
+	net.Conn
+	prefix []byte
+}
+
+func (p *prefixed) Read(b []byte) (int, error) {
+	if len(p.prefix) > 0 {
+		n := copy(b, p.prefix)
+		p.prefix = p.prefix[n:]
+		return n, nil
+	}
+	return p.Conn.Read(b)
+}
