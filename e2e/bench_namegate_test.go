@@ -103,10 +103,11 @@ func BenchmarkNameGate(b *testing.B) {
 TLS connections to an allowlisted name on the fake internet's CDN port, from one sandbox whose entry has
 `+"`tls: true`"+` (through the name gate) and one whose entry has not (the same path without it), in %d
 interleaved rounds of 500 connections one after another, 500 more from 8 clients at once, and a 200 MiB upload
-each; medians, with the range in brackets. One after another, the rate is bound by the latency of one set-up (the
-gate's added half millisecond on about 1.2 ms); at once, by what the 2 CPUs can do, handshakes of client and
-server included, the measure of what the gate costs a busy sandbox. Set-up is dial to the end of the TLS handshake as the client sees it (the gate reads the ClientHello,
-decides, dials from the sandbox's namespace and replays it). Memory is the supervising process's RSS with
+each; medians, with the range in brackets. One after another, the rate is bound by the latency of one set-up,
+the gate's added time counted in full; at once, by what the 2 CPUs can do, the handshakes of client and server
+included. Set-up is dial to the end of the TLS handshake as the client sees it (the gate reads the ClientHello,
+decides, dials from the sandbox's namespace, replays it and passes the server's first record on, checking for a
+HelloRetryRequest). Memory is the supervising process's RSS with
 %d idle TLS connections held open through its gate, against before.
 
 | measure | goal | through the gate | without it | |

@@ -3,9 +3,17 @@
 package netrules
 
 import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
 	"os"
+	"os/exec"
 	"slices"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -77,5 +85,60 @@ func TestDeleteNetNSRemovesItAndToleratesAbsence(t *testing.T) {
 	}
 	if _, err := os.Stat(NetNSPath(sb)); !os.IsNotExist(err) {
 		t.Fatalf("namespace file remains: %v", err)
+	}
+}
+
+// The name gate's dial makes its socket in the sandbox's namespace and
+// connects it from any thread: it reaches a listener there (and only
+// there: the host's loopback is another), is refused by a closed port,
+// and gives up when its context ends.
+func TestTheNameGateDialsFromInsideTheNamespace(t *testing.T) {
+	requireRoot(t)
+	const sb = "nstest-dial"
+	t.Cleanup(func() { _ = DeleteNetNS(sb) })
+	path, err := EnsureNetNS(sb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ln net.Listener
+	if err := InNetNSAt(path, func() (err error) { ln, err = net.Listen("tcp4", "127.0.0.1:0"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write([]byte("inside"))
+			c.Close()
+		}
+	}()
+	at := netip.MustParseAddrPort(ln.Addr().String())
+	dial := NameGateDialer(path)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := dial(ctx, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(c)
+	c.Close()
+	if string(got) != "inside" {
+		t.Fatalf("read %q from the namespace's listener", got)
+	}
+	if _, err := dial(ctx, netip.AddrPortFrom(at.Addr(), at.Port()+1)); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("a closed port in the namespace: %v, want ECONNREFUSED", err)
+	}
+	// A destination that drops the SYN: the dial ends with its context.
+	if out, err := exec.Command("ip", "netns", "exec", NetNSName(sb), "iptables", "-A", "OUTPUT", "-p", "tcp", "--dport", "9", "-j", "DROP").CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	short, stop := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer stop()
+	start := time.Now()
+	if _, err := dial(short, netip.AddrPortFrom(at.Addr(), 9)); !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 2*time.Second {
+		t.Errorf("a dial to a destination that drops it: %v after %s, want the context's deadline", err, time.Since(start))
 	}
 }

@@ -206,11 +206,11 @@ func printEgress(w io.Writer, s enforce.Status, rules bool) {
 			for _, k := range slices.Sorted(maps.Keys(g.RefusedBy)) {
 				by = append(by, fmt.Sprintf("%d %s", g.RefusedBy[k], k))
 			}
-			refused := strconv.FormatUint(g.Refused, 10)
+			refused := strconv.FormatUint(g.Refused, 10) + " refused"
 			if len(by) > 0 {
 				refused += " (" + strings.Join(by, ", ") + ")"
 			}
-			fmt.Fprintf(w, "%s: name gate on %s/tcp: %d TLS connections passed, %s refused\n", s.Name, strings.Join(ports, ","), g.Passed, refused)
+			fmt.Fprintf(w, "%s: name gate on %s/tcp: %d TLS connections passed, %s\n", s.Name, strings.Join(ports, ","), g.Passed, refused)
 		}
 		if len(g.ByAddress) > 0 {
 			fmt.Fprintf(w, "%s: by address only, past the name gate (tls: false): %s\n", s.Name, strings.Join(g.ByAddress, ", "))
