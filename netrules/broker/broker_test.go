@@ -115,7 +115,9 @@ func sandbox(t *testing.T, a *api, bind Binding, h2 bool, tune ...func(*Config))
 	trust := x509.NewCertPool()
 	trust.AppendCertsFromPEM(ca.CertPEM())
 	tr := &http.Transport{
-		DialContext:     func(ctx context.Context, _, _ string) (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, "tcp", ln.Addr().String()) },
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "tcp", ln.Addr().String())
+		},
 		TLSClientConfig: &tls.Config{RootCAs: trust},
 	}
 	tr.ForceAttemptHTTP2 = h2
