@@ -59,7 +59,7 @@ func (s *Supervisor) Adopt(ctx context.Context, name string) (_ *Started, retErr
 	if *p.Egress.LogDenied {
 		s.reportDenied(g, name, att)
 	}
-	if err := s.openNameGate(g, netSandboxOf(st, g.port), att.NetNSPath); err != nil {
+	if err := s.openNameGate(g, netSandboxOf(st, g.port), att.NetNSPath, nil, ""); err != nil {
 		return nil, fmt.Errorf("adopt %s: %w", name, err)
 	}
 	if err := g.publish(name, st.Publish, st.IP, s.cfg.Sockets, s.cfg.Log); err != nil {

@@ -89,8 +89,13 @@ func (l layout) mountsDir(name string) string { return filepath.Join(l.dir(name)
 func (l layout) volumes() string               { return filepath.Join(l.root, "volumes") }
 func (l layout) egressFile(name string) string { return filepath.Join(l.dir(name), "egress.json") }
 func (l layout) resolvConf(name string) string { return filepath.Join(l.dir(name), "resolv.conf") }
-func (l layout) logFile(name string) string    { return filepath.Join(l.root, "logs", name+".log") }
-func (l layout) lockFile() string              { return filepath.Join(l.root, "clawguard.lock") }
+
+// caFile and caBundleFile are the sandbox's certificate authority, and the
+// host's trust store with it, as the sandbox reads them.
+func (l layout) caFile(name string) string       { return filepath.Join(l.dir(name), "ca.pem") }
+func (l layout) caBundleFile(name string) string { return filepath.Join(l.dir(name), "ca-bundle.pem") }
+func (l layout) logFile(name string) string      { return filepath.Join(l.root, "logs", name+".log") }
+func (l layout) lockFile() string                { return filepath.Join(l.root, "clawguard.lock") }
 
 // claim creates the sandbox's directory; it fails if the name is taken.
 func (l layout) claim(name string) error {
