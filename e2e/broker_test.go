@@ -14,8 +14,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/clawguard/clawguard/verify"
 )
 
 // brokerProfile binds the test secret to the fake API, behind the name
@@ -139,6 +142,11 @@ func TestAKeyNeverEntersTheSandboxAndOnlyItsPlaceholderIsServed(t *testing.T) {
 		return nil
 	})
 
+	// verify proves it from the host and from inside.
+	if v, _ := h.verifySandbox(t, name); result(v, "credentials").Status != verify.Pass {
+		t.Errorf("verify credentials: %+v\n%s", result(v, "credentials"), v.explain())
+	}
+
 	// The tripwire: the placeholder as a server name, and in a DNS query.
 	word := placeholder[len(placeholder)-40:]
 	var c probeConnected
@@ -162,8 +170,8 @@ func TestAKeyNeverEntersTheSandboxAndOnlyItsPlaceholderIsServed(t *testing.T) {
 	if n := auditEvents(t, name, "credential_leak_attempt"); n != 3 {
 		t.Errorf("%d credential_leak_attempt events in the audit log, want one each for the server name and the two DNS queries", n)
 	}
-	if n := auditEvents(t, name, "credential_refused"); n != 3 {
-		t.Errorf("%d credential_refused events in the audit log, want 3", n)
+	if n := auditEvents(t, name, "credential_refused"); n != 4 {
+		t.Errorf("%d credential_refused events in the audit log, want 4: the three above and verify's", n)
 	}
 }
 
@@ -213,4 +221,51 @@ func auditEvents(t *testing.T, sandbox, kind string) int {
 		}
 	}
 	return n
+}
+
+// TestTheBrokerComesBackWithTheDaemon: with the daemon killed, a bound
+// request fails (the gate is down: refused, never passed); the restarted
+// daemon adopts the sandbox with the same placeholder and authority, and
+// the placeholder is served as the key again.
+func TestTheBrokerComesBackWithTheDaemon(t *testing.T) {
+	h := env
+	d := h.startDaemon(t)
+	const name = "broker-daemon"
+	_, file := h.project(t, profile{Name: name, Extra: brokerProfile("log")})
+	if _, stderr, code := h.cg("run", "--detach", "--profile", file); code != 0 {
+		t.Fatalf("run --detach: exit %d: %s\ndaemon:\n%s", code, stderr, d.out.String())
+	}
+	t.Cleanup(func() { h.cg("stop", "--timeout", "1s", name) })
+	placeholder, _, _ := h.exec(t, name, "cat", "/run/secrets/anthropic_api_key")
+	url := fmt.Sprintf("https://%s:%d/v1/adopted", apiHost, apiPort)
+	served := func() probeFetched {
+		var f probeFetched
+		h.netProbe(t, name, &f, "https", url, "x-api-key: "+placeholder)
+		return f
+	}
+	if f := served(); f.Status != 200 {
+		t.Fatalf("control: with the daemon up: %+v", f)
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-d.exited
+	if f := served(); f.Status != 0 || f.Error == "" {
+		t.Fatalf("with the daemon killed, a bound request was answered: %+v", f)
+	}
+	h.startDaemon(t)
+	var f probeFetched
+	for i := 0; i < 20; i++ {
+		if f = served(); f.Status == 200 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	got := h.net.api.received()
+	if f.Status != 200 || got[len(got)-1].Path != "/v1/adopted" || got[len(got)-1].APIKey != secretValue {
+		t.Fatalf("after adoption: %+v; the API last received %+v", f, got[len(got)-1])
+	}
+	if again, _, _ := h.exec(t, name, "cat", "/run/secrets/anthropic_api_key"); again != placeholder {
+		t.Errorf("the placeholder changed with the daemon: %q, was %q", again, placeholder)
+	}
 }

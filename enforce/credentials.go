@@ -39,6 +39,12 @@ type credentials struct {
 // judged for the sandbox, and makes its placeholder and the sandbox's
 // authority. The keys stay in this process's memory only.
 func prepareCredentials(p *profiles.Profile, d *profiles.SecretsDir, now time.Time) (*credentials, error) {
+	return bindCredentials(p, d, nil, nil, now)
+}
+
+// bindCredentials is prepareCredentials keeping what a running sandbox
+// already has: its placeholders (by secret) and its authority, if given.
+func bindCredentials(p *profiles.Profile, d *profiles.SecretsDir, placeholders map[string]string, ca *broker.CA, now time.Time) (*credentials, error) {
 	if len(p.Credentials) == 0 {
 		return nil, nil
 	}
@@ -57,9 +63,11 @@ func prepareCredentials(p *profiles.Profile, d *profiles.SecretsDir, now time.Ti
 			return nil, fmt.Errorf("credentials[%d]: secret %s: %w", i, cr.Secret, err)
 		}
 		pres := cr.Presentation()
-		placeholder, err := newPlaceholder(pres.Prefix)
-		if err != nil {
-			return nil, err
+		placeholder, ok := placeholders[cr.Secret]
+		if !ok {
+			if placeholder, err = newPlaceholder(pres.Prefix); err != nil {
+				return nil, err
+			}
 		}
 		c.placeholders[cr.Secret] = placeholder
 		for _, h := range pres.Hosts {
@@ -67,12 +75,48 @@ func prepareCredentials(p *profiles.Profile, d *profiles.SecretsDir, now time.Ti
 			hosts = append(hosts, h)
 		}
 	}
-	ca, err := broker.NewCA(p.Name, hosts, now)
-	if err != nil {
-		return nil, err
+	if ca == nil {
+		var err error
+		if ca, err = broker.NewCA(p.Name, hosts, now); err != nil {
+			return nil, err
+		}
 	}
 	c.ca = ca
 	return c, nil
+}
+
+// adoptCredentials binds a running sandbox's credentials again: its keys
+// read anew from its secrets directory (they are kept nowhere else), its
+// placeholders and authority as its state keeps them.
+func (s *Supervisor) adoptCredentials(st *State) (*credentials, error) {
+	p := st.Spec
+	d, err := profiles.OpenSecrets(p.Dir, p.Secrets.Dir, s.Policy())
+	if err != nil {
+		return nil, fmt.Errorf("secrets: %w", err)
+	}
+	defer d.Close()
+	cert, err := os.ReadFile(s.layout.caFile(st.Name))
+	if err != nil {
+		return nil, err
+	}
+	key, err := os.ReadFile(s.layout.caKeyFile(st.Name))
+	if err != nil {
+		return nil, err
+	}
+	var hosts []string
+	for _, cr := range p.Credentials {
+		hosts = append(hosts, cr.Presentation().Hosts...)
+	}
+	ca, err := broker.LoadCA(cert, key, hosts)
+	if err != nil {
+		return nil, err
+	}
+	for _, cr := range p.Credentials {
+		if _, ok := st.Placeholders[cr.Secret]; !ok {
+			return nil, fmt.Errorf("no placeholder kept for %s", cr.Secret)
+		}
+	}
+	return bindCredentials(p, d, st.Placeholders, ca, time.Now())
 }
 
 // readKey reads a key: one line, surrounding white space dropped. The
@@ -120,8 +164,16 @@ func (c *credentials) tripwords() []string {
 }
 
 // writeCA writes the sandbox's certificate and its bundle (the host's trust
-// store and it) for the sandbox to read.
-func (c *credentials) writeCA(cert, bundle string) error {
+// store and it) for the sandbox to read, and the authority's key for root
+// alone.
+func (c *credentials) writeCA(cert, bundle, key string) error {
+	kp, err := c.ca.KeyPEM()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(key, kp, 0o600); err != nil {
+		return fmt.Errorf("write the sandbox's CA key: %w", err)
+	}
 	pem := c.ca.CertPEM()
 	if err := writeReadable(cert, pem); err != nil {
 		return fmt.Errorf("write the sandbox's CA: %w", err)

@@ -85,6 +85,9 @@ type Config struct {
 	// nil is the host's trust store. Only tests set it, to trust the fake
 	// internet's API.
 	UpstreamCAs *x509.CertPool
+	// NoBroker stages bound secrets as they are, with no broker at the
+	// gate: only test builds set it, to prove verify notices.
+	NoBroker bool
 }
 
 // SocketStore keeps listening sockets outside this process, so that a
@@ -310,6 +313,9 @@ func (s *Supervisor) StartPrepared(ctx context.Context, pr *Prepared, progress r
 		Memory: sb.MemoryBytes, CPUs: sb.CPUs, Pids: sb.Pids, Egress: p.Egress, Publish: p.Publish,
 		Spec: p, Probe: slices.ContainsFunc(sb.Binds, func(b runtime.Bind) bool { return b.Target == verify.ProbePath }),
 	}
+	if src.creds != nil {
+		st.Placeholders = src.creds.placeholders
+	}
 	if err := s.layout.write(st); err != nil {
 		return nil, err
 	}
@@ -398,7 +404,7 @@ func (s *Supervisor) StartPrepared(ctx context.Context, pr *Prepared, progress r
 	if src.secrets != nil && len(src.secrets.Names) > 0 {
 		if err := step("secrets", func() error {
 			if src.creds != nil {
-				if err := src.creds.writeCA(s.layout.caFile(p.Name), s.layout.caBundleFile(p.Name)); err != nil {
+				if err := src.creds.writeCA(s.layout.caFile(p.Name), s.layout.caBundleFile(p.Name), s.layout.caKeyFile(p.Name)); err != nil {
 					return err
 				}
 				return stageSecrets(src.secrets, src.creds.placeholders, s.layout.secretsDir(p.Name), sb.UID, sb.GID)
@@ -662,8 +668,10 @@ func (s *Supervisor) sandboxSpec(p *profiles.Profile) (_ runtime.Sandbox, src *s
 				Source: filepath.Join(s.layout.secretsDir(p.Name), n), Target: "/run/secrets/" + n, ReadOnly: true, NoExec: true,
 			})
 		}
-		if src.creds, err = prepareCredentials(p, d, time.Now()); err != nil {
-			return runtime.Sandbox{}, src, err
+		if !s.cfg.NoBroker {
+			if src.creds, err = prepareCredentials(p, d, time.Now()); err != nil {
+				return runtime.Sandbox{}, src, err
+			}
 		}
 	}
 	if src.creds != nil {

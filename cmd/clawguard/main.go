@@ -175,7 +175,8 @@ func (g *globals) supervisor(ctx context.Context, step func(string, time.Duratio
 		rt.Close()
 		return nil, nil, usage("%v", err)
 	}
-	cfg := enforce.Config{StateDir: g.stateDir, DNSUpstreams: upstreams, Log: log, Step: step, ProbePath: g.probePath(), ExtraSpecOpts: weaken, Sockets: g.sockets}
+	cfg := enforce.Config{StateDir: g.stateDir, DNSUpstreams: upstreams, Log: log, Step: step, ProbePath: g.probePath(), ExtraSpecOpts: weaken, Sockets: g.sockets,
+		NoBroker: weakened("credentials")}
 	if g.upstreamCA != "" {
 		if cfg.UpstreamCAs, err = upstreamCAs(g.upstreamCA); err != nil {
 			rt.Close()

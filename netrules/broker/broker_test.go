@@ -304,3 +304,31 @@ func TestTheSandboxCAVouchesForItsBoundHostsOnly(t *testing.T) {
 		t.Fatal("a certificate for another name, signed with the CA's key, verifies: the name constraints do not hold")
 	}
 }
+
+// The authority a daemon kept for a running sandbox loads again, only with
+// its own key and only for the hosts it was made for.
+func TestTheSandboxCALoadsAgainFromWhatWasKept(t *testing.T) {
+	ca, err := NewCA("test", []string{"api.example.com"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ca.KeyPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := LoadCA(ca.CertPEM(), key, []string{"api.example.com"})
+	if err != nil || !again.Certificate().Equal(ca.Certificate()) {
+		t.Fatalf("LoadCA: %v", err)
+	}
+	if _, err := again.leaf("api.example.com", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := NewCA("other", []string{"api.example.com"}, time.Now())
+	otherKey, _ := other.KeyPEM()
+	if _, err := LoadCA(ca.CertPEM(), otherKey, []string{"api.example.com"}); err == nil {
+		t.Error("a CA loaded with another's key")
+	}
+	if _, err := LoadCA(ca.CertPEM(), key, []string{"evil.example"}); err == nil {
+		t.Error("a CA loaded for a host it was not made for")
+	}
+}

@@ -126,3 +126,42 @@ func (ca *CA) leaf(host string, now time.Time) (*tls.Certificate, error) {
 	ca.leaves[host] = c
 	return c, nil
 }
+
+// KeyPEM is the authority's private key, for the daemon to keep beside
+// the sandbox's state (root's, 0600) so that a daemon restarted while the
+// sandbox runs signs with the authority the sandbox trusts.
+func (ca *CA) KeyPEM() ([]byte, error) {
+	der, err := x509.MarshalECPrivateKey(ca.key)
+	if err != nil {
+		return nil, fmt.Errorf("broker: CA key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), nil
+}
+
+// LoadCA is the authority written by CertPEM and KeyPEM, for hosts (which
+// must be among those it was made for).
+func LoadCA(certPEM, keyPEM []byte, hosts []string) (*CA, error) {
+	cb, _ := pem.Decode(certPEM)
+	kb, _ := pem.Decode(keyPEM)
+	if cb == nil || kb == nil {
+		return nil, errors.New("broker: CA: not PEM")
+	}
+	cert, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("broker: CA certificate: %w", err)
+	}
+	key, err := x509.ParseECPrivateKey(kb.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("broker: CA key: %w", err)
+	}
+	if !key.PublicKey.Equal(cert.PublicKey) {
+		return nil, errors.New("broker: CA key and certificate do not match")
+	}
+	for _, h := range hosts {
+		if !slices.Contains(cert.PermittedDNSDomains, h) {
+			return nil, fmt.Errorf("broker: the CA was not made for %s", h)
+		}
+	}
+	return &CA{cert: cert, key: key, hosts: slices.Clone(hosts), leaves: map[string]*tls.Certificate{},
+		pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})}, nil
+}
