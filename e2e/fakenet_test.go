@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -28,6 +30,8 @@ type fakeNet struct {
 	listeners []net.Listener
 	discard   net.Listener
 	cdn       []net.Listener
+	api       *fakeAPI
+	apiLn     net.Listener
 	servers   []*dns.Server
 }
 
@@ -135,6 +139,9 @@ func startFakeNet() (*fakeNet, error) {
 			}
 			f.cdn = append(f.cdn, ln)
 		}
+		if f.apiLn, err = net.Listen("tcp", fmt.Sprintf(":%d", apiPort)); err != nil {
+			return err
+		}
 		pc, err := net.ListenPacket("udp", fakeDNSAddr+":53")
 		if err != nil {
 			return err
@@ -161,6 +168,10 @@ func startFakeNet() (*fakeNet, error) {
 	}
 	for _, ln := range f.cdn {
 		go fakecdn.Serve(ln, cert)
+	}
+	if f.api, err = startFakeAPI(f.apiLn, filepath.Join(os.TempDir(), fmt.Sprintf("cge2e-api-ca-%d.pem", os.Getpid()))); err != nil {
+		f.close()
+		return nil, err
 	}
 	for _, s := range f.servers {
 		go s.ActivateAndServe() //nolint:errcheck
@@ -237,6 +248,12 @@ func (f *fakeNet) close() {
 	if f.discard != nil {
 		f.discard.Close()
 	}
+	if f.api != nil {
+		f.api.srv.Close()
+		os.Remove(f.api.caFile)
+	} else if f.apiLn != nil {
+		f.apiLn.Close()
+	}
 	for _, ln := range f.cdn {
 		ln.Close()
 	}
@@ -274,6 +291,7 @@ func newFakeDNS() *fakeDNS {
 	d.set("api.openai.com", 300, apiAddr)
 	d.set("other.example.test", 300, deniedAddr)
 	d.set("cdn-b.example.test", 300, api2Addr)
+	d.set(apiHost, 300, api2Addr)
 	d.set("evil.example.org", 300, deniedAddr)
 	d.set("meta.example.test", 300, metadataAddr)
 	d.set("private.example.test", 300, privateAddr)

@@ -177,7 +177,7 @@ func (h *harness) socket() string { return filepath.Join(h.dir, "cg.sock") }
 // fake upstream DNS server.
 func (h *harness) globalFlags() []string {
 	return []string{"--containerd-address", h.address, "--state-dir", h.stateDir, "--socket", h.socket(),
-		"--bridge", testBridge, "--subnet", testSubnet, "--dns-upstream", fakeDNSAddr + ":53"}
+		"--bridge", testBridge, "--subnet", testSubnet, "--dns-upstream", fakeDNSAddr + ":53", "--upstream-ca", h.net.api.caFile}
 }
 
 func mustLookPath(b string) string {

@@ -177,6 +177,9 @@ func TestEachWeakenedControlFailsItsCheck(t *testing.T) {
 		// allowlisted name's address; the second layer lacks the rules
 		// that send TLS ports to the gate.
 		{weaken: "name-gate", fails: []string{"second-layer", "name-gate"}, extra: nameGateProfile},
+		// The key staged as it is, no broker: the key is in the sandbox,
+		// it has no CA of its own, and a foreign key is not refused.
+		{weaken: "credentials", fails: []string{"credentials"}, extra: brokerProfile("log")},
 	} {
 		id, _, _ := strings.Cut(tc.weaken, "=")
 		t.Run(id, func(t *testing.T) {

@@ -59,7 +59,19 @@ func (s *Supervisor) Adopt(ctx context.Context, name string) (_ *Started, retErr
 	if *p.Egress.LogDenied {
 		s.reportDenied(g, name, att)
 	}
-	if err := s.openNameGate(g, netSandboxOf(st, g.port), att.NetNSPath); err != nil {
+	var creds *credentials
+	onTripwire := ""
+	if st.Spec != nil && len(st.Spec.Credentials) > 0 {
+		onTripwire = st.Spec.OnTripwire
+		// Without its broker a bound host is name-checked and spliced:
+		// it gets the placeholder and refuses it. Nothing leaks; the
+		// agent's calls fail until the sandbox is started again.
+		if creds, err = s.adoptCredentials(st); err != nil {
+			s.cfg.Log.Warn("adopted without its credentials: requests to its bound hosts will be refused there", "sandbox", name, "error", err)
+			s.audit.Write(name, audit.Event{Kind: "credentials_unbound", Reason: err.Error()})
+		}
+	}
+	if err := s.openNameGate(g, netSandboxOf(st, g.port), att.NetNSPath, creds, onTripwire); err != nil {
 		return nil, fmt.Errorf("adopt %s: %w", name, err)
 	}
 	if err := g.publish(name, st.Publish, st.IP, s.cfg.Sockets, s.cfg.Log); err != nil {

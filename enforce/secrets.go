@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -18,7 +19,10 @@ import (
 // 0400. The files are read from src, opened and judged when the sandbox was
 // prepared (profiles.OpenSecrets): a directory or file swapped since cannot
 // change what is copied.
-func stageSecrets(src *profiles.SecretsDir, dst string, uid, gid uint32) error {
+//
+// A file with a placeholder gets the placeholder instead of its contents:
+// its secret is bound to hosts, and the broker alone holds it.
+func stageSecrets(src *profiles.SecretsDir, placeholders map[string]string, dst string, uid, gid uint32) error {
 	if err := os.MkdirAll(dst, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", dst, err)
 	}
@@ -33,14 +37,18 @@ func stageSecrets(src *profiles.SecretsDir, dst string, uid, gid uint32) error {
 		return fmt.Errorf("mount secrets tmpfs at %s: %w", dst, err)
 	}
 	for i, n := range src.Names {
-		if err := copySecret(src.Files[i], filepath.Join(dst, n), uid, gid); err != nil {
+		var in io.Reader = src.Files[i]
+		if p, ok := placeholders[n]; ok {
+			in = strings.NewReader(p)
+		}
+		if err := copySecret(in, filepath.Join(dst, n), uid, gid); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func copySecret(in *os.File, dst string, uid, gid uint32) error {
+func copySecret(in io.Reader, dst string, uid, gid uint32) error {
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o400)
 	if err != nil {
 		return fmt.Errorf("stage secret %s: %w", filepath.Base(dst), err)

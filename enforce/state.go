@@ -57,6 +57,10 @@ type State struct {
 	// with, so verify judges it by what was applied and never opens the
 	// profile's path again (its owner may have swapped it since).
 	Seccomp []byte `json:"seccomp,omitempty"`
+	// Placeholders are what the sandbox holds in place of each bound
+	// secret (by file name): worthless outside the broker, and kept so a
+	// daemon that adopts the sandbox binds the same ones.
+	Placeholders map[string]string `json:"placeholders,omitempty"`
 }
 
 // Owner is the uid that asked for the sandbox name (0 for root).
@@ -89,8 +93,16 @@ func (l layout) mountsDir(name string) string { return filepath.Join(l.dir(name)
 func (l layout) volumes() string               { return filepath.Join(l.root, "volumes") }
 func (l layout) egressFile(name string) string { return filepath.Join(l.dir(name), "egress.json") }
 func (l layout) resolvConf(name string) string { return filepath.Join(l.dir(name), "resolv.conf") }
-func (l layout) logFile(name string) string    { return filepath.Join(l.root, "logs", name+".log") }
-func (l layout) lockFile() string              { return filepath.Join(l.root, "clawguard.lock") }
+
+// caFile and caBundleFile are the sandbox's certificate authority, and the
+// host's trust store with it, as the sandbox reads them.
+func (l layout) caFile(name string) string       { return filepath.Join(l.dir(name), "ca.pem") }
+func (l layout) caBundleFile(name string) string { return filepath.Join(l.dir(name), "ca-bundle.pem") }
+
+// caKeyFile is the authority's key, root's alone, for adoption.
+func (l layout) caKeyFile(name string) string { return filepath.Join(l.dir(name), "ca-key.pem") }
+func (l layout) logFile(name string) string   { return filepath.Join(l.root, "logs", name+".log") }
+func (l layout) lockFile() string             { return filepath.Join(l.root, "clawguard.lock") }
 
 // claim creates the sandbox's directory; it fails if the name is taken.
 func (l layout) claim(name string) error {

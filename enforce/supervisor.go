@@ -5,6 +5,7 @@ package enforce
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +31,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/clawguard/clawguard/netrules"
+	"github.com/clawguard/clawguard/netrules/broker"
 	"github.com/clawguard/clawguard/netrules/dnsproxy"
 	"github.com/clawguard/clawguard/netrules/namegate"
 	"github.com/clawguard/clawguard/netrules/nflog"
@@ -50,6 +53,7 @@ type Containers interface {
 	Start(ctx context.Context, name string, log runtime.Log) (<-chan containerd.ExitStatus, uint32, error)
 	Wait(ctx context.Context, name string) (<-chan containerd.ExitStatus, error)
 	Stop(ctx context.Context, name string, timeout time.Duration) error
+	Pause(ctx context.Context, name string) error
 	Delete(ctx context.Context, name string) error
 	Inspect(ctx context.Context, name string) (runtime.Info, error)
 	List(ctx context.Context) ([]runtime.Info, error)
@@ -77,6 +81,13 @@ type Config struct {
 	// Sockets, if set, keeps published ports' listening sockets across
 	// restarts of this process (the daemon under systemd).
 	Sockets SocketStore
+	// UpstreamCAs verify the hosts the broker forwards bound requests to;
+	// nil is the host's trust store. Only tests set it, to trust the fake
+	// internet's API.
+	UpstreamCAs *x509.CertPool
+	// NoBroker stages bound secrets as they are, with no broker at the
+	// gate: only test builds set it, to prove verify notices.
+	NoBroker bool
 }
 
 // SocketStore keeps listening sockets outside this process, so that a
@@ -302,6 +313,9 @@ func (s *Supervisor) StartPrepared(ctx context.Context, pr *Prepared, progress r
 		Memory: sb.MemoryBytes, CPUs: sb.CPUs, Pids: sb.Pids, Egress: p.Egress, Publish: p.Publish,
 		Spec: p, Probe: slices.ContainsFunc(sb.Binds, func(b runtime.Bind) bool { return b.Target == verify.ProbePath }),
 	}
+	if src.creds != nil {
+		st.Placeholders = src.creds.placeholders
+	}
 	if err := s.layout.write(st); err != nil {
 		return nil, err
 	}
@@ -359,7 +373,7 @@ func (s *Supervisor) StartPrepared(ctx context.Context, pr *Prepared, progress r
 	if *p.Egress.LogDenied {
 		s.reportDenied(g, p.Name, att)
 	}
-	if err := s.openNameGate(g, netSandbox(p.Name, p, st.DNSPort), att.NetNSPath); err != nil {
+	if err := s.openNameGate(g, netSandbox(p.Name, p, st.DNSPort), att.NetNSPath, src.creds, p.OnTripwire); err != nil {
 		return nil, err
 	}
 	if err := g.publish(p.Name, p.Publish, att.IP, s.cfg.Sockets, s.cfg.Log); err != nil {
@@ -389,7 +403,13 @@ func (s *Supervisor) StartPrepared(ctx context.Context, pr *Prepared, progress r
 	}
 	if src.secrets != nil && len(src.secrets.Names) > 0 {
 		if err := step("secrets", func() error {
-			return stageSecrets(src.secrets, s.layout.secretsDir(p.Name), sb.UID, sb.GID)
+			if src.creds != nil {
+				if err := src.creds.writeCA(s.layout.caFile(p.Name), s.layout.caBundleFile(p.Name), s.layout.caKeyFile(p.Name)); err != nil {
+					return err
+				}
+				return stageSecrets(src.secrets, src.creds.placeholders, s.layout.secretsDir(p.Name), sb.UID, sb.GID)
+			}
+			return stageSecrets(src.secrets, nil, s.layout.secretsDir(p.Name), sb.UID, sb.GID)
 		}); err != nil {
 			return nil, err
 		}
@@ -467,17 +487,37 @@ func (s *Supervisor) openGate(ctx context.Context, p *profiles.Profile, port int
 // openNameGate starts the sandbox's name gate in its own network namespace,
 // if any of its ports are TLS ports, before anything of the agent runs:
 // the namespace's rules send those ports there, and with nothing listening
-// a connection is refused, never passed unchecked.
-func (s *Supervisor) openNameGate(g *gate, sb netrules.Sandbox, nsPath string) error {
+// a connection is refused, never passed unchecked. With credentials, the
+// gate hands their hosts' connections to the sandbox's broker.
+func (s *Supervisor) openNameGate(g *gate, sb netrules.Sandbox, nsPath string, creds *credentials, onTripwire string) error {
 	if len(sb.TLSPorts) == 0 {
 		return nil
+	}
+	dial := netrules.NameGateDialer(nsPath)
+	var b namegate.Broker
+	if creds != nil {
+		g.eg.SetTripwire(creds.tripwords(), func(where, detail string) { s.tripwire(sb.Name, onTripwire, where, detail) })
+		br, err := broker.New(broker.Config{
+			Bindings: creds.bindings, CA: creds.ca, Dial: dial, RootCAs: s.cfg.UpstreamCAs, Log: s.cfg.Log.With("sandbox", sb.Name),
+			Refused: func(r broker.Refusal) {
+				if r.Kind == broker.LeakAttempt {
+					s.tripwire(sb.Name, onTripwire, "a request to "+r.Host, r.Detail)
+					return
+				}
+				s.audit.Write(sb.Name, audit.Event{Kind: "credential_refused", Name: r.Host, Reason: r.Kind + ": " + r.Detail})
+			},
+		})
+		if err != nil {
+			return err
+		}
+		b = br
 	}
 	ln, err := netrules.ListenNameGate(nsPath)
 	if err != nil {
 		return err
 	}
 	ng, err := namegate.New(namegate.Config{
-		OriginalDst: namegate.OriginalDst, Dial: netrules.NameGateDialer(nsPath),
+		OriginalDst: namegate.OriginalDst, Dial: dial, Broker: b,
 		MaxConns: sb.MaxConns, Log: s.cfg.Log.With("sandbox", sb.Name),
 	}, g.eg.TLSNames())
 	if err != nil {
@@ -490,6 +530,30 @@ func (s *Supervisor) openNameGate(g *gate, sb netrules.Sandbox, nsPath string) e
 		}
 	})
 	return nil
+}
+
+// tripwire reports a placeholder seen where it does not belong and does
+// what the profile asks: nothing more, freeze the sandbox, or stop it. The
+// agent that sends its placeholder away is trying to leak the key it
+// thinks it holds.
+func (s *Supervisor) tripwire(name, action, where, detail string) {
+	s.audit.Write(name, audit.Event{Kind: "credential_leak_attempt", Reason: where + ": " + detail})
+	s.cfg.Log.Warn("credential leak attempt", "sandbox", name, "where", where, "detail", detail, "on_tripwire", action)
+	ctx := context.Background()
+	switch action {
+	case profiles.TripwireFreeze:
+		if err := s.rt.Pause(ctx, name); err != nil {
+			s.cfg.Log.Error("tripwire: freeze", "sandbox", name, "error", err)
+			return
+		}
+		s.audit.Write(name, audit.Event{Kind: "frozen", Reason: "on_tripwire: freeze; `clawguard stop " + name + "` ends it"})
+	case profiles.TripwireStop:
+		go func() {
+			if err := s.rt.Stop(ctx, name, 2*time.Second); err != nil {
+				s.cfg.Log.Error("tripwire: stop", "sandbox", name, "error", err)
+			}
+		}()
+	}
 }
 
 // reportDenied reads the sandbox's NFLOG group for the gate, in both
@@ -604,6 +668,26 @@ func (s *Supervisor) sandboxSpec(p *profiles.Profile) (_ runtime.Sandbox, src *s
 				Source: filepath.Join(s.layout.secretsDir(p.Name), n), Target: "/run/secrets/" + n, ReadOnly: true, NoExec: true,
 			})
 		}
+		if !s.cfg.NoBroker {
+			if src.creds, err = prepareCredentials(p, d, time.Now()); err != nil {
+				return runtime.Sandbox{}, src, err
+			}
+		}
+	}
+	if src.creds != nil {
+		// The sandbox's authority, trusted inside it: Node adds the one
+		// certificate to its own store; OpenSSL and Python take a bundle
+		// that replaces theirs, so it holds the host's store too. These
+		// win over the profile's own values, without which the bound
+		// hosts would not verify.
+		sb.Binds = append(sb.Binds,
+			runtime.Bind{Source: s.layout.caFile(p.Name), Target: sandboxCA, ReadOnly: true, NoExec: true},
+			runtime.Bind{Source: s.layout.caBundleFile(p.Name), Target: sandboxCABundle, ReadOnly: true, NoExec: true})
+		ours := []string{"NODE_EXTRA_CA_CERTS=" + sandboxCA, "REQUESTS_CA_BUNDLE=" + sandboxCABundle, "SSL_CERT_FILE=" + sandboxCABundle}
+		sb.Env = slices.DeleteFunc(sb.Env, func(kv string) bool {
+			return slices.ContainsFunc(ours, func(o string) bool { k, _, _ := strings.Cut(o, "="); return strings.HasPrefix(kv, k+"=") })
+		})
+		sb.Env = append(sb.Env, ours...)
 	}
 	if fi, err := os.Stat(s.cfg.ProbePath); s.cfg.ProbePath != "" && err == nil && fi.Mode().IsRegular() {
 		sb.Binds = append(sb.Binds, runtime.Bind{Source: s.cfg.ProbePath, Target: verify.ProbePath, ReadOnly: true})
@@ -774,6 +858,7 @@ func writeReadable(path string, b []byte) error {
 type sources struct {
 	mounts  []*os.File
 	secrets *profiles.SecretsDir
+	creds   *credentials // the bound secrets, read from secrets
 	archive *os.File
 	seccomp []byte // a seccomp file's text, as parsed
 }

@@ -143,6 +143,9 @@ func expectFor(p *profiles.Profile, st *State) (verify.Expect, error) {
 		e.TLSPorts = append(e.TLSPorts, int(port))
 	}
 	e.ByAddress = byAddress(p.Egress)
+	for _, c := range p.Credentials {
+		e.BoundHosts = append(e.BoundHosts, c.Presentation().Hosts...)
+	}
 	if p.Agent == profiles.AgentOpenClaw {
 		allowed, err := profiles.AllowedCommands(p)
 		if err != nil {
@@ -151,6 +154,31 @@ func expectFor(p *profiles.Profile, st *State) (verify.Expect, error) {
 		e.AgentConfig = verify.AgentConfig{ConfigPath: profiles.OpenClawConfigPath, ApprovalsPath: profiles.OpenClawApprovalsPath, Allowed: allowed}
 	}
 	return e, nil
+}
+
+// foreignKey is what the credentials check presents to each bound host:
+// a credential the sandbox was not given, which the broker must refuse
+// before it reaches the host.
+const foreignKey = "clawguard-verify-not-a-key"
+
+// foreignProbes are the credentials check's requests: one per bound host,
+// on its first port behind the name gate, with the foreign key in its
+// binding's header.
+func foreignProbes(p *profiles.Profile) []verify.ForeignProbe {
+	var out []verify.ForeignProbe
+	for _, c := range p.Credentials {
+		pres := c.Presentation()
+		for _, h := range pres.Hosts {
+			url := "https://" + h + "/"
+			for _, a := range p.Egress.Allow {
+				if ports := a.TLSPorts(); strings.EqualFold(strings.TrimSuffix(a.Host, "."), h) && len(ports) > 0 && ports[0] != 443 {
+					url = fmt.Sprintf("https://%s:%d/", h, ports[0])
+				}
+			}
+			out = append(out, verify.ForeignProbe{URL: url, Header: pres.Header, Value: pres.Scheme + foreignKey})
+		}
+	}
+	return out
 }
 
 // otherName is what the name-gate check names where it must be refused: a
@@ -249,7 +277,7 @@ func openHostListener(gw netip.Addr) (*hostListener, error) {
 // must be blocked but does not answer the host either to the host's error:
 // its silence in the sandbox proves nothing.
 func (s *Supervisor) planFor(p *profiles.Profile, policy *allowlist.Policy, st *State, o VerifyOptions, ln *hostListener) (verify.Plan, map[string]string, error) {
-	plan := verify.Plan{TimeoutMillis: int(o.Timeout / time.Millisecond), Names: nameProbes(p.Egress)}
+	plan := verify.Plan{TimeoutMillis: int(o.Timeout / time.Millisecond), Names: nameProbes(p.Egress), Foreign: foreignProbes(p)}
 	for _, m := range p.Mounts {
 		if m.Writable() {
 			plan.Writable = append(plan.Writable, m.Target)

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/netip"
@@ -65,6 +67,7 @@ func (s *Supervisor) hostFacts(ctx context.Context, name string, st *State, poli
 	} else {
 		h.LeakSearchErrors = append(h.LeakSearchErrors, fmt.Sprintf("the container spec (%v)", err))
 	}
+	h.Credentials = s.credentialFacts(ctx, name, st, pid)
 	for _, spec := range st.Publish {
 		pp, err := profiles.ParsePublish(spec)
 		if err != nil {
@@ -82,6 +85,99 @@ func (s *Supervisor) hostFacts(ctx context.Context, name string, st *State, poli
 		}
 	}
 	return h
+}
+
+// credentialFacts looks for the bound keys, read anew from the secrets
+// directory, where the sandbox could read them: its staged secrets, the
+// environment and command line of each of its processes (those in its PID
+// namespace), its spec and what it is given of its CA; and reads the CA it
+// trusts.
+func (s *Supervisor) credentialFacts(ctx context.Context, name string, st *State, pid uint32) verify.Credentials {
+	var c verify.Credentials
+	if st.Spec == nil || len(st.Spec.Credentials) == 0 {
+		return c
+	}
+	keys := map[string][]byte{}
+	d, err := profiles.OpenSecrets(st.Spec.Dir, st.Spec.Secrets.Dir, s.Policy())
+	if err != nil {
+		c.Errors = append(c.Errors, fmt.Sprintf("for the keys (their secrets directory: %v)", err))
+		return c
+	}
+	for _, cr := range st.Spec.Credentials {
+		if at := slices.Index(d.Names, cr.Secret); at >= 0 {
+			if k, err := readKey(d.Files[at]); err == nil {
+				keys[cr.Secret] = []byte(k)
+			}
+		}
+	}
+	d.Close()
+	look := func(where string, b []byte) {
+		c.Searched++
+		for _, n := range leaks(b, keys) {
+			c.Found = append(c.Found, fmt.Sprintf("%s (the key of %s)", where, n))
+		}
+	}
+	staged, _ := os.ReadDir(s.layout.secretsDir(name))
+	for _, f := range staged {
+		if b, err := os.ReadFile(filepath.Join(s.layout.secretsDir(name), f.Name())); err == nil {
+			look("/run/secrets/"+f.Name(), b)
+		}
+	}
+	for _, p := range []string{s.layout.caFile(name), s.layout.caBundleFile(name)} {
+		if b, err := os.ReadFile(p); err == nil {
+			look(p, b)
+		}
+	}
+	if sp, err := s.rt.Spec(ctx, name); err == nil {
+		b, _ := json.Marshal(sp)
+		look("the container spec", b)
+	}
+	pidns := inode(fmt.Sprintf("/proc/%d/ns/pid", pid))
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		if strings.Trim(p.Name(), "0123456789") != "" || pidns == 0 || inode("/proc/"+p.Name()+"/ns/pid") != pidns {
+			continue
+		}
+		for _, f := range []string{"environ", "cmdline"} {
+			if b, err := os.ReadFile("/proc/" + p.Name() + "/" + f); err == nil {
+				look("process "+p.Name()+"'s "+f, b)
+			} else {
+				c.Errors = append(c.Errors, fmt.Sprintf("process %s's %s (%v)", p.Name(), f, err))
+			}
+		}
+	}
+	cert, err := readCA(s.layout.caFile(name))
+	if err != nil {
+		c.CAErr = err.Error()
+		return c
+	}
+	c.CAName, c.CAHosts = cert.Subject.CommonName, cert.PermittedDNSDomains
+	if want := "clawguard sandbox " + name; c.CAName != want {
+		c.CAErr = fmt.Sprintf("it is %q, not %q", c.CAName, want)
+	}
+	others, _ := os.ReadDir(filepath.Dir(s.layout.dir(name)))
+	for _, o := range others {
+		if o.Name() == name {
+			continue
+		}
+		if oc, err := readCA(s.layout.caFile(o.Name())); err == nil && oc.Equal(cert) {
+			c.CASharedBy = append(c.CASharedBy, o.Name())
+		}
+	}
+	return c
+}
+
+// readCA reads the one certificate of a PEM file.
+func readCA(path string) (*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return x509.ParseCertificate(block.Bytes)
 }
 
 func inode(path string) uint64 {

@@ -26,10 +26,16 @@ type Profile struct {
 	Mounts         []Mount           `yaml:"mounts" json:"mounts,omitempty"`
 	Volumes        []Volume          `yaml:"volumes" json:"volumes,omitempty"`
 	Secrets        Secrets           `yaml:"secrets" json:"secrets"`
-	Egress         Egress            `yaml:"egress" json:"egress"`
-	Publish        []string          `yaml:"publish" json:"publish,omitempty"`
-	StopTimeout    Duration          `yaml:"stop_timeout" json:"stop_timeout"`
-	Logs           Logs              `yaml:"logs" json:"logs"`
+	// Credentials keep secrets out of the sandbox: it holds placeholders,
+	// and the broker puts the real values in on the way to their hosts.
+	Credentials []Credential `yaml:"credentials" json:"credentials,omitempty"`
+	// OnTripwire is what a placeholder seen where it does not belong does
+	// to the sandbox: log (the default), freeze or stop.
+	OnTripwire  string   `yaml:"on_tripwire" json:"on_tripwire,omitempty"`
+	Egress      Egress   `yaml:"egress" json:"egress"`
+	Publish     []string `yaml:"publish" json:"publish,omitempty"`
+	StopTimeout Duration `yaml:"stop_timeout" json:"stop_timeout"`
+	Logs        Logs     `yaml:"logs" json:"logs"`
 	// Agent names the agent the image runs ("openclaw"), so verify can
 	// judge the agent's own configuration too.
 	Agent string `yaml:"agent" json:"agent,omitempty"`

@@ -158,6 +158,18 @@ func TestInvalidProfilesNameTheirField(t *testing.T) {
 		{"secret file 0644", "name: a\nimage: busybox\nsecrets: {dir: ./loose-secrets}\n", "secrets.dir"},
 		{"secret-looking env", "name: a\nimage: busybox\nenv: {ANTHROPIC_API_KEY: sk-123}\n", "env.ANTHROPIC_API_KEY"},
 		{"token env", "name: a\nimage: busybox\nenv: {GITHUB_TOKEN: x}\n", "env.GITHUB_TOKEN"},
+		{"credential of a missing secret", "name: a\nimage: busybox\nsecrets: {dir: ./secrets}\negress: {allow: [{host: api.anthropic.com, ports: [443]}, {host: api.example.com, ports: [443]}, {host: plain.example.com, ports: [443], tls: false}]}\ncredentials: [{secret: nope, preset: anthropic}]\n", "credentials[0].secret"},
+		{"credential of a path", "name: a\nimage: busybox\nsecrets: {dir: ./secrets}\negress: {allow: [{host: api.anthropic.com, ports: [443]}, {host: api.example.com, ports: [443]}, {host: plain.example.com, ports: [443], tls: false}]}\ncredentials: [{secret: ../api_key, preset: anthropic}]\n", "credentials[0].secret"},
+		{"credential with an unknown preset", "name: a\nimage: busybox\nsecrets: {dir: ./secrets}\negress: {allow: [{host: api.anthropic.com, ports: [443]}, {host: api.example.com, ports: [443]}, {host: plain.example.com, ports: [443], tls: false}]}\ncredentials: [{secret: api_key, preset: gemini}]\n", "credentials[0].preset"},
+		{"credential with a preset and hosts", "name: a\nimage: busybox\nsecrets: {dir: ./secrets}\negress: {allow: [{host: api.anthropic.com, ports: [443]}, {host: api.example.com, ports: [443]}, {host: plain.example.com, ports: [443], tls: false}]}\ncredentials: [{secret: api_key, preset: anthropic, hosts: [api.example.com]}]\n", "credentials[0]"},
+		{"credential with no hosts", "name: a\nimage: busybox\nsecrets: {dir: ./secrets}\negress: {allow: [{host: api.anthropic.com, ports: [443]}, {host: api.example.com, ports: [443]}, {host: plain.example.com, ports: [443], tls: false}]}\ncredentials: [{secret: api_key, header: Authorization}]\n", "credentials[0].hosts"},
+		{"credential with a bad header", "name: a\nimage: busybox\nsecrets: {dir: ./secrets}\negress: {allow: [{host: api.anthropic.com, ports: [443]}, {host: api.example.com, ports: [443]}, {host: plain.example.com, ports: [443], tls: false}]}\ncredentials: [{secret: api_key, hosts: [api.example.com], header: 'x y'}]\n", "credentials[0].header"},
+		{"credential with a line break in its scheme", "name: a\nimage: busybox\nsecrets: {dir: ./secrets}\negress: {allow: [{host: api.anthropic.com, ports: [443]}, {host: api.example.com, ports: [443]}, {host: plain.example.com, ports: [443], tls: false}]}\ncredentials: [{secret: api_key, hosts: [api.example.com], header: Authorization, scheme: \"Bearer\\n\"}]\n", "credentials[0].scheme"},
+		{"credential for a host not allowlisted", "name: a\nimage: busybox\nsecrets: {dir: ./secrets}\negress: {allow: [{host: api.anthropic.com, ports: [443]}, {host: api.example.com, ports: [443]}, {host: plain.example.com, ports: [443], tls: false}]}\ncredentials: [{secret: api_key, hosts: [other.example.com], header: Authorization}]\n", "credentials[0].hosts"},
+		{"credential for a host checked by address only", "name: a\nimage: busybox\nsecrets: {dir: ./secrets}\negress: {allow: [{host: api.anthropic.com, ports: [443]}, {host: api.example.com, ports: [443]}, {host: plain.example.com, ports: [443], tls: false}]}\ncredentials: [{secret: api_key, hosts: [plain.example.com], header: Authorization}]\n", "credentials[0].hosts"},
+		{"one secret bound twice", "name: a\nimage: busybox\nsecrets: {dir: ./secrets}\negress: {allow: [{host: api.anthropic.com, ports: [443]}, {host: api.example.com, ports: [443]}, {host: plain.example.com, ports: [443], tls: false}]}\ncredentials: [{secret: api_key, preset: anthropic}, {secret: api_key, hosts: [api.example.com], header: Authorization}]\n", "credentials[1].secret"},
+		{"credentials without a secrets dir", "name: a\nimage: busybox\negress: {allow: [{host: api.anthropic.com, ports: [443]}]}\ncredentials: [{secret: api_key, preset: anthropic}]\n", "credentials"},
+		{"an unknown tripwire action", "name: a\nimage: busybox\non_tripwire: explode\n", "on_tripwire"},
 		{"non-loopback publish", "name: a\nimage: busybox\npublish: [\"0.0.0.0:18789:18789\"]\n", "publish[0]"},
 		{"publish without address", "name: a\nimage: busybox\npublish: [\"18789:18789\"]\n", "publish[0]"},
 		{"memory 0", "name: a\nimage: busybox\nresources: {memory: 0}\n", "resources.memory"},
@@ -390,5 +402,31 @@ func TestPort443OfAHostIsBehindTheNameGateUnlessTheEntrySaysOtherwise(t *testing
 				t.Errorf("ByAddress = %v, want %v", got, tc.byAddress)
 			}
 		})
+	}
+}
+
+func TestACredentialBindsASecretToAnAllowlistedHostBehindTheGate(t *testing.T) {
+	dir := fixture(t)
+	p, err := Parse([]byte(`name: a
+image: busybox
+secrets: {dir: ./secrets}
+egress: {allow: [{host: api.anthropic.com, ports: [443]}, {host: git.example.com, ports: [8443], tls: true}]}
+credentials:
+  - {secret: api_key, preset: anthropic}
+on_tripwire: freeze
+`), "p.yaml", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Validate(p, testPolicy(dir)); err != nil {
+		t.Fatal(err)
+	}
+	got := p.Credentials[0].Presentation()
+	if !slices.Equal(got.Hosts, []string{"api.anthropic.com"}) || got.Header != "x-api-key" || got.Scheme != "" || got.Prefix != "sk-ant-api03-" {
+		t.Errorf("anthropic preset: %+v", got)
+	}
+	own := Credential{Secret: "api_key", Hosts: []string{"Git.Example.com."}, Header: "Authorization", Scheme: "token "}.Presentation()
+	if !slices.Equal(own.Hosts, []string{"git.example.com"}) || own.Header != "Authorization" || own.Scheme != "token " {
+		t.Errorf("own presentation: %+v", own)
 	}
 }

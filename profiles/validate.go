@@ -61,6 +61,7 @@ func Validate(p *Profile, pol SourcePolicy) error {
 	v.logs()
 	v.filesystems()
 	v.secrets()
+	v.credentials()
 	v.egress()
 	v.publish()
 	v.agent()
@@ -376,7 +377,12 @@ func (v validator) secrets() {
 		c.add("secrets.dir", err.Error(), "keep secrets in their own directory, e.g. ./secrets with mode 0700 and 0600 files; keep only regular files in it")
 		return
 	}
-	d.Close()
+	defer d.Close()
+	for i, cr := range p.Credentials {
+		if cr.Secret != "" && !slices.Contains(d.Names, cr.Secret) {
+			c.add(fmt.Sprintf("credentials[%d].secret", i), fmt.Sprintf("%s is not a file of %s", cr.Secret, dir), "write the key to "+filepath.Join(dir, cr.Secret)+" (mode 0600)")
+		}
+	}
 }
 
 func (v validator) egress() {

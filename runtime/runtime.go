@@ -223,6 +223,13 @@ func (r *Runtime) Stop(ctx context.Context, name string, timeout time.Duration) 
 	if st.Status == containerd.Stopped {
 		return nil
 	}
+	if st.Status == containerd.Paused {
+		// A frozen sandbox takes no signal but the kill; thawed, it gets
+		// its SIGTERM like any other.
+		if err := task.Resume(ctx); err != nil {
+			return fmt.Errorf("stop %s: thaw: %w", name, err)
+		}
+	}
 	exitC, err := task.Wait(ctx)
 	if err != nil {
 		return fmt.Errorf("stop %s: wait: %w", name, err)
@@ -247,6 +254,20 @@ func (r *Runtime) Stop(ctx context.Context, name string, timeout time.Duration) 
 	case <-time.After(10 * time.Second):
 		return fmt.Errorf("stop %s: still running 10s after SIGKILL", name)
 	}
+}
+
+// Pause freezes every process of the sandbox (the cgroup freezer): they
+// keep their memory and descriptors and run no instruction until Stop.
+func (r *Runtime) Pause(ctx context.Context, name string) error {
+	ctx = r.ns(ctx)
+	task, err := r.task(ctx, name)
+	if err != nil {
+		return err
+	}
+	if err := task.Pause(ctx); err != nil {
+		return fmt.Errorf("freeze %s: %w", name, err)
+	}
+	return nil
 }
 
 // Delete removes the task, the container and its snapshot. Anything already

@@ -37,11 +37,13 @@ type Expect struct {
 	Writable     []string // writable mount targets, volumes among them
 	// TLSPorts are the ports behind the name gate; ByAddress the
 	// entries' HOST:PORT that opted out of it (tls: false).
-	TLSPorts    []int
-	ByAddress   []string
-	Volumes     []Volume
-	Tmpfs       []Tmpfs
-	Secrets     []string // file names under /run/secrets
+	TLSPorts  []int
+	ByAddress []string
+	Volumes   []Volume
+	Tmpfs     []Tmpfs
+	Secrets   []string // file names under /run/secrets
+	// BoundHosts are the hosts credentials are bound to.
+	BoundHosts  []string
 	MemoryBytes int64
 	CPUs        float64
 	Pids        int64
@@ -67,8 +69,24 @@ type Tmpfs struct {
 	SizeBytes int64
 }
 
+// Credentials is what the host sees of a sandbox's bound secrets.
+type Credentials struct {
+	// Searched are the places the real keys were looked for; Found those
+	// where one was; Errors where the search could not look.
+	Searched      int
+	Found, Errors []string
+	// CA is the authority the sandbox trusts, as the host reads it: its
+	// name, the hosts it may sign for, and the other sandboxes that trust
+	// the same one.
+	CAName     string
+	CAHosts    []string
+	CASharedBy []string
+	CAErr      string
+}
+
 // Host is what the host sees of the sandbox.
 type Host struct {
+	Credentials Credentials
 	// Namespaces pairs the task's namespaces with the host's.
 	Namespaces []Namespace
 	// EnvLeaks and SpecLeaks name the secrets whose value appears in the
@@ -177,6 +195,7 @@ func Checks() []Check {
 		{ID: "memory", Risks: "T11", Title: "memory limit", Proves: "the cgroup caps memory as the profile says", judge: checkMemory},
 		{ID: "cpu", Risks: "T11", Title: "cpu limit", Proves: "the cgroup caps CPU time as the profile says", judge: checkCPU},
 		{ID: "secrets", Risks: "T6", Title: "secrets mounted as files", Proves: "each secret is a file under /run/secrets, readable by the agent and by no one else", judge: checkSecrets},
+		{ID: "credentials", Risks: "T3, T6", Title: "bound keys stay outside, foreign keys are refused", Proves: "(host) no bound key's value is in the sandbox's staged secrets, its processes' environments and command lines, or its spec; the sandbox's CA is its own, for its bound hosts only; a request to each bound host with a key the sandbox was not given is refused by the broker (403)", judge: checkCredentials},
 		{ID: "secrets-env", Risks: "T6", Title: "secrets absent from environment and spec", Proves: "(host) no secret value appears in the task's environment or the container spec", judge: checkSecretLeaks},
 		{ID: "raw-sockets", Risks: "T3, T12", Title: "raw and packet sockets refused", Proves: "the agent cannot forge packets or sniff the link", judge: checkRawSockets},
 		{ID: "egress-blocked", Risks: "T3", Title: "egress outside the allowlist blocked", Proves: "a destination outside the allowlist cannot be reached", judge: dialsBlocked("egress-blocked", "no destination outside the allowlist known: pass --blocked-probe HOST:PORT")},
@@ -826,4 +845,51 @@ func checkSecondLayer(_ Expect, _ Report, h Host) (Status, string, string) {
 		return Fail, want, "missing or out of place: " + strings.Join(l.Missing, "; ")
 	}
 	return Pass, want, "in place"
+}
+
+func checkCredentials(e Expect, r Report, h Host) (Status, string, string) {
+	want := "keys outside the sandbox; its own CA; foreign keys refused"
+	if len(e.BoundHosts) == 0 {
+		return Pass, "no credential bound", "none asked for"
+	}
+	c := h.Credentials
+	var bad []string
+	for _, f := range c.Found {
+		bad = append(bad, "a bound key in "+f)
+	}
+	for _, e := range c.Errors {
+		bad = append(bad, "could not search "+e)
+	}
+	switch {
+	case c.CAErr != "":
+		bad = append(bad, "the sandbox's CA: "+c.CAErr)
+	case len(c.CASharedBy) > 0:
+		bad = append(bad, "the sandbox's CA is trusted by "+strings.Join(c.CASharedBy, ", ")+" too")
+	case !slices.Equal(sortedCopy(c.CAHosts), sortedCopy(e.BoundHosts)):
+		bad = append(bad, fmt.Sprintf("the sandbox's CA may sign for %v, not its bound hosts %v", c.CAHosts, e.BoundHosts))
+	}
+	var good []string
+	for _, f := range r.Foreign {
+		switch {
+		case f.Err != "":
+			bad = append(bad, fmt.Sprintf("%s with a foreign %s: %s", f.URL, f.Header, f.Err))
+		case f.Status != 403 || !strings.HasPrefix(f.Body, "clawguard:"):
+			bad = append(bad, fmt.Sprintf("%s with a foreign %s: %d %q, not the broker's refusal", f.URL, f.Header, f.Status, f.Body))
+		default:
+			good = append(good, fmt.Sprintf("%s with a foreign %s: 403 from the broker", f.URL, f.Header))
+		}
+	}
+	if len(r.Foreign) == 0 {
+		bad = append(bad, "no foreign key was tried")
+	}
+	if len(bad) > 0 {
+		return Fail, want, strings.Join(bad, "; ")
+	}
+	return Pass, want, fmt.Sprintf("no bound key in %d places searched; CA %q for %s; %s", c.Searched, c.CAName, strings.Join(c.CAHosts, ", "), strings.Join(good, "; "))
+}
+
+func sortedCopy(s []string) []string {
+	out := slices.Clone(s)
+	slices.Sort(out)
+	return out
 }

@@ -90,8 +90,55 @@ func good() (Expect, Report, Host) {
 		HostListener: "0.0.0.0:40000",
 		SecondLayer:  Layer{Read: true},
 		OtherServed:  map[string]string{"198.51.100.10:443": ""},
+		Credentials:  Credentials{Searched: 9, CAName: "clawguard sandbox a", CAHosts: []string{"api.anthropic.com"}},
 	}
+	e.BoundHosts = []string{"api.anthropic.com"}
+	r.Foreign = []ForeignResult{{ForeignProbe: ForeignProbe{URL: "https://api.anthropic.com/", Header: "x-api-key", Value: "k"},
+		Status: 403, Body: "clawguard: a credential in X-Api-Key that is not this sandbox's"}}
 	return e, r, h
+}
+
+// The credentials check fails on each way a key could be exposed or a
+// foreign one let through.
+func TestTheCredentialsCheckFailsOnEachWayTheKeyOrAForeignOneGetsThrough(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		spoil func(*Expect, *Report, *Host)
+		seen  string
+	}{
+		{"the key in a process's environment", func(_ *Expect, _ *Report, h *Host) {
+			h.Credentials.Found = []string{"process 7's environ (the key of api_key)"}
+		}, "a bound key in process 7"},
+		{"the search could not look", func(_ *Expect, _ *Report, h *Host) { h.Credentials.Errors = []string{"process 7's environ (EACCES)"} }, "could not search"},
+		{"a CA another sandbox trusts too", func(_ *Expect, _ *Report, h *Host) { h.Credentials.CASharedBy = []string{"b"} }, "trusted by b too"},
+		{"a CA for other hosts", func(_ *Expect, _ *Report, h *Host) { h.Credentials.CAHosts = []string{"example.com"} }, "may sign for"},
+		{"no CA", func(_ *Expect, _ *Report, h *Host) { h.Credentials.CAErr = "no such file" }, "the sandbox's CA: no such file"},
+		{"a foreign key served", func(_ *Expect, r *Report, _ *Host) { r.Foreign[0].Status, r.Foreign[0].Body = 200, "{}" }, "not the broker's refusal"},
+		{"the broker not trusted", func(_ *Expect, r *Report, _ *Host) {
+			r.Foreign[0].Status, r.Foreign[0].Err = 0, "x509: unknown authority"
+		}, "unknown authority"},
+		{"nothing tried", func(_ *Expect, r *Report, _ *Host) { r.Foreign = nil }, "no foreign key was tried"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, r, h := good()
+			if res := result(Judge(e, r, h), "credentials"); res.Status != Pass {
+				t.Fatalf("control: %s %s", res.Status, res.Seen)
+			}
+			tc.spoil(&e, &r, &h)
+			if res := result(Judge(e, r, h), "credentials"); res.Status != Fail || !strings.Contains(res.Seen, tc.seen) {
+				t.Errorf("%s %q, want FAIL with %q", res.Status, res.Seen, tc.seen)
+			}
+		})
+	}
+}
+
+func result(rs []Result, id string) Result {
+	for _, r := range rs {
+		if r.ID == id {
+			return r
+		}
+	}
+	return Result{}
 }
 
 func failing(rs []Result) []string {

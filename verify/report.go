@@ -31,6 +31,9 @@ type Plan struct {
 	Files []string `json:"files,omitempty"`
 	// Names are the name gate's probes.
 	Names []NameProbe `json:"names,omitempty"`
+	// Foreign are requests to bound hosts carrying a credential that is
+	// not the sandbox's: the broker must refuse each.
+	Foreign []ForeignProbe `json:"foreign,omitempty"`
 	// TimeoutMillis bounds each connection attempt and query.
 	TimeoutMillis int `json:"timeout_ms"`
 }
@@ -99,6 +102,25 @@ type Report struct {
 	// statfs sees it from inside.
 	Disks map[string]Disk `json:"disks,omitempty"`
 	Names []NameResult    `json:"names,omitempty"`
+	// Foreign is what each ForeignProbe was answered.
+	Foreign []ForeignResult `json:"foreign,omitempty"`
+}
+
+// ForeignProbe is an HTTPS request to URL with Header: Value, a
+// credential the sandbox was not given.
+type ForeignProbe struct {
+	URL    string `json:"url"`
+	Header string `json:"header"`
+	Value  string `json:"value"`
+}
+
+// ForeignResult is the answer to a ForeignProbe: its status and the start
+// of its body, or the error.
+type ForeignResult struct {
+	ForeignProbe
+	Status int    `json:"status"`
+	Body   string `json:"body"`
+	Err    string `json:"error,omitempty"`
 }
 
 // Disk is the size of the filesystem under a path, or why it could not be

@@ -55,13 +55,19 @@ func main() {
 		out = forkbomb()
 	case "all":
 		out = map[string]any{"identity": identity(), "fs": filesystems(), "limits": limits(), "net": network(), "syscalls": syscalls(), "secrets": secrets()}
-	case "resolve", "connect", "connect-from", "tls", "tlsodd", "tlsbench", "tlshold", "dns", "ping", "race", "listen", "bind", "serve-dns", "serve-cdn", "connrate", "hold", "dnsmany", "throughput", "dnslatency", "dnsflood":
+	case "resolve", "connect", "connect-from", "tls", "tlsodd", "https", "tlsbench", "tlshold", "dns", "ping", "race", "listen", "bind", "serve-dns", "serve-cdn", "connrate", "hold", "dnsmany", "throughput", "dnslatency", "dnsflood":
 		v, err := netCheck(os.Args[1:])
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "cgprobe:", err)
 			os.Exit(2)
 		}
 		out = v
+	case "find": // find STRING: every readable file, and every process's environment and command line, that holds STRING
+		if len(os.Args) != 3 || os.Args[2] == "" {
+			fmt.Fprintln(os.Stderr, "usage: cgprobe find STRING")
+			os.Exit(2)
+		}
+		out = find(os.Args[2])
 	case "verify":
 		if len(os.Args) != 3 {
 			fmt.Fprintln(os.Stderr, "usage: cgprobe verify PLAN-JSON")

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -87,6 +88,11 @@ func netCheck(args []string) (any, error) {
 			timeout = d
 		}
 		return tlsOdd(args[1], args[2], args[3], timeout)
+	case "https": // https URL [NAME:VALUE]...: a GET with those headers, the system's trust (SSL_CERT_FILE) checking the server
+		if len(args) < 2 {
+			return nil, fmt.Errorf("usage: https URL [NAME:VALUE]...")
+		}
+		return httpsGet(args[1], args[2:]), nil
 	case "tlsbench": // tlsbench HOST:PORT SERVER-NAME N MIB [WORKERS]: N handshakes one after another, N more from WORKERS at once, then MIB uploaded over one
 		if len(args) != 5 && len(args) != 6 {
 			return nil, fmt.Errorf("usage: tlsbench HOST:PORT SERVER-NAME N MIB [WORKERS]")
@@ -825,4 +831,32 @@ func throughput(addr string, d time.Duration) Throughput {
 	t.Seconds = time.Since(start).Seconds()
 	t.MbitPerSec = float64(t.Bytes) * 8 / 1e6 / t.Seconds
 	return t
+}
+
+// Fetched is the outcome of an HTTPS request: its status and the start of
+// its body.
+type Fetched struct {
+	Status int
+	Proto  string
+	Body   string
+	Error  string
+}
+
+func httpsGet(url string, headers []string) Fetched {
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		return Fetched{Error: errString(err)}
+	}
+	for _, h := range headers {
+		k, v, _ := strings.Cut(h, ":")
+		req.Header.Add(k, strings.TrimSpace(v))
+	}
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{ForceAttemptHTTP2: true}}
+	resp, err := c.Do(req)
+	if err != nil {
+		return Fetched{Error: errString(err)}
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	return Fetched{Status: resp.StatusCode, Proto: resp.Proto, Body: string(b)}
 }

@@ -36,6 +36,7 @@ func runVerify(plan verify.Plan) verify.Report {
 	wg.Go(func() { r.Dials = dialAll(plan.Dials, timeout) })
 	wg.Go(func() { r.Reach = reachAll(plan.Reach, timeout) })
 	wg.Go(func() { r.Names = namesAll(plan.Names, timeout) })
+	wg.Go(func() { r.Foreign = foreignAll(plan.Foreign) })
 	wg.Go(func() { r.DeniedLookup = lookup(plan.DeniedName, timeout) })
 	wg.Go(func() { r.DirectDNS = directDNS(plan.DirectDNS, timeout) })
 	wg.Go(func() { r.IPv6 = ipv6(timeout) })
@@ -270,6 +271,17 @@ func namesAll(ns []verify.NameProbe, timeout time.Duration) []verify.NameResult 
 		})
 	}
 	wg.Wait()
+	return out
+}
+
+// foreignAll sends each request with a credential the sandbox was not
+// given, trusting what the sandbox trusts (SSL_CERT_FILE).
+func foreignAll(ps []verify.ForeignProbe) []verify.ForeignResult {
+	out := make([]verify.ForeignResult, len(ps))
+	for i, p := range ps {
+		f := httpsGet(p.URL, []string{p.Header + ": " + p.Value})
+		out[i] = verify.ForeignResult{ForeignProbe: p, Status: f.Status, Body: f.Body, Err: f.Error}
+	}
 	return out
 }
 

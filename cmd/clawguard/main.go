@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -49,6 +50,7 @@ type globals struct {
 	dnsUpstreams      []string
 	probe             string
 	debug             bool
+	upstreamCA        string
 	// service is set by the daemon command: a service's log is its
 	// record (starts, adoptions, exits), so it logs from Info; the CLI
 	// commands print their own results and log only warnings.
@@ -110,6 +112,8 @@ Start with:
 	pf.StringSliceVar(&g.dnsUpstreams, "dns-upstream", nil, "DNS servers allowlisted names are resolved with, IP[:PORT] (default: the host's resolv.conf nameservers)")
 	pf.StringVar(&g.probe, "probe", "", "the static verify probe mounted into every sandbox (default: cgprobe next to this binary, else "+installedProbe+")")
 	pf.BoolVar(&g.debug, "debug", false, "log debug detail to stderr")
+	pf.StringVar(&g.upstreamCA, "upstream-ca", "", "also trust the PEM certificates in this file for the hosts credentials are bound to (tests: the fake internet's API)")
+	_ = pf.MarkHidden("upstream-ca")
 
 	root.AddCommand(
 		runCmd(g), stopCmd(g), statusCmd(g), verifyCmd(g), allowlistCmd(g), execCmd(g), logsCmd(g), profileCmd(g), reconcileCmd(g), volumeCmd(g), daemonCmd(g), versionCmd(), logWriterCmd(),
@@ -171,8 +175,31 @@ func (g *globals) supervisor(ctx context.Context, step func(string, time.Duratio
 		rt.Close()
 		return nil, nil, usage("%v", err)
 	}
-	cfg := enforce.Config{StateDir: g.stateDir, DNSUpstreams: upstreams, Log: log, Step: step, ProbePath: g.probePath(), ExtraSpecOpts: weaken, Sockets: g.sockets}
+	cfg := enforce.Config{StateDir: g.stateDir, DNSUpstreams: upstreams, Log: log, Step: step, ProbePath: g.probePath(), ExtraSpecOpts: weaken, Sockets: g.sockets,
+		NoBroker: weakened("credentials")}
+	if g.upstreamCA != "" {
+		if cfg.UpstreamCAs, err = upstreamCAs(g.upstreamCA); err != nil {
+			rt.Close()
+			return nil, nil, usage("--upstream-ca: %v", err)
+		}
+	}
 	return enforce.New(cfg, rt, host), func() { rt.Close() }, nil
+}
+
+// upstreamCAs is the host's trust store and the certificates of file.
+func upstreamCAs(file string) (*x509.CertPool, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", file)
+	}
+	return pool, nil
 }
 
 // installedProbe is where `make install` puts the verify probe.

@@ -58,11 +58,14 @@ var weakenings = map[string]func(s *oci.Spec, arg string){
 	// name-gate: nothing is sent to the name gate (see weakened);
 	// nothing of the spec changes.
 	"name-gate": func(*oci.Spec, string) {},
-	"cap":       func(s *oci.Spec, _ string) { addCap(s, "CAP_CHOWN") },
-	"rootfs":    func(s *oci.Spec, _ string) { s.Root.Readonly = false },
-	"root":      func(s *oci.Spec, _ string) { s.Process.User.UID, s.Process.User.GID = 0, 0 },
-	"netraw":    func(s *oci.Spec, _ string) { addCap(s, "CAP_NET_RAW") },
-	"cpu":       func(s *oci.Spec, _ string) { s.Linux.Resources.CPU = nil },
+	// credentials: bound secrets are staged as they are and no broker
+	// stands at the gate (see weakened); nothing of the spec changes.
+	"credentials": func(*oci.Spec, string) {},
+	"cap":         func(s *oci.Spec, _ string) { addCap(s, "CAP_CHOWN") },
+	"rootfs":      func(s *oci.Spec, _ string) { s.Root.Readonly = false },
+	"root":        func(s *oci.Spec, _ string) { s.Process.User.UID, s.Process.User.GID = 0, 0 },
+	"netraw":      func(s *oci.Spec, _ string) { addCap(s, "CAP_NET_RAW") },
+	"cpu":         func(s *oci.Spec, _ string) { s.Linux.Resources.CPU = nil },
 	"shmexec": func(s *oci.Spec, _ string) {
 		for i, m := range s.Mounts {
 			if m.Destination == "/dev/shm" {

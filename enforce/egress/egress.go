@@ -13,6 +13,7 @@ import (
 	"maps"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,7 +77,11 @@ type Book struct {
 	// tlsRefusedBy counts the name gate's refusals by namegate.Reason.
 	tlsRefusedBy map[string]uint64
 	tls          TLSNames
-	dirty        chan struct{}
+	// tripwords are the placeholders' random parts; trip is told where
+	// one was seen (a DNS query, a server name).
+	tripwords []string
+	trip      func(where, detail string)
+	dirty     chan struct{}
 }
 
 // installedKey is one set entry; tls, whether it is also one of the name
@@ -196,10 +201,42 @@ func (e *Book) StaticEntries() ([]netrules.NetEntry, error) {
 	return out, nil
 }
 
-// Allowed implements dnsproxy.Gate.
+// Allowed implements dnsproxy.Gate. A name that carries a placeholder is
+// refused, whatever the allowlist says, and trips the wire.
 func (e *Book) Allowed(name string) bool {
+	if e.tripped("a DNS query", name) {
+		return false
+	}
 	_, ok := e.policy.Ports(name)
 	return ok
+}
+
+// SetTripwire makes the placeholders' random parts (words) trip the wire
+// wherever the book sees names: DNS queries and TLS server names. Set it
+// before the gates serve.
+func (e *Book) SetTripwire(words []string, trip func(where, detail string)) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.tripwords, e.trip = words, trip
+}
+
+// tripped reports whether name carries a tripword, in any case and split
+// across labels, and if so trips the wire.
+func (e *Book) tripped(where, name string) bool {
+	e.mu.Lock()
+	words, trip := e.tripwords, e.trip
+	e.mu.Unlock()
+	if len(words) == 0 {
+		return false
+	}
+	flat := strings.ToLower(strings.ReplaceAll(name, ".", ""))
+	for _, w := range words {
+		if strings.Contains(flat, w) {
+			trip(where, fmt.Sprintf("the placeholder of a bound secret in %q", name))
+			return true
+		}
+	}
+	return false
 }
 
 // Forward implements dnsproxy.Gate: a new name under a wildcard is let

@@ -55,6 +55,9 @@ func (n *TLSNames) decide(now time.Time, serverName string, dst netip.AddrPort) 
 	if name == "" {
 		return no(namegate.NoName, "no server name")
 	}
+	if n.b.tripped("a TLS server name", name) {
+		return no(namegate.LeakAttempt, "the placeholder of a bound secret in the server name")
+	}
 	addr, port := dst.Addr().Unmap(), allowlist.Port{Proto: allowlist.TCP, Num: dst.Port()}
 	if n.b.policy.CIDRAllows(addr, port) {
 		return true, namegate.Refusal{} // a cidr: entry opens the address whatever the name

@@ -79,6 +79,11 @@ func (f *World) Stop(_ context.Context, name string, _ time.Duration) error {
 	return nil
 }
 
+func (f *World) Pause(_ context.Context, name string) error {
+	f.Calls = append(f.Calls, "pause")
+	return nil
+}
+
 func (f *World) Delete(_ context.Context, name string) error {
 	f.Calls = append(f.Calls, "delete")
 	delete(f.Tasks, name)

@@ -40,8 +40,9 @@ const (
 	BadName        Reason = "bad_name"
 	RetryRenamed   Reason = "retry_renamed" // the ClientHello after a HelloRetryRequest names another server
 	GateFull       Reason = "gate_full"
-	NotRedirected  Reason = "not_redirected" // made to the gate's own address
-	NoDestination  Reason = "no_destination" // the original destination could not be read
+	LeakAttempt    Reason = "credential_leak_attempt" // a bound secret's placeholder in the server name
+	NotRedirected  Reason = "not_redirected"          // made to the gate's own address
+	NoDestination  Reason = "no_destination"          // the original destination could not be read
 )
 
 // Refusal is why one connection was refused.
@@ -86,7 +87,18 @@ type Config struct {
 	// made inside a network namespace holds an OS thread until it ends,
 	// and a destination that drops SYNs makes each take its whole timeout.
 	MaxDials int
-	Log      *slog.Logger
+	// Broker, if set, takes over the connections to the hosts it is bound
+	// to once they have passed: they are decrypted there, never spliced.
+	Broker Broker
+	Log    *slog.Logger
+}
+
+// Broker serves a host's connections itself (netrules/broker).
+type Broker interface {
+	Bound(host string) bool
+	// Serve takes c, whose ClientHello hello was read already, until
+	// the agent hangs up or ctx ends.
+	Serve(ctx context.Context, c net.Conn, hello []byte, host string, dst netip.AddrPort) error
 }
 
 // Gate accepts the redirected connections of one sandbox.
@@ -191,6 +203,12 @@ func (g *Gate) handle(ctx context.Context, c net.Conn) {
 	}
 	if ok, why := g.d.Decide(time.Now(), h.ServerName, dst); !ok {
 		g.refuse(c, h.ServerName, dst, why)
+		return
+	}
+	if b := g.cfg.Broker; b != nil && b.Bound(h.ServerName) {
+		if err := b.Serve(ctx, c, h.Raw, h.ServerName, dst); err != nil {
+			g.cfg.Log.Debug("namegate: broker", "server_name", h.ServerName, "destination", dst, "error", err)
+		}
 		return
 	}
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
