@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -73,8 +74,31 @@ func startFakeAPI(ln net.Listener, caFile string) (*fakeAPI, error) {
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			a.mu.Lock()
 			a.got = append(a.got, apiRequest{Path: r.URL.Path, APIKey: r.Header.Get("X-Api-Key"), Authorization: r.Header.Get("Authorization")})
+			if len(a.got) > 10000 { // the benchmarks' thousands
+				a.got = a.got[len(a.got)-1000:]
+			}
 			a.mu.Unlock()
-			fmt.Fprintf(w, "api answered %s over %s", r.URL.Path, r.Proto)
+			switch r.URL.Path {
+			case "/big": // MIB MiB of zeros
+				mib, _ := strconv.Atoi(r.URL.Query().Get("mib"))
+				buf := make([]byte, 1<<20)
+				for range min(mib, 4096) {
+					if _, err := w.Write(buf); err != nil {
+						return
+					}
+				}
+			case "/sse": // N events MS apart, each the time it was sent (Unix ns)
+				n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+				gap, _ := strconv.Atoi(r.URL.Query().Get("ms"))
+				w.Header().Set("Content-Type", "text/event-stream")
+				for range min(n, 10000) {
+					fmt.Fprintf(w, "data: %d\n\n", time.Now().UnixNano())
+					w.(http.Flusher).Flush()
+					time.Sleep(time.Duration(gap) * time.Millisecond)
+				}
+			default:
+				fmt.Fprintf(w, "api answered %s over %s", r.URL.Path, r.Proto)
+			}
 		}),
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}},
 		ReadHeaderTimeout: 10 * time.Second,

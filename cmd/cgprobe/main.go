@@ -55,7 +55,7 @@ func main() {
 		out = forkbomb()
 	case "all":
 		out = map[string]any{"identity": identity(), "fs": filesystems(), "limits": limits(), "net": network(), "syscalls": syscalls(), "secrets": secrets()}
-	case "resolve", "connect", "connect-from", "tls", "tlsodd", "https", "tlsbench", "tlshold", "dns", "ping", "race", "listen", "bind", "serve-dns", "serve-cdn", "connrate", "hold", "dnsmany", "throughput", "dnslatency", "dnsflood":
+	case "resolve", "connect", "connect-from", "tls", "tlsodd", "https", "httpsbench", "tlsbench", "tlshold", "dns", "ping", "race", "listen", "bind", "serve-dns", "serve-cdn", "connrate", "hold", "dnsmany", "throughput", "dnslatency", "dnsflood":
 		v, err := netCheck(os.Args[1:])
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "cgprobe:", err)

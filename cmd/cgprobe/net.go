@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -93,6 +94,17 @@ func netCheck(args []string) (any, error) {
 			return nil, fmt.Errorf("usage: https URL [NAME:VALUE]...")
 		}
 		return httpsGet(args[1], args[2:]), nil
+	case "httpsbench": // httpsbench BASE-URL N MIB EVENTS [NAME:VALUE]...: N requests on one kept-alive connection, a MIB MiB download, EVENTS server-sent events 50 ms apart
+		if len(args) < 5 {
+			return nil, fmt.Errorf("usage: httpsbench BASE-URL N MIB EVENTS [NAME:VALUE]...")
+		}
+		n, err1 := strconv.Atoi(args[2])
+		mib, err2 := strconv.Atoi(args[3])
+		events, err3 := strconv.Atoi(args[4])
+		if err1 != nil || err2 != nil || err3 != nil || n < 1 || n > 100000 || mib < 0 || mib > 4096 || events < 0 || events > 10000 {
+			return nil, fmt.Errorf("N must be 1-100000, MIB 0-4096, EVENTS 0-10000")
+		}
+		return httpsBench(args[1], n, mib, events, args[5:]), nil
 	case "tlsbench": // tlsbench HOST:PORT SERVER-NAME N MIB [WORKERS]: N handshakes one after another, N more from WORKERS at once, then MIB uploaded over one
 		if len(args) != 5 && len(args) != 6 {
 			return nil, fmt.Errorf("usage: tlsbench HOST:PORT SERVER-NAME N MIB [WORKERS]")
@@ -859,4 +871,85 @@ func httpsGet(url string, headers []string) Fetched {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	return Fetched{Status: resp.StatusCode, Proto: resp.Proto, Body: string(b)}
+}
+
+// HTTPSBench is what httpsbench measured: each request's time on a kept
+// connection, the download rate, and how late each event arrived after the
+// server sent it (the server and the probe share the host's clock).
+type HTTPSBench struct {
+	Requests   []int64 // microseconds, each
+	MbitPerSec float64
+	EventLates []int64 // microseconds, each
+	Proto      string
+	Error      string
+}
+
+func httpsBench(base string, n, mib, events int, headers []string) HTTPSBench {
+	var res HTTPSBench
+	c := &http.Client{Timeout: 5 * time.Minute, Transport: &http.Transport{
+		ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 1,
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // a benchmark: both paths alike
+	}}
+	get := func(path string) (*http.Response, error) {
+		req, err := http.NewRequest("GET", base+path, nil)
+		if err != nil {
+			return nil, err
+		}
+		for _, h := range headers {
+			k, v, _ := strings.Cut(h, ":")
+			req.Header.Add(k, strings.TrimSpace(v))
+		}
+		resp, err := c.Do(req)
+		if err == nil && resp.StatusCode != 200 {
+			resp.Body.Close()
+			return nil, fmt.Errorf("%s: %s", path, resp.Status)
+		}
+		return resp, err
+	}
+	for i := range n + 1 {
+		t := time.Now()
+		resp, err := get("/small")
+		if err != nil {
+			res.Error = errString(err)
+			return res
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		res.Proto = resp.Proto
+		if i > 0 { // the first opens the connection
+			res.Requests = append(res.Requests, time.Since(t).Microseconds())
+		}
+	}
+	if mib > 0 {
+		t := time.Now()
+		resp, err := get(fmt.Sprintf("/big?mib=%d", mib))
+		if err != nil {
+			res.Error = errString(err)
+			return res
+		}
+		got, _ := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		res.MbitPerSec = float64(got) * 8 / 1e6 / time.Since(t).Seconds()
+	}
+	if events > 0 {
+		resp, err := get(fmt.Sprintf("/sse?n=%d&ms=50", events))
+		if err != nil {
+			res.Error = errString(err)
+			return res
+		}
+		defer resp.Body.Close()
+		br := bufio.NewReader(resp.Body)
+		for {
+			line, err := br.ReadString('\n')
+			if sent, ok := strings.CutPrefix(strings.TrimSpace(line), "data: "); ok {
+				if ns, err := strconv.ParseInt(sent, 10, 64); err == nil {
+					res.EventLates = append(res.EventLates, time.Since(time.Unix(0, ns)).Microseconds())
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+	}
+	return res
 }

@@ -164,7 +164,9 @@ func TestThePlaceholderReachesTheHostAsTheRealKey(t *testing.T) {
 			if code != 200 || body != proto+" answer to /v1/messages" {
 				t.Fatalf("%d %q", code, body)
 			}
-			if got := a.received(); len(got) != 1 || got[0] != "HTTP/2.0 x-api-key=\""+realKey+"\" authorization=\"\"" {
+			// Upstream, HTTP/1.1 whatever the agent spoke: a large answer
+			// moves faster through Go's HTTP/1.1 client (docs/benchmarks.md).
+			if got := a.received(); len(got) != 1 || got[0] != "HTTP/1.1 x-api-key=\""+realKey+"\" authorization=\"\"" {
 				t.Fatalf("the host received %q", got)
 			}
 		})
