@@ -364,6 +364,9 @@ func (in inner) mirror(sandbox string, entries []Entry) error {
 	var tls []Entry
 	for _, e := range entries {
 		if e.TLS {
+			if e.TLSTimeout > 0 {
+				e.Timeout = e.TLSTimeout
+			}
 			tls = append(tls, e)
 		}
 	}

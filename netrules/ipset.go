@@ -25,9 +25,11 @@ type Entry struct {
 	Proto   uint8
 	Port    uint16
 	Timeout time.Duration
-	// TLS puts the entry behind the name gate too: the sandbox's own
-	// namespace sends its connections there to be checked by name.
-	TLS bool
+	// TLS puts the entry behind the name gate too, for TLSTimeout (or
+	// Timeout, if zero): the sandbox's own namespace sends its connections
+	// there to be checked by name.
+	TLS        bool
+	TLSTimeout time.Duration
 }
 
 // maxSetTimeout is what the kernel accepts for a set entry (in seconds).

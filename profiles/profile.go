@@ -189,11 +189,11 @@ func (a AllowEntry) TLSPorts() []int {
 	return nil
 }
 
-// ByAddress are the entry's TCP ports on which it opted out of the name
-// gate (tls: false), where TLS would otherwise be checked: status and verify
-// say so.
+// ByAddress are the entry's ports on which it opted out of the name gate
+// (tls: false), where TLS would otherwise be checked, over TCP or (QUIC)
+// UDP: status and verify say so.
 func (a AllowEntry) ByAddress() []int {
-	if a.Host == "" || a.TLS == nil || *a.TLS || !slices.Contains(a.Protos(), "tcp") || !slices.Contains(a.Ports, DefaultTLSPort) {
+	if a.Host == "" || a.TLS == nil || *a.TLS || !slices.Contains(a.Ports, DefaultTLSPort) {
 		return nil
 	}
 	return []int{DefaultTLSPort}

@@ -392,7 +392,7 @@ func TestPort443OfAHostIsBehindTheNameGateUnlessTheEntrySaysOtherwise(t *testing
 		{"tls: false opts 443 out", AllowEntry{Host: "a.example.com", Ports: []int{443, 80}, TLS: &no}, nil, []int{443}},
 		{"tls: false elsewhere opts nothing out", AllowEntry{Host: "a.example.com", Ports: []int{80}, TLS: &no}, nil, nil},
 		{"a cidr is checked by address", AllowEntry{CIDR: "198.51.100.0/24", Ports: []int{443}}, nil, nil},
-		{"udp alone has no TLS", AllowEntry{Host: "a.example.com", Ports: []int{443}, Protocols: []string{"udp"}, TLS: &no}, nil, nil},
+		{"QUIC opted out is by address too", AllowEntry{Host: "a.example.com", Ports: []int{443}, Protocols: []string{"udp"}, TLS: &no}, nil, []int{443}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := tc.entry.TLSPorts(); !slices.Equal(got, tc.tls) {

@@ -84,7 +84,7 @@ type Book struct {
 	dirty     chan struct{}
 }
 
-// installedKey is one set entry; tls, whether it is also one of the name
+// installedKey is one set entry: of the main set, or with tls of the name
 // gate's (an address and port is checked by name once any name there asks
 // for it, so the two are written and kept apart).
 type installedKey struct {
@@ -293,18 +293,35 @@ func (e *Book) admit(name string, addrs []netip.Addr, ttl time.Duration, src all
 	// longer, skipping the writes that should have followed.
 	e.setMu.Lock()
 	defer e.setMu.Unlock()
+	//
+	// An address and port behind the name gate is an entry of both sets,
+	// the gate's kept apart: a gated name's answer must not shorten the
+	// entry a name checked by address holds in the main set, nor the
+	// other way round.
 	var entries []netrules.Entry
 	var wrote []installedKey
 	var until []time.Time
 	e.mu.Lock()
 	for _, b := range bindings {
 		for _, port := range b.Ports {
-			k := installedKey{addr: b.Addr, port: port, tls: e.policy.NameGated(name, port)}
-			if in, ok := e.installed[k]; ok && !in.Before(b.Expires.Add(-grace/2)) {
+			gated := e.policy.NameGated(name, port)
+			main, gate := installedKey{addr: b.Addr, port: port}, installedKey{addr: b.Addr, port: port, tls: true}
+			covered := func(k installedKey) bool {
+				in, ok := e.installed[k]
+				return ok && !in.Before(b.Expires.Add(-grace/2))
+			}
+			if covered(main) && (!gated || covered(gate)) {
 				continue
 			}
-			entries = append(entries, netrules.Entry{Addr: b.Addr, Proto: port.Proto, Port: port.Num, Timeout: b.Expires.Sub(now), TLS: k.tls})
-			wrote, until = append(wrote, k), append(until, b.Expires)
+			mainUntil := later(e.installed[main], b.Expires)
+			en := netrules.Entry{Addr: b.Addr, Proto: port.Proto, Port: port.Num, Timeout: mainUntil.Sub(now)}
+			wrote, until = append(wrote, main), append(until, mainUntil)
+			if gated {
+				gateUntil := later(e.installed[gate], b.Expires)
+				en.TLS, en.TLSTimeout = true, gateUntil.Sub(now)
+				wrote, until = append(wrote, gate), append(until, gateUntil)
+			}
+			entries = append(entries, en)
 		}
 	}
 	e.mu.Unlock()
@@ -322,6 +339,13 @@ func (e *Book) admit(name string, addrs []netip.Addr, ttl time.Duration, src all
 	}
 	e.changed()
 	return keep, nil
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // prune forgets set entries the kernel has let expire.

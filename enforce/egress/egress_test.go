@@ -1,6 +1,7 @@
 package egress
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -186,7 +187,11 @@ func (k *kernelSet) Allow(_ string, es []netrules.Entry) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	for _, e := range es {
-		k.timeout[installedKey{e.Addr, allowlist.Port{Proto: e.Proto, Num: e.Port}, e.TLS}] = e.Timeout
+		port := allowlist.Port{Proto: e.Proto, Num: e.Port}
+		k.timeout[installedKey{e.Addr, port, false}] = e.Timeout
+		if e.TLS {
+			k.timeout[installedKey{e.Addr, port, true}] = cmp.Or(e.TLSTimeout, e.Timeout)
+		}
 	}
 	return nil
 }
@@ -217,16 +222,18 @@ func TestConcurrentAnswersNeverLeaveTheKernelShorterThanTheRecord(t *testing.T) 
 			}()
 		}
 		wg.Wait()
-		// 443 is behind the name gate by default.
-		key := installedKey{a, allowlist.Port{Proto: allowlist.TCP, Num: 443}, true}
-		e.mu.Lock()
-		recorded := e.installed[key].Sub(now)
-		e.mu.Unlock()
-		if recorded <= 0 {
-			t.Fatalf("round %d: the book recorded no entry for %v", round, key)
-		}
-		if got := k.timeout[key]; got < recorded {
-			t.Fatalf("round %d: the kernel holds the entry for %s, the book recorded %s", round, got, recorded)
+		// 443 is behind the name gate by default: an entry of both sets.
+		for _, gated := range []bool{false, true} {
+			key := installedKey{a, allowlist.Port{Proto: allowlist.TCP, Num: 443}, gated}
+			e.mu.Lock()
+			recorded := e.installed[key].Sub(now)
+			e.mu.Unlock()
+			if recorded <= 0 {
+				t.Fatalf("round %d: the book recorded no entry for %v", round, key)
+			}
+			if got := k.timeout[key]; got < recorded {
+				t.Fatalf("round %d: the kernel holds %v for %s, the book recorded %s", round, key, got, recorded)
+			}
 		}
 	}
 }
@@ -245,7 +252,8 @@ func TestExpiredEntriesArePruned(t *testing.T) {
 	e.prune(now.Add(10 * time.Minute))
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if len(e.installed) != 1 {
+	// The hour-long address, an entry of the main set and of the gate's.
+	if len(e.installed) != 2 {
 		t.Fatalf("after the minute-long entry expired: %v", e.installed)
 	}
 }
@@ -391,8 +399,8 @@ func TestAFloodOfWildcardNamesLeavesTheBookBounded(t *testing.T) {
 	e.mu.Lock()
 	refusals, installed := len(e.refusals), len(e.installed)
 	e.mu.Unlock()
-	if refusals > refusalsKept || installed > 256 {
-		t.Errorf("%d refusals kept (cap %d), %d set entries recorded for 256 addresses", refusals, refusalsKept, installed)
+	if refusals > refusalsKept || installed > 2*256 {
+		t.Errorf("%d refusals kept (cap %d), %d set entries recorded for 256 addresses (in both sets)", refusals, refusalsKept, installed)
 	}
 	if maxLines := (int(span/time.Minute) + 1) * auditPerMinute; lines > maxLines {
 		t.Errorf("%d audit lines, budget %d", lines, maxLines)
@@ -445,5 +453,33 @@ func TestASharedAddressIsBehindTheNameGateWhileAnyNameThereAsks(t *testing.T) {
 	want := []string{"198.51.100.10:443 tls=false", "198.51.100.10:443 tls=true"}
 	if !slices.Equal(got, want) {
 		t.Errorf("writes %v, want %v", got, want)
+	}
+}
+
+// A name checked by address holds an address for an hour; a name behind
+// the gate answers with it for a minute. The gate's entry is the minute's,
+// and the main set's stays the hour's: neither answer shortens the other's.
+func TestANameBehindTheGateNeverShortensAnotherNamesEntry(t *testing.T) {
+	no := false
+	plain := enforcetest.Allow("plain.example.com", 443)
+	plain.TLS = &no
+	k := &kernelSet{timeout: map[installedKey]time.Duration{}}
+	now := time.Unix(10000, 0)
+	e := testEgress(t, k, &now, plain)
+	a := netip.MustParseAddr("198.51.100.10")
+	port := allowlist.Port{Proto: allowlist.TCP, Num: 443}
+	for _, answer := range []struct {
+		name string
+		ttl  time.Duration
+	}{{"plain.example.com", time.Hour}, {"api.example.com", time.Minute}} {
+		if _, err := e.Admit(context.Background(), answer.name, []netip.Addr{a}, answer.ttl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := k.timeout[installedKey{a, port, false}]; got < time.Hour {
+		t.Errorf("the main set holds the address for %s, shortened from the hour the name checked by address was given", got)
+	}
+	if got := k.timeout[installedKey{a, port, true}]; got <= 0 || got > 2*time.Minute {
+		t.Errorf("the gate's set holds the address for %s, want the gated name's minute and grace", got)
 	}
 }

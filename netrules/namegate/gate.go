@@ -228,7 +228,7 @@ func (g *Gate) handle(ctx context.Context, c net.Conn) {
 	}
 	defer up.Close()
 	defer context.AfterFunc(ctx, func() { up.Close() })()
-	if _, err := up.Write(h.Raw); err != nil {
+	if _, err := up.Write(h.Raw[:h.Len]); err != nil {
 		reset(c)
 		return
 	}
@@ -247,59 +247,78 @@ func (g *Gate) handle(ctx context.Context, c net.Conn) {
 // sameNameOnRetry passes the server's first record to the client and, if
 // it is a HelloRetryRequest, the client's second ClientHello to the server
 // only if it names the same server as the first: a server that routes by
-// the second would otherwise serve a site the gate never judged. A refusal
-// is returned as why; err is a connection that failed.
+// the second would otherwise serve a site the gate never judged. What the
+// client sent after a ClientHello is held back until the server has
+// answered it, so a second ClientHello sent early is judged too. A
+// refusal is returned as why; err is a connection that failed.
 func (g *Gate) sameNameOnRetry(c, up net.Conn, h Hello) (why *Refusal, err error) {
 	deadline := time.Now().Add(g.cfg.HelloTimeout)
 	_ = up.SetReadDeadline(deadline)
 	defer up.SetReadDeadline(time.Time{}) //nolint:errcheck // best effort: the splice sets none
-	typ, rec, err := readRecord(up)
-	if err != nil {
-		return nil, fmt.Errorf("the server's first record: %w", err)
-	}
-	if _, err := c.Write(rec); err != nil {
-		return nil, err
-	}
-	if !helloRetry(typ, rec) {
-		return nil, nil
-	}
-	// The client may send a ChangeCipherSpec first (middlebox
-	// compatibility); then comes its second ClientHello.
 	_ = c.SetReadDeadline(deadline)
 	defer c.SetReadDeadline(time.Time{}) //nolint:errcheck // as above
+	pending := h.Raw[h.Len:]
+	for round := 0; ; round++ {
+		typ, rec, err := readRecord(up)
+		if err != nil {
+			return nil, fmt.Errorf("the server's first record: %w", err)
+		}
+		if _, err := c.Write(rec); err != nil {
+			return nil, err
+		}
+		if !helloRetry(typ, rec) {
+			_, err := up.Write(pending)
+			return nil, err
+		}
+		if round > 0 {
+			return &Refusal{NotTLS, "a second HelloRetryRequest"}, nil
+		}
+		next, why, err := g.secondHello(&prefixed{Conn: c, prefix: pending}, up, deadline)
+		if why != nil || err != nil {
+			return why, err
+		}
+		if next.ServerName != h.ServerName {
+			return &Refusal{RetryRenamed, fmt.Sprintf("the ClientHello after a HelloRetryRequest names %s, the first %s", next.ServerName, h.ServerName)}, nil
+		}
+		if _, err := up.Write(next.Raw[:next.Len]); err != nil {
+			return nil, err
+		}
+		pending = next.Raw[next.Len:]
+	}
+}
+
+// secondHello reads the client's ClientHello after a HelloRetryRequest,
+// passing on the ChangeCipherSpec it may send first (middlebox
+// compatibility).
+func (g *Gate) secondHello(c net.Conn, up net.Conn, deadline time.Time) (Hello, *Refusal, error) {
 	for range 2 {
 		typ, hdr, err := readHeader(c)
 		if err != nil {
 			r := helloRefusal(err)
-			return &r, nil
+			return Hello{}, &r, nil
 		}
-		if typ == recordChangeCipherSpec {
-			rest := make([]byte, int(hdr[3])<<8|int(hdr[4]))
-			if len(rest) > 1 {
-				return &Refusal{NotTLS, "a ChangeCipherSpec record of more than one byte"}, nil
-			}
-			if _, err := io.ReadFull(c, rest); err != nil {
+		if typ != recordChangeCipherSpec {
+			h, err := ReadHello(&prefixed{Conn: c, prefix: hdr}, time.Until(deadline))
+			if err != nil {
 				r := helloRefusal(err)
-				return &r, nil
+				r.Detail = "the second ClientHello: " + r.Detail
+				return Hello{}, &r, nil
 			}
-			if _, err := up.Write(append(hdr, rest...)); err != nil {
-				return nil, err
-			}
-			continue
+			return h, nil, nil
 		}
-		second, err := ReadHello(&prefixed{Conn: c, prefix: hdr}, time.Until(deadline))
-		switch {
-		case err != nil:
+		rest := make([]byte, int(hdr[3])<<8|int(hdr[4]))
+		if len(rest) > 1 {
+			return Hello{}, &Refusal{NotTLS, "a ChangeCipherSpec record of more than one byte"}, nil
+		}
+		if _, err := io.ReadFull(c, rest); err != nil {
 			r := helloRefusal(err)
-			r.Detail = "the second ClientHello: " + r.Detail
-			return &r, nil
-		case second.ServerName != h.ServerName:
-			return &Refusal{RetryRenamed, fmt.Sprintf("the ClientHello after a HelloRetryRequest names %s, the first %s", second.ServerName, h.ServerName)}, nil
+			return Hello{}, &r, nil
 		}
-		_, err = up.Write(second.Raw)
-		return nil, err
+		if _, err := up.Write(append(hdr, rest...)); err != nil {
+			return Hello{}, nil, err
+		}
 	}
-	return &Refusal{NotTLS, "ChangeCipherSpec records where the second ClientHello belongs"}, nil
+	return Hello{}, &Refusal{NotTLS, "ChangeCipherSpec records where the second ClientHello belongs"}, nil
 }
 
 // refuse reports and resets: an RST tells the agent at once, where a plain

@@ -15,6 +15,7 @@ import (
 	"math/big"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -575,9 +576,22 @@ func retryServer(t *testing.T) netip.AddrPort {
 			return
 		}
 		if h, err := ReadHello(&prefixed{Conn: c, prefix: rec}, time.Second); err == nil {
+			// A ServerHello (its random not the retry's), then the page.
+			_, _ = c.Write(append([]byte{recordHandshake, 3, 3, 0, 38, handshakeServerHello, 0, 0, 34, 3, 3}, make([]byte, 32)...))
 			_, _ = io.WriteString(c, "served "+h.ServerName)
+			_, _ = io.Copy(io.Discard, c) // open until the client hangs up, as a real server
 		}
 	})
+}
+
+// served reads the retry server's ServerHello and the page after it.
+func served(c net.Conn) (string, error) {
+	if _, _, err := readRecord(c); err != nil {
+		return "", err
+	}
+	b := make([]byte, 64)
+	n, err := c.Read(b)
+	return string(b[:n]), err
 }
 
 // TestASecondClientHelloMustNameTheFirstsServer: after a HelloRetryRequest
@@ -607,8 +621,7 @@ func TestASecondClientHelloMustNameTheFirstsServer(t *testing.T) {
 		if _, err := c.Write(append(ccs, helloFor(t, &tls.Config{ServerName: second})...)); err != nil {
 			return "", err
 		}
-		got, err := io.ReadAll(c)
-		return string(got), err
+		return served(c)
 	}
 	if got, err := retry(srv.String(), "attacker.example"); got != "served attacker.example" {
 		t.Fatalf("control: straight to the server, the second ClientHello's name is not served (%q, %v): the refusal below would prove nothing", got, err)
@@ -621,6 +634,37 @@ func TestASecondClientHelloMustNameTheFirstsServer(t *testing.T) {
 	}
 	if got, err := retry(gate, "api.example.com"); got != "served api.example.com" {
 		t.Errorf("a second ClientHello naming the same server: %q (%v)", got, err)
+	}
+
+	// The second ClientHello sent early, with the first, and a third
+	// naming the allowed server after the retry: the early one is the
+	// second, and is judged.
+	small := func(name string) []byte {
+		return helloFor(t, &tls.Config{ServerName: name, CurvePreferences: []tls.CurveID{tls.X25519}})
+	}
+	early := func(addr string) (string, error) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write(slices.Concat(small("api.example.com"), ccs, small("attacker.example"))); err != nil {
+			return "", err
+		}
+		if typ, rec, err := readRecord(c); err != nil || !helloRetry(typ, rec) {
+			return "", fmt.Errorf("no HelloRetryRequest: %v", err)
+		}
+		if _, err := c.Write(slices.Concat(ccs, small("api.example.com"))); err != nil {
+			return "", err
+		}
+		return served(c)
+	}
+	if got, err := early(srv.String()); got != "served attacker.example" {
+		t.Fatalf("control: straight to the server, a second ClientHello sent early is not served (%q, %v)", got, err)
+	}
+	if got, err := early(gate); got != "" {
+		t.Errorf("through the gate, a second ClientHello sent with the first was served: %q (%v)", got, err)
 	}
 
 	// A real retry, crypto/tls at both ends.
@@ -659,5 +703,47 @@ func TestAResetIsPassedOnAsAReset(t *testing.T) {
 		if !errors.Is(got, syscall.ECONNRESET) {
 			t.Errorf("%s: the client saw %v, want the server's reset", tc.what, got)
 		}
+	}
+}
+
+// hand is a TLS 1.2 ClientHello with the server_name entries given, as
+// (type, name) pairs: nothing else a server needs to read it.
+func hand(entries ...any) []byte {
+	var list []byte
+	for i := 0; i < len(entries); i += 2 {
+		name := entries[i+1].(string)
+		list = append(list, byte(entries[i].(int)), byte(len(name)>>8), byte(len(name)))
+		list = append(list, name...)
+	}
+	sni := append([]byte{0, 0, byte((len(list) + 2) >> 8), byte(len(list) + 2), byte(len(list) >> 8), byte(len(list))}, list...)
+	body := append([]byte{3, 3}, make([]byte, 32)...)                      // version, random
+	body = append(body, 0, 0, 2, 0xc0, 0x2f, 1, 0)                         // session id, one cipher suite, null compression
+	body = append(append(body, byte(len(sni)>>8), byte(len(sni))), sni...) // extensions
+	msg := append([]byte{1, 0, byte(len(body) >> 8), byte(len(body))}, body...)
+	return append([]byte{recordHandshake, 3, 1, byte(len(msg) >> 8), byte(len(msg))}, msg...)
+}
+
+// A server_name list of two entries, the first of another type, is read by
+// crypto/tls as the second alone; a server that takes the first would serve
+// a name never judged. Only exactly one entry, of type host_name, passes.
+func TestAServerNameListOfMoreThanOneHostNameIsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		hello []byte
+		want  error
+	}{
+		{"one host_name (the control)", hand(0, "api.example.com"), nil},
+		{"another type before it", hand(1, "attacker.example", 0, "api.example.com"), ErrBadName},
+		{"another type after it", hand(0, "api.example.com", 7, "attacker.example"), ErrBadName},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := net.Pipe()
+			defer a.Close()
+			go func() { _, _ = a.Write(tc.hello) }()
+			h, err := ReadHello(b, 2*time.Second)
+			if !errors.Is(err, tc.want) || tc.want == nil && h.ServerName != "api.example.com" {
+				t.Errorf("ReadHello: %q, %v; want %v", h.ServerName, err, tc.want)
+			}
+		})
 	}
 }

@@ -34,8 +34,10 @@ var (
 	errGotHello = errors.New("namegate: ClientHello read")
 )
 
-// extensionECH is the encrypted_client_hello extension's number.
-const extensionECH = 0xfe0d
+// encryptedHello are the extensions that hide the real server name: the
+// encrypted_client_hello extension (0xfe0d), the numbers of its drafts
+// (0xfe08-0xfe0c), and the older encrypted_server_name (0xffce).
+var encryptedHello = []uint16{0xfe08, 0xfe09, 0xfe0a, 0xfe0b, 0xfe0c, 0xfe0d, 0xffce}
 
 // MaxHello is the most the gate reads before it has a whole ClientHello:
 // a ClientHello with post-quantum key shares is about 1.7 KB, and a TLS
@@ -47,6 +49,9 @@ const MaxHello = 16 << 10
 type Hello struct {
 	ServerName string
 	Raw        []byte
+	// Len is how many bytes of Raw are the ClientHello's records; the
+	// rest is what the client sent after it.
+	Len int
 }
 
 // ReadHello reads a ClientHello from c within timeout. On success Raw holds
@@ -64,7 +69,7 @@ func ReadHello(c net.Conn, timeout time.Duration) (Hello, error) {
 	srv := tls.Server(rec, &tls.Config{
 		GetConfigForClient: func(chi *tls.ClientHelloInfo) (*tls.Config, error) {
 			switch {
-			case slices.Contains(chi.Extensions, extensionECH):
+			case slices.ContainsFunc(chi.Extensions, func(e uint16) bool { return slices.Contains(encryptedHello, e) }):
 				judged = ErrECH
 			case chi.ServerName == "":
 				judged = ErrNoName
@@ -85,6 +90,17 @@ func ReadHello(c net.Conn, timeout time.Duration) (Hello, error) {
 	case errors.Is(err, errGotHello) && judged != nil:
 		return h, judged
 	case errors.Is(err, errGotHello):
+		n, err := helloLen(h.Raw)
+		if err != nil {
+			return h, fmt.Errorf("%w: %v", ErrNotTLS, err)
+		}
+		h.Len = n
+		// crypto/tls takes the first name of type host_name and skips
+		// the others; a server that reads the list otherwise would serve
+		// a name the gate never judged.
+		if names, err := serverNames(h.Raw[:n]); err != nil || names != 1 {
+			return h, fmt.Errorf("%w: the server_name extension must hold exactly one name, of type host_name", ErrBadName)
+		}
 		return h, nil
 	case rec.over:
 		return h, ErrTooLarge
@@ -205,4 +221,115 @@ func (p *prefixed) Read(b []byte) (int, error) {
 		return n, nil
 	}
 	return p.Conn.Read(b)
+}
+
+// helloLen is how many bytes of raw hold the records of the ClientHello it
+// begins with, which crypto/tls has read whole.
+func helloLen(raw []byte) (int, error) {
+	var msg []byte
+	for off := 0; off+5 <= len(raw); {
+		typ, n := raw[off], int(raw[off+3])<<8|int(raw[off+4])
+		if typ != recordHandshake {
+			return 0, fmt.Errorf("a record of type %d within the ClientHello", typ)
+		}
+		if off+5+n > len(raw) {
+			break
+		}
+		msg = append(msg, raw[off+5:off+5+n]...)
+		off += 5 + n
+		if len(msg) < 4 {
+			continue
+		}
+		switch want := 4 + (int(msg[1])<<16 | int(msg[2])<<8 | int(msg[3])); {
+		case len(msg) == want:
+			return off, nil
+		case len(msg) > want:
+			return 0, errors.New("more handshake data in the ClientHello's last record")
+		}
+	}
+	return 0, errors.New("no whole ClientHello in what was read")
+}
+
+// serverNames counts the entries of the server_name extension of the
+// ClientHello in records, each of any type, or fails if it holds one not
+// of type host_name.
+func serverNames(records []byte) (int, error) {
+	var msg []byte
+	for off := 0; off+5 <= len(records); {
+		n := int(records[off+3])<<8 | int(records[off+4])
+		msg = append(msg, records[off+5:min(off+5+n, len(records))]...)
+		off += 5 + n
+	}
+	r := reader(msg)
+	if _, ok := r.take(4 + 2 + 32); !ok { // handshake header, version, random
+		return 0, errors.New("short")
+	}
+	for _, width := range []int{1, 2, 1} { // session id, cipher suites, compression
+		if _, ok := r.vector(width); !ok {
+			return 0, errors.New("short")
+		}
+	}
+	exts, ok := r.vector(2)
+	if !ok {
+		return 0, errors.New("no extensions")
+	}
+	for len(exts) > 0 {
+		typ, ok1 := exts.number(2)
+		body, ok2 := exts.vector(2)
+		if !ok1 || !ok2 {
+			return 0, errors.New("a malformed extension")
+		}
+		if typ != 0 {
+			continue
+		}
+		list, ok := body.vector(2)
+		if !ok {
+			return 0, errors.New("a malformed server_name")
+		}
+		count := 0
+		for len(list) > 0 {
+			kind, ok1 := list.number(1)
+			_, ok2 := list.vector(2)
+			if !ok1 || !ok2 {
+				return 0, errors.New("a malformed server_name")
+			}
+			if kind != 0 {
+				return 0, fmt.Errorf("a server name of type %d", kind)
+			}
+			count++
+		}
+		return count, nil
+	}
+	return 0, nil
+}
+
+// reader takes big-endian fields off the front of a byte string.
+type reader []byte
+
+func (r *reader) take(n int) ([]byte, bool) {
+	if n < 0 || len(*r) < n {
+		return nil, false
+	}
+	b := (*r)[:n]
+	*r = (*r)[n:]
+	return b, true
+}
+
+func (r *reader) number(width int) (int, bool) {
+	b, ok := r.take(width)
+	n := 0
+	for _, c := range b {
+		n = n<<8 | int(c)
+	}
+	return n, ok
+}
+
+// vector is a field preceded by its length, of width bytes.
+func (r *reader) vector(width int) (reader, bool) {
+	n, ok := r.number(width)
+	if !ok {
+		return nil, false
+	}
+	b, ok := r.take(n)
+	return reader(b), ok
 }
