@@ -496,15 +496,15 @@ func (s *Supervisor) openNameGate(g *gate, sb netrules.Sandbox, nsPath string, c
 	dial := netrules.NameGateDialer(nsPath)
 	var b namegate.Broker
 	if creds != nil {
-		g.eg.SetTripwire(creds.tripwords(), func(where, detail string) { s.tripwire(sb.Name, onTripwire, where, detail) })
+		g.eg.SetTripwire(creds.tripwords(), func(where, detail string) { s.tripwire(g.eg, sb.Name, onTripwire, where, detail) })
 		br, err := broker.New(broker.Config{
 			Bindings: creds.bindings, CA: creds.ca, Dial: dial, RootCAs: s.cfg.UpstreamCAs, Log: s.cfg.Log.With("sandbox", sb.Name),
 			Refused: func(r broker.Refusal) {
 				if r.Kind == broker.LeakAttempt {
-					s.tripwire(sb.Name, onTripwire, "a request to "+r.Host, r.Detail)
+					s.tripwire(g.eg, sb.Name, onTripwire, "a request to "+r.Host, r.Detail)
 					return
 				}
-				s.audit.Write(sb.Name, audit.Event{Kind: "credential_refused", Name: r.Host, Reason: r.Kind + ": " + r.Detail})
+				g.eg.Alarm(audit.Event{Kind: "credential_refused", Name: r.Host, Reason: r.Kind + ": " + r.Detail})
 			},
 		})
 		if err != nil {
@@ -536,9 +536,13 @@ func (s *Supervisor) openNameGate(g *gate, sb netrules.Sandbox, nsPath string, c
 // what the profile asks: nothing more, freeze the sandbox, or stop it. The
 // agent that sends its placeholder away is trying to leak the key it
 // thinks it holds.
-func (s *Supervisor) tripwire(name, action, where, detail string) {
-	s.audit.Write(name, audit.Event{Kind: "credential_leak_attempt", Reason: where + ": " + detail})
-	s.cfg.Log.Warn("credential leak attempt", "sandbox", name, "where", where, "detail", detail, "on_tripwire", action)
+//
+// The agent decides how often it tries: the audit lines are sampled (on a
+// budget of their own) and so is the log; the action is taken every time.
+func (s *Supervisor) tripwire(eg *egress.Book, name, action, where, detail string) {
+	if eg.Alarm(audit.Event{Kind: "credential_leak_attempt", Reason: where + ": " + detail}) {
+		s.cfg.Log.Warn("credential leak attempt", "sandbox", name, "where", where, "detail", detail, "on_tripwire", action)
+	}
 	ctx := context.Background()
 	switch action {
 	case profiles.TripwireFreeze:

@@ -71,9 +71,14 @@ type Book struct {
 	// those over it, reported with the next line.
 	auditBudget budget
 	unlogged    int
-	drops       []DroppedAnswer
-	denied      []DeniedPacket
-	tlsRefusals []TLSRefusal
+	// alarms are the credential broker's events (a foreign key, a leak
+	// attempt): sampled too, since the agent makes them at will, but on a
+	// budget of their own, which no flood of refused queries can spend.
+	alarms         budget
+	alarmsUnlogged int
+	drops          []DroppedAnswer
+	denied         []DeniedPacket
+	tlsRefusals    []TLSRefusal
 	// tlsRefusedBy counts the name gate's refusals by namegate.Reason.
 	tlsRefusedBy map[string]uint64
 	tls          TLSNames
@@ -156,7 +161,7 @@ func New(name string, p *profiles.Profile, sets Sets, snapPath string, record fu
 		name: name, policy: policy, cache: allowlist.NewCache(), wildcards: allowlist.NewWildcards(policy), net: sets,
 		minTTL: p.Egress.DNS.MinTTL.Duration, maxTTL: p.Egress.DNS.MaxTTL.Duration, log: log,
 		snapPath: snapPath, audit: record, now: time.Now, dirty: make(chan struct{}, 1),
-		installed: map[installedKey]time.Time{}, auditBudget: budget{perMinute: auditPerMinute}, tlsRefusedBy: map[string]uint64{},
+		installed: map[installedKey]time.Time{}, auditBudget: budget{perMinute: auditPerMinute}, alarms: budget{perMinute: alarmsPerMinute}, tlsRefusedBy: map[string]uint64{},
 	}
 	e.tls.b = e
 	return e
@@ -389,21 +394,36 @@ func (e *Book) Refused(name, qtype, reason string) {
 // query, a denied packet, a dropped answer) within the sandbox's budget; the
 // events over it are counted, and the count goes with the next line.
 func (e *Book) auditSampled(now time.Time, ev audit.Event) {
+	e.sample(now, ev, &e.auditBudget, &e.unlogged, auditPerMinute)
+}
+
+// alarmsPerMinute bounds the broker's audit lines per sandbox.
+const alarmsPerMinute = 20
+
+// Alarm writes an event of the credential broker's (credential_refused,
+// credential_leak_attempt) on its own budget, and reports whether it was
+// written: the agent decides how often it happens.
+func (e *Book) Alarm(ev audit.Event) bool {
+	return e.sample(e.now(), ev, &e.alarms, &e.alarmsUnlogged, alarmsPerMinute)
+}
+
+func (e *Book) sample(now time.Time, ev audit.Event, b *budget, skipped *int, perMinute int) bool {
 	e.mu.Lock()
-	ok, unlogged := e.auditBudget.take(now), 0
+	ok, unlogged := b.take(now), 0
 	if ok {
-		unlogged, e.unlogged = e.unlogged, 0
+		unlogged, *skipped = *skipped, 0
 	} else {
-		e.unlogged++
+		*skipped++
 	}
 	e.mu.Unlock()
 	if !ok {
-		return
+		return false
 	}
 	if unlogged > 0 {
-		ev.Reason = fmt.Sprintf("%s (and %d events not logged before this one: over %d a minute)", ev.Reason, unlogged, auditPerMinute)
+		ev.Reason = fmt.Sprintf("%s (and %d events not logged before this one: over %d a minute)", ev.Reason, unlogged, perMinute)
 	}
 	e.audit(ev)
+	return true
 }
 
 // aggregate counts r into the refusal of the same name, type and reason if

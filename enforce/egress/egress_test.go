@@ -483,3 +483,28 @@ func TestANameBehindTheGateNeverShortensAnotherNamesEntry(t *testing.T) {
 		t.Errorf("the gate's set holds the address for %s, want the gated name's minute and grace", got)
 	}
 }
+
+// A flood of refused queries spends the audit budget; the broker's alarms
+// have their own, so a leak attempt after it is still written, and a flood
+// of alarms is bounded in turn.
+func TestAnAlarmIsWrittenWhateverFloodCameBefore(t *testing.T) {
+	now := time.Unix(10000, 0)
+	e := testEgress(t, &recordingNet{}, &now)
+	var kinds []string
+	e.audit = func(ev audit.Event) { kinds = append(kinds, ev.Kind) }
+	for range 10 * auditPerMinute {
+		e.Refused("x.evil.example", "A", "not allowlisted")
+	}
+	if !e.Alarm(audit.Event{Kind: "credential_leak_attempt"}) || kinds[len(kinds)-1] != "credential_leak_attempt" {
+		t.Fatalf("the alarm after a flood was not written: %d lines, the last %q", len(kinds), kinds[len(kinds)-1])
+	}
+	written := 0
+	for range 10 * alarmsPerMinute {
+		if e.Alarm(audit.Event{Kind: "credential_refused"}) {
+			written++
+		}
+	}
+	if written >= alarmsPerMinute*2 {
+		t.Errorf("%d alarms written in a minute, over the budget of %d", written, alarmsPerMinute)
+	}
+}
