@@ -67,8 +67,9 @@ func TestOneSandboxCannotFillTheConnectionTable(t *testing.T) {
 }
 
 type dnsRate struct {
-	Count  int
-	Errors int
+	Count   int
+	Errors  int
+	Seconds float64
 }
 
 type held struct {
