@@ -27,6 +27,10 @@ type Binding struct {
 	Key         string
 }
 
+// maxUpstreamConns bounds the connections the broker opens to a bound
+// host for one of the agent's: further requests wait for one to be free.
+const maxUpstreamConns = 16
+
 // credentialHeaders carry credentials to HTTP APIs. A request to a bound
 // host may carry a credential in its binding's header only, and only the
 // placeholder: any other is the agent's own, or an attacker's.
@@ -128,8 +132,12 @@ func (b *Broker) Serve(ctx context.Context, c net.Conn, hello []byte, host strin
 		// HTTP/1.1 upstream, whatever the agent speaks: measured, a
 		// large answer passed at 0.66 of the spliced path over HTTP/2 and
 		// 0.73 over HTTP/1.1, and the p99 of small requests halved.
-		ForceAttemptHTTP2:     false,
-		MaxIdleConns:          1,
+		ForceAttemptHTTP2: false,
+		MaxIdleConns:      1,
+		// The agent's HTTP/2 streams each take an HTTP/1.1 connection
+		// upstream; the gate's own dials pass the sandbox's rules ahead of
+		// its connection cap, so the broker keeps its own.
+		MaxConnsPerHost:       maxUpstreamConns,
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: 10 * time.Minute, // a model may think for minutes before its first byte

@@ -334,3 +334,47 @@ func TestTheSandboxCALoadsAgainFromWhatWasKept(t *testing.T) {
 		t.Error("a CA loaded for a host it was not made for")
 	}
 }
+
+// An agent's HTTP/2 connection may carry many streams at once; the broker
+// opens at most maxUpstreamConns connections for them, and the rest wait.
+func TestTheBrokerOpensABoundedNumberOfUpstreamConnections(t *testing.T) {
+	var mu sync.Mutex
+	now, most := 0, 0
+	release := make(chan struct{})
+	a := newAPI(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		now++
+		most = max(most, now)
+		mu.Unlock()
+		<-release
+		mu.Lock()
+		now--
+		mu.Unlock()
+	})
+	c, _ := sandbox(t, a, anthropic, true)
+	const streams = maxUpstreamConns + 8
+	var wg sync.WaitGroup
+	for range streams {
+		wg.Go(func() {
+			if code, body := get(t, c, map[string]string{"X-Api-Key": placeholder}, "/"); code != 200 {
+				t.Errorf("%d %q", code, body)
+			}
+		})
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		mu.Lock()
+		n := now
+		mu.Unlock()
+		if n >= maxUpstreamConns {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // room for any over the cap to arrive
+	close(release)
+	wg.Wait()
+	if most != maxUpstreamConns {
+		t.Errorf("%d requests reached the host at once, want the cap of %d", most, maxUpstreamConns)
+	}
+}
