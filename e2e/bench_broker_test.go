@@ -57,20 +57,6 @@ func BenchmarkBroker(b *testing.B) {
 		late50, dLate50 = append(late50, ms(l50)), append(dLate50, ms(dl50))
 		lateMax = append(lateMax, ms(slicesMax(us(br.EventLates))))
 	}
-	diff := func(g, d []float64) []float64 {
-		out := make([]float64, len(g))
-		for i := range g {
-			out[i] = g[i] - d[i]
-		}
-		return out
-	}
-	ratio := func(g, d []float64) []float64 {
-		out := make([]float64, len(g))
-		for i := range g {
-			out[i] = g[i] / d[i]
-		}
-		return out
-	}
 	writeSection(b, "38-broker.md", fmt.Sprintf(`## Credential broker
 
 Requests to the fake internet's HTTPS API from one sandbox whose key is bound there (the broker terminates TLS,
@@ -87,9 +73,9 @@ the API sent it: both share the host's clock); medians, with the range in bracke
 | server-sent event, late by (p50) | < 5 ms | %.2f ms (%.2f-%.2f) | %.2f ms (%.2f-%.2f) | |
 | server-sent event, late by (worst) | | %.2f ms (%.2f-%.2f) | | |
 `, proto, rounds,
-		median(bp50), minOf(bp50), maxOf(bp50), median(dp50), minOf(dp50), maxOf(dp50), median(diff(bp50, dp50)),
-		median(bp99), minOf(bp99), maxOf(bp99), median(dp99), minOf(dp99), maxOf(dp99), median(diff(bp99, dp99)),
-		median(bMbit), minOf(bMbit), maxOf(bMbit), median(dMbit), minOf(dMbit), maxOf(dMbit), median(ratio(bMbit, dMbit)),
+		median(bp50), minOf(bp50), maxOf(bp50), median(dp50), minOf(dp50), maxOf(dp50), median(pairwise(minus, bp50, dp50)),
+		median(bp99), minOf(bp99), maxOf(bp99), median(dp99), minOf(dp99), maxOf(dp99), median(pairwise(minus, bp99, dp99)),
+		median(bMbit), minOf(bMbit), maxOf(bMbit), median(dMbit), minOf(dMbit), maxOf(dMbit), median(pairwise(over, bMbit, dMbit)),
 		median(late50), minOf(late50), maxOf(late50), median(dLate50), minOf(dLate50), maxOf(dLate50),
 		median(lateMax), minOf(lateMax), maxOf(lateMax)))
 }

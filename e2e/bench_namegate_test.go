@@ -60,20 +60,6 @@ func BenchmarkNameGate(b *testing.B) {
 		gPar, dPar = append(gPar, g.ParallelPerSec), append(dPar, d.ParallelPerSec)
 		gMbit, dMbit = append(gMbit, g.MbitPerSec), append(dMbit, d.MbitPerSec)
 	}
-	added := func(g, d []float64) []float64 {
-		out := make([]float64, len(g))
-		for i := range g {
-			out[i] = g[i] - d[i]
-		}
-		return out
-	}
-	ratio := func(g, d []float64) []float64 {
-		out := make([]float64, len(g))
-		for i := range g {
-			out[i] = g[i] / d[i]
-		}
-		return out
-	}
 
 	// Memory: 1,000 idle connections through the gate, the supervising
 	// process's RSS sampled while they are held.
@@ -119,15 +105,27 @@ HelloRetryRequest). Memory is the supervising process's RSS with
 | upload, one connection | ≥ 0.9 of the direct | %.0f Mbit/s (%.0f-%.0f) | %.0f Mbit/s (%.0f-%.0f) | ratio %.2f |
 | memory per idle connection | ≤ 32 KiB | %.1f KiB | | RSS %d MiB before, %d MiB with %d open |
 `, rounds, idle,
-		median(gp50), minOf(gp50), maxOf(gp50), median(dp50), minOf(dp50), maxOf(dp50), median(added(gp50, dp50)),
-		median(gp99), minOf(gp99), maxOf(gp99), median(dp99), minOf(dp99), maxOf(dp99), median(added(gp99, dp99)),
-		median(gRate), minOf(gRate), maxOf(gRate), median(dRate), minOf(dRate), maxOf(dRate), median(ratio(gRate, dRate)),
-		median(gPar), minOf(gPar), maxOf(gPar), median(dPar), minOf(dPar), maxOf(dPar), median(ratio(gPar, dPar)),
-		median(gMbit), minOf(gMbit), maxOf(gMbit), median(dMbit), minOf(dMbit), maxOf(dMbit), median(ratio(gMbit, dMbit)),
+		median(gp50), minOf(gp50), maxOf(gp50), median(dp50), minOf(dp50), maxOf(dp50), median(pairwise(minus, gp50, dp50)),
+		median(gp99), minOf(gp99), maxOf(gp99), median(dp99), minOf(dp99), maxOf(dp99), median(pairwise(minus, gp99, dp99)),
+		median(gRate), minOf(gRate), maxOf(gRate), median(dRate), minOf(dRate), maxOf(dRate), median(pairwise(over, gRate, dRate)),
+		median(gPar), minOf(gPar), maxOf(gPar), median(dPar), minOf(dPar), maxOf(dPar), median(pairwise(over, gPar, dPar)),
+		median(gMbit), minOf(gMbit), maxOf(gMbit), median(dMbit), minOf(dMbit), maxOf(dMbit), median(pairwise(over, gMbit, dMbit)),
 		perConn, before>>20, peak>>20, idle))
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// pairwise is f of each round's two measurements, g's and d's.
+func pairwise(f func(g, d float64) float64, g, d []float64) []float64 {
+	out := make([]float64, len(g))
+	for i := range g {
+		out[i] = f(g[i], d[i])
+	}
+	return out
+}
+
+func minus(g, d float64) float64 { return g - d }
+func over(g, d float64) float64  { return g / d }
 
 func minOf(v []float64) float64 { return slices.Min(v) }
 func maxOf(v []float64) float64 { return slices.Max(v) }

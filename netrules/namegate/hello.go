@@ -90,7 +90,7 @@ func ReadHello(c net.Conn, timeout time.Duration) (Hello, error) {
 	case errors.Is(err, errGotHello) && judged != nil:
 		return h, judged
 	case errors.Is(err, errGotHello):
-		n, err := helloLen(h.Raw)
+		n, msg, err := helloLen(h.Raw)
 		if err != nil {
 			return h, fmt.Errorf("%w: %v", ErrNotTLS, err)
 		}
@@ -98,7 +98,7 @@ func ReadHello(c net.Conn, timeout time.Duration) (Hello, error) {
 		// crypto/tls takes the first name of type host_name and skips
 		// the others; a server that reads the list otherwise would serve
 		// a name the gate never judged.
-		if names, err := serverNames(h.Raw[:n]); err != nil || names != 1 {
+		if names, err := serverNames(msg); err != nil || names != 1 {
 			return h, fmt.Errorf("%w: the server_name extension must hold exactly one name, of type host_name", ErrBadName)
 		}
 		return h, nil
@@ -224,13 +224,14 @@ func (p *prefixed) Read(b []byte) (int, error) {
 }
 
 // helloLen is how many bytes of raw hold the records of the ClientHello it
-// begins with, which crypto/tls has read whole.
-func helloLen(raw []byte) (int, error) {
+// begins with, which crypto/tls has read whole, and the ClientHello
+// message those records carry.
+func helloLen(raw []byte) (int, []byte, error) {
 	var msg []byte
 	for off := 0; off+5 <= len(raw); {
 		typ, n := raw[off], int(raw[off+3])<<8|int(raw[off+4])
 		if typ != recordHandshake {
-			return 0, fmt.Errorf("a record of type %d within the ClientHello", typ)
+			return 0, nil, fmt.Errorf("a record of type %d within the ClientHello", typ)
 		}
 		if off+5+n > len(raw) {
 			break
@@ -242,24 +243,17 @@ func helloLen(raw []byte) (int, error) {
 		}
 		switch want := 4 + (int(msg[1])<<16 | int(msg[2])<<8 | int(msg[3])); {
 		case len(msg) == want:
-			return off, nil
+			return off, msg, nil
 		case len(msg) > want:
-			return 0, errors.New("more handshake data in the ClientHello's last record")
+			return 0, nil, errors.New("more handshake data in the ClientHello's last record")
 		}
 	}
-	return 0, errors.New("no whole ClientHello in what was read")
+	return 0, nil, errors.New("no whole ClientHello in what was read")
 }
 
 // serverNames counts the entries of the server_name extension of the
-// ClientHello in records, each of any type, or fails if it holds one not
-// of type host_name.
-func serverNames(records []byte) (int, error) {
-	var msg []byte
-	for off := 0; off+5 <= len(records); {
-		n := int(records[off+3])<<8 | int(records[off+4])
-		msg = append(msg, records[off+5:min(off+5+n, len(records))]...)
-		off += 5 + n
-	}
+// ClientHello message msg, or fails if it holds one not of type host_name.
+func serverNames(msg []byte) (int, error) {
 	r := reader(msg)
 	if _, ok := r.take(4 + 2 + 32); !ok { // handshake header, version, random
 		return 0, errors.New("short")
