@@ -133,7 +133,7 @@ func (b *Broker) Serve(ctx context.Context, c net.Conn, hello []byte, host strin
 		// large answer passed at 0.66 of the spliced path over HTTP/2 and
 		// 0.73 over HTTP/1.1, and the p99 of small requests halved.
 		ForceAttemptHTTP2: false,
-		MaxIdleConns:      1,
+		MaxIdleConns:      maxUpstreamConns,
 		// The agent's HTTP/2 streams each take an HTTP/1.1 connection
 		// upstream; the gate's own dials pass the sandbox's rules ahead of
 		// its connection cap, so the broker keeps its own.
